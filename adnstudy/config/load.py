@@ -1,0 +1,198 @@
+"""Read a case file: YAML with line numbers, a defaults file merged underneath, typed validation.
+
+Errors name the file, the dotted field path and, where the YAML shows it, the line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from adnstudy.config.schema import STAGE_SECTIONS, CaseConfig
+from adnstudy.errors import CaseError
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A validated case: its typed configuration plus where it came from."""
+
+    config: CaseConfig
+    path: Path
+    file_sha256: str
+    config_sha256: str
+    #: field path -> (file, line) for messages about values found after validation
+    lines: dict[Loc, tuple[str, int]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return self.config.name or self.path.stem
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, p: Path) -> Path:
+        """A path from the case, relative to the case file's folder."""
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def where(self, *loc: str | int) -> tuple[str, int | None]:
+        """(file, line) of a field, for error messages raised after loading."""
+        for n in range(len(loc), 0, -1):
+            hit = self.lines.get(tuple(loc[:n]))
+            if hit:
+                return hit
+        return str(self.path), None
+
+    def error(self, message: str, *loc: str | int) -> CaseError:
+        """A :class:`CaseError` pointing at field ``loc`` of this case."""
+        file, line = self.where(*loc)
+        return CaseError(message, file=file, field=_dotted(loc) or None, line=line)
+
+    def require(self, stage: str) -> None:
+        """Raise a clear error if a section the stage needs is absent."""
+        for section in STAGE_SECTIONS[stage]:
+            if getattr(self.config, section) is None:
+                raise CaseError(
+                    f"stage '{stage}' needs the '{section}' section, which this case does not have",
+                    file=self.path,
+                    field=section,
+                )
+
+
+def _dotted(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
+    """Parse a YAML mapping and record the line of every key (1-based)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CaseError("file not found", file=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseError(f"cannot read file ({exc})", file=path) from None
+    if not text.strip():
+        raise CaseError("the file is empty; a case is a YAML mapping with at least 'network'", file=path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CaseError(f"not valid YAML: {problem}", file=path, line=line) from None
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise CaseError(f"a case must be a YAML mapping of sections, not a {kind}", file=path, line=1)
+    lines: dict[Loc, int] = {}
+    _collect_lines(node, (), lines)
+    return data, lines
+
+
+def _collect_lines(node: yaml.Node | None, loc: Loc, out: dict[Loc, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            sub = (*loc, key.value)
+            out[sub] = key.start_mark.line + 1
+            _collect_lines(value, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            sub = (*loc, i)
+            out[sub] = item.start_mark.line + 1
+            _collect_lines(item, sub, out)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge mappings; lists and scalars in ``over`` replace those in ``base``."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_case(path: str | Path) -> Case:
+    """Load, merge with its defaults file, and validate a case file."""
+    path = Path(path)
+    data, case_lines = _read_yaml(path)
+    line_map: dict[Loc, tuple[str, int]] = {k: (str(path), v) for k, v in case_lines.items()}
+
+    merged = data
+    defaults = data.get("defaults")
+    if defaults is not None:
+        if not isinstance(defaults, str):
+            raise CaseError(
+                "must be the path of a YAML defaults file",
+                file=path,
+                field="defaults",
+                line=case_lines.get(("defaults",)),
+            )
+        dpath = (path.parent / defaults).resolve()
+        if not dpath.is_file():
+            raise CaseError(
+                f"defaults file '{defaults}' not found (looked for {dpath})",
+                file=path,
+                field="defaults",
+                line=case_lines.get(("defaults",)),
+            )
+        ddata, dlines = _read_yaml(dpath)
+        if "defaults" in ddata:
+            raise CaseError("a defaults file cannot itself name defaults", file=dpath, field="defaults")
+        merged = _merge(ddata, data)
+        for k, v in dlines.items():
+            line_map.setdefault(k, (str(dpath), v))
+
+    try:
+        config = CaseConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise _case_error(exc, path, line_map) from None
+
+    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True).encode()
+    return Case(
+        config=config,
+        path=path.resolve(),
+        file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        config_sha256=hashlib.sha256(canonical).hexdigest(),
+        lines=line_map,
+    )
+
+
+def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str, int]]) -> CaseError:
+    """The first validation error as one message; the count of others is appended."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    # pydantic appends the model-validator mode or a union member to loc; drop non-field parts
+    loc: Loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    file, line = str(path), None
+    for n in range(len(loc), 0, -1):
+        if loc[:n] in line_map:
+            file, line = line_map[loc[:n]]
+            break
+    kind = first["type"]
+    msg = first["msg"]
+    if kind == "extra_forbidden":
+        msg = "unknown field (check the spelling; see docs/case.md for the fields of this section)"
+    elif kind == "missing":
+        msg = "required field is missing"
+    elif msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    if kind not in ("missing", "extra_forbidden") and "input" in first:
+        shown = first["input"]
+        if not isinstance(shown, dict | list):
+            msg += f" (got {shown!r})"
+    if len(errors) > 1:
+        msg += f" [and {len(errors) - 1} more problem(s)]"
+    return CaseError(msg, file=file, field=_dotted(loc) or None, line=line)

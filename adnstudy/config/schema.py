@@ -1,0 +1,320 @@
+"""Typed schema of a case file.
+
+Every section is a frozen pydantic model that rejects unknown fields, so a typo
+in a case is an error naming the field instead of a silently ignored setting.
+A stage reads only the sections it needs (:data:`STAGE_SECTIONS`); the others may
+be absent. Engineering units are carried in the field names (``_mw``, ``_pu``,
+``_usd_per_mwh``); conversion to per unit happens once, when a model is built.
+The full reference with defaults is ``docs/case.md``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+PositiveInt = Annotated[int, Field(gt=0)]
+BusId = Annotated[int, Field(ge=1)]
+Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
+
+
+class Strict(BaseModel):
+    """Base of every case section: unknown fields are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+# --------------------------------------------------------------------------- network
+class NetworkConfig(Strict):
+    """The radial feeder: a built-in one by name, or user CSV tables."""
+
+    feeder: Literal["ieee33", "ieee69"] | None = Field(
+        None, description="Built-in feeder (Baran & Wu 1989)."
+    )
+    buses: Path | None = Field(None, description="User bus table (CSV), relative to the case file.")
+    branches: Path | None = Field(None, description="User branch table (CSV).")
+    base_mva: Positive = Field(10.0, description="Three-phase power base of the per-unit system.")
+    v_substation_pu: Positive = Field(1.0, description="Substation voltage for power flows.")
+    v_substation_range_pu: tuple[Positive, Positive] | None = Field(
+        None,
+        description="On-load tap-changer range the optimisation may use; "
+        "None fixes the substation at v_substation_pu.",
+    )
+    v_min_pu: Positive = 0.95
+    v_max_pu: Positive = 1.05
+    load_scale: Positive = Field(1.0, description="Multiplier on every bus's peak load.")
+    branch_rating_factor: Positive | None = Field(
+        None,
+        description="Branches without rating_a get this multiple of their base-case "
+        "peak current (the published IEEE feeders carry no ratings).",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NetworkConfig:
+        user = self.buses is not None or self.branches is not None
+        if self.feeder is None and not user:
+            raise ValueError("give either 'feeder' (ieee33, ieee69) or both 'buses' and 'branches'")
+        if self.feeder is not None and user:
+            raise ValueError("give either 'feeder' or 'buses'/'branches', not both")
+        if user and (self.buses is None or self.branches is None):
+            raise ValueError("a user feeder needs both 'buses' and 'branches' CSV files")
+        if self.v_min_pu >= self.v_max_pu:
+            raise ValueError(f"v_min_pu ({self.v_min_pu}) must be below v_max_pu ({self.v_max_pu})")
+        if self.v_substation_range_pu is not None:
+            lo, hi = self.v_substation_range_pu
+            if lo > hi:
+                raise ValueError("v_substation_range_pu must be [low, high] with low <= high")
+        return self
+
+
+# -------------------------------------------------------------------------- profiles
+SeriesKind = Literal["load", "pv", "wind", "price", "other"]
+
+
+class SeriesConfig(Strict):
+    """One annual series: where it comes from and how it becomes per unit."""
+
+    kind: SeriesKind
+    column: str = Field(description="Column in the SimBench profile tables or the CSV file.")
+    file: Path | None = Field(None, description="CSV file for this series (csv source).")
+    normalise: Literal["peak", "none"] | None = Field(
+        None,
+        description="'peak' divides by the series maximum (default for load), 'none' keeps "
+        "values that are already per unit of rating (default for pv and wind).",
+    )
+
+    @property
+    def normalisation(self) -> str:
+        if self.normalise is not None:
+            return self.normalise
+        return "peak" if self.kind == "load" else "none"
+
+
+class ProfilesConfig(Strict):
+    """Annual series for load, PV and wind (and others), resampled to hourly per unit."""
+
+    source: Literal["simbench", "csv"] = "simbench"
+    simbench_code: str = Field(
+        "1-complete_data-mixed-all-0-sw",
+        description="SimBench data set whose shipped profile tables are read.",
+    )
+    file: Path | None = Field(None, description="Default CSV file of the csv source.")
+    time_column: str = "time"
+    series: dict[Name, SeriesConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _csv_has_files(self) -> ProfilesConfig:
+        if self.source == "csv":
+            missing = [n for n, s in self.series.items() if s.file is None and self.file is None]
+            if missing:
+                raise ValueError(
+                    f"source 'csv' needs 'file' (or a 'file' per series); none for {missing}"
+                )
+        if not any(s.kind == "load" for s in self.series.values()):
+            raise ValueError("at least one series must be of kind 'load'")
+        return self
+
+
+# ------------------------------------------------------------------------ clustering
+class ClusteringConfig(Strict):
+    """Typical days (``adnstudy cluster``)."""
+
+    k: PositiveInt = 8
+    representative: Literal["centroid", "medoid"] = "centroid"
+    kernel: Literal["cutoff", "gaussian"] = "gaussian"
+    neighbour_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+        0.02, description="Cut-off distance chosen so a point has this share of points as neighbours."
+    )
+    extreme_days: list[Literal["peak_net_load", "min_net_load"]] = Field(default_factory=list)
+    max_iter: PositiveInt = 300
+    compare: bool = Field(True, description="Also run the comparison methods and report metrics.")
+
+
+# ------------------------------------------------------------------------ candidates
+class CandidateConfig(Strict):
+    """One candidate site: a technology at a bus, built or not (0-1), sized within bounds."""
+
+    bus: BusId
+    tech: Literal["pv", "wind", "storage"]
+    min_mw: NonNegative = 0.0
+    max_mw: Positive
+    module_mw: Positive | None = Field(None, description="Build in whole modules of this size.")
+    profile: Name | None = Field(None, description="Availability series (default: the tech's kind).")
+    capex_usd_per_mw: NonNegative
+    fixed_capex_usd: NonNegative = Field(0.0, description="Site cost paid if built at all.")
+    lifetime_yr: PositiveInt = 20
+    om_usd_per_mwh: NonNegative = 0.0
+    om_usd_per_mw_yr: NonNegative = 0.0
+    pf_min: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
+    energy_mwh_per_mw: Positive | None = Field(None, description="Storage energy-to-power ratio.")
+    islanding: bool = Field(True, description="May supply an island during a fault.")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> CandidateConfig:
+        if self.min_mw > self.max_mw:
+            raise ValueError(f"min_mw ({self.min_mw}) exceeds max_mw ({self.max_mw})")
+        if self.tech == "storage" and self.energy_mwh_per_mw is None:
+            raise ValueError("a storage candidate needs energy_mwh_per_mw")
+        return self
+
+
+class CandidatesConfig(Strict):
+    sites: list[CandidateConfig] = Field(min_length=1)
+    max_penetration: Fraction | None = Field(
+        None, description="Total RES capacity over the feeder's peak load."
+    )
+    budget_usd: Positive | None = None
+
+
+# ------------------------------------------------------------------------- economics
+Hourly = Annotated[list[NonNegative], Field(min_length=24, max_length=24)]
+
+
+class EconomicsConfig(Strict):
+    discount_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.08
+    purchase_price_usd_per_mwh: Hourly = Field(
+        description="Time-of-use price of substation imports, one value per hour of the day."
+    )
+    sell_price_usd_per_mwh: Hourly | None = Field(
+        None, description="Price of substation exports (default: no export revenue)."
+    )
+    wholesale_price_usd_per_mwh: NonNegative | None = Field(
+        None, description="Value of losses for the ADN operator in dispatch."
+    )
+
+
+# ----------------------------------------------------------------------- reliability
+class ReliabilityConfig(Strict):
+    """Branch outage data defaults and index limits (IEEE 1366)."""
+
+    failure_rate_per_km_yr: Positive | None = None
+    failure_rate_per_yr: Positive | None = Field(
+        None, description="Used for branches with neither failure_rate_per_yr nor length_km."
+    )
+    repair_h: Positive = 5.0
+    switching_h: Positive = 1.0
+    voll_usd_per_mwh: NonNegative = 0.0
+    island_credit: Literal["weighted_mean", "p10"] = "weighted_mean"
+    saidi_limit_h: Positive | None = None
+    saifi_limit: Positive | None = None
+    eens_limit_mwh: Positive | None = None
+
+    @model_validator(mode="after")
+    def _rates(self) -> ReliabilityConfig:
+        if self.failure_rate_per_km_yr is None and self.failure_rate_per_yr is None:
+            raise ValueError("give failure_rate_per_yr or failure_rate_per_km_yr")
+        if self.switching_h > self.repair_h:
+            raise ValueError("switching_h must not exceed repair_h")
+        return self
+
+
+# ------------------------------------------------------------------------ microgrids
+class GeneratorConfig(Strict):
+    """Controllable unit, cost a·p² + b·p + c (USD/h, p in MW)."""
+
+    p_min_mw: NonNegative = 0.0
+    p_max_mw: Positive
+    cost_a_usd_per_mw2h: NonNegative = 0.0
+    cost_b_usd_per_mwh: NonNegative = 0.0
+    cost_c_usd_per_h: NonNegative = 0.0
+
+    @model_validator(mode="after")
+    def _limits(self) -> GeneratorConfig:
+        if self.p_min_mw > self.p_max_mw:
+            raise ValueError(f"p_min_mw ({self.p_min_mw}) exceeds p_max_mw ({self.p_max_mw})")
+        return self
+
+
+class StorageConfig(Strict):
+    power_mw: Positive
+    energy_mwh: Positive
+    eta_charge: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
+    eta_discharge: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
+    soc_min: Fraction = 0.1
+    soc_max: Fraction = 0.9
+    soc_initial: Fraction = 0.5
+
+    @model_validator(mode="after")
+    def _soc(self) -> StorageConfig:
+        if not self.soc_min <= self.soc_initial <= self.soc_max:
+            raise ValueError(
+                f"need soc_min <= soc_initial <= soc_max, got "
+                f"{self.soc_min}, {self.soc_initial}, {self.soc_max}"
+            )
+        return self
+
+
+class MicrogridConfig(Strict):
+    name: Name
+    bus: BusId = Field(description="Point of common coupling on the ADN feeder.")
+    load_peak_mw: NonNegative
+    load_profile: Name = "load"
+    pv_mw: NonNegative = 0.0
+    wind_mw: NonNegative = 0.0
+    pcc_limit_mw: Positive = Field(description="Import/export limit at the PCC.")
+    generator: GeneratorConfig | None = None
+    storage: StorageConfig | None = None
+    bargaining_power: Positive = 1.0
+
+
+# ---------------------------------------------------------------------------- market
+class MarketConfig(Strict):
+    fee_mode: Literal["flat", "distance"] = "flat"
+    fee_usd_per_mwh: NonNegative = Field(
+        5.0, description="Flat fee, or fee per ohm of PCC-to-PCC path resistance in 'distance' mode."
+    )
+    fee_payer: Literal["buyer", "seller", "split"] = "split"
+
+
+# ---------------------------------------------------------------------------- solver
+class SolverConfig(Strict):
+    name: str = Field("default", description="'default' or any installed CVXPY solver name.")
+    mip_gap: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-3
+    time_limit_s: Positive | None = None
+    threads: PositiveInt = 2
+    options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------ case
+class CaseConfig(Strict):
+    """A whole case file. ``defaults`` names a YAML file merged underneath it."""
+
+    name: Name | None = None
+    description: str = ""
+    defaults: Path | None = None
+    network: NetworkConfig
+    profiles: ProfilesConfig | None = None
+    clustering: ClusteringConfig | None = None
+    candidates: CandidatesConfig | None = None
+    economics: EconomicsConfig | None = None
+    reliability: ReliabilityConfig | None = None
+    microgrids: list[MicrogridConfig] | None = None
+    market: MarketConfig | None = None
+    solver: SolverConfig = Field(default_factory=SolverConfig)
+
+    @field_validator("microgrids")
+    @classmethod
+    def _unique_names(cls, mgs: list[MicrogridConfig] | None) -> list[MicrogridConfig] | None:
+        if mgs:
+            names = [m.name for m in mgs]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"microgrid names must be unique; repeated: {dup}")
+        return mgs
+
+
+#: Sections each stage needs (besides ``network``, which every stage needs).
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "powerflow": (),
+    "cluster": ("profiles", "clustering"),
+    "plan": ("profiles", "candidates", "economics"),
+    "dispatch": ("profiles", "economics", "microgrids", "market"),
+    "coplan": ("profiles", "candidates", "economics", "microgrids", "market"),
+}
+

@@ -1,0 +1,61 @@
+"""Exceptions that the command line turns into one clear message and an exit code.
+
+The library raises these; it never prints or exits. ``cli.py`` maps
+:class:`CaseError` and :class:`MissingInputError` to exit code 2 (the input is
+wrong) and :class:`SolveError` and any other :class:`AdnstudyError` to exit code 1
+(the input was fine but the computation failed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class AdnstudyError(Exception):
+    """Base class of every error adnstudy reports to a user."""
+
+    exit_code = 1
+
+
+class CaseError(AdnstudyError):
+    """A case file, or a file it refers to, is wrong.
+
+    The message names the file, the field path (``network.v_min_pu``, or a
+    table column and row) and the line where it is known.
+    """
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        field: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.field = field
+        self.line = line
+        self.reason = message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = self.file or ""
+        if self.line is not None:
+            where += f":{self.line}"
+        parts = [p for p in (where, self.field) if p]
+        prefix = ": ".join(parts)
+        return f"{prefix}: {self.reason}" if prefix else self.reason
+
+
+class MissingInputError(AdnstudyError):
+    """A stage needs the output of an earlier stage that is not there."""
+
+    exit_code = 2
+
+
+class SolveError(AdnstudyError):
+    """A solver or an iterative method failed; the message gives status and likely cause."""
+
+    exit_code = 1

@@ -1,0 +1,369 @@
+"""Radial feeders as typed tables, checked on load, with the per-unit arrays models need.
+
+A feeder is two tables (see ``docs/case.md``):
+
+* buses: ``bus, base_kv, p_mw, q_mvar, customers`` and optionally ``substation``
+  (true on exactly one bus; without the column the first row is the substation)
+  and ``load_profile`` (the load series scaling the bus, default the case's first
+  load series);
+* branches: ``from_bus, to_bus, r_ohm, x_ohm`` and optionally ``rating_a``,
+  ``length_km``, ``failure_rate_per_yr``, ``repair_h``, ``switch``
+  (``breaker``, ``sectionaliser``, ``fuse``, ``tie`` or ``none``) and
+  ``normally_open`` (tie lines; they are not part of the radial operating network).
+
+Closed branches are oriented away from the substation. The path matrix ``T``
+(branch × bus, 1 where the branch lies on the path from the substation to the
+bus) gives branch currents and voltage drops of a radial network in one product
+each, for any number of snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from adnstudy.config.schema import NetworkConfig
+from adnstudy.errors import CaseError
+
+BUILTIN_FEEDERS = ("ieee33", "ieee69")
+SWITCH_KINDS = ("breaker", "sectionaliser", "fuse", "tie", "none")
+
+BUS_REQUIRED = ("bus", "base_kv", "p_mw", "q_mvar")
+BRANCH_REQUIRED = ("from_bus", "to_bus", "r_ohm", "x_ohm")
+BRANCH_OPTIONAL_FLOAT = ("rating_a", "length_km", "failure_rate_per_yr", "repair_h")
+
+
+@dataclass(frozen=True, eq=False)
+class Feeder:
+    """A checked radial feeder.
+
+    ``buses`` keeps the table order with the substation moved first; ``branches``
+    holds the closed (operating) branches oriented parent → child, ``ties`` the
+    normally-open ones. Arrays are positional: bus ``i`` is ``buses.iloc[i]``,
+    branch ``k`` is ``branches.iloc[k]``.
+    """
+
+    name: str
+    buses: pd.DataFrame
+    branches: pd.DataFrame
+    ties: pd.DataFrame
+    base_mva: float
+    base_kv: float
+    f: np.ndarray  # sending-end bus position of each branch
+    t: np.ndarray  # receiving-end bus position of each branch
+    parent_branch: np.ndarray  # per bus, the branch feeding it (-1 at the substation)
+    path: sp.csr_matrix  # branch × bus, 1 if the branch lies on the substation→bus path
+
+    @property
+    def n_bus(self) -> int:
+        return len(self.buses)
+
+    @property
+    def n_branch(self) -> int:
+        return len(self.branches)
+
+    @property
+    def bus_ids(self) -> np.ndarray:
+        return self.buses["bus"].to_numpy()
+
+    @property
+    def z_base_ohm(self) -> float:
+        return self.base_kv**2 / self.base_mva
+
+    @property
+    def i_base_ka(self) -> float:
+        return self.base_mva / (np.sqrt(3.0) * self.base_kv)
+
+    @property
+    def r_pu(self) -> np.ndarray:
+        return self.branches["r_ohm"].to_numpy() / self.z_base_ohm
+
+    @property
+    def x_pu(self) -> np.ndarray:
+        return self.branches["x_ohm"].to_numpy() / self.z_base_ohm
+
+    @property
+    def p_load_pu(self) -> np.ndarray:
+        return self.buses["p_mw"].to_numpy() / self.base_mva
+
+    @property
+    def q_load_pu(self) -> np.ndarray:
+        return self.buses["q_mvar"].to_numpy() / self.base_mva
+
+    def position(self, bus_id: int) -> int:
+        """Position of a published bus id in the arrays."""
+        hits = np.flatnonzero(self.bus_ids == bus_id)
+        if len(hits) == 0:
+            raise KeyError(bus_id)
+        return int(hits[0])
+
+    def incidence(self) -> sp.csr_matrix:
+        """Bus × branch incidence: +1 at the sending end, −1 at the receiving end."""
+        m = self.n_branch
+        rows = np.concatenate([self.f, self.t])
+        cols = np.concatenate([np.arange(m), np.arange(m)])
+        vals = np.concatenate([np.ones(m), -np.ones(m)])
+        return sp.csr_matrix((vals, (rows, cols)), shape=(self.n_bus, m))
+
+
+def builtin_path(name: str) -> tuple[Path, Path]:
+    base = resources.files("adnstudy") / "data" / "feeders" / name
+    return Path(str(base / "buses.csv")), Path(str(base / "branches.csv"))
+
+
+def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Feeder:
+    """Read, check and orient the feeder the case's ``network`` section names."""
+    if net.feeder is not None:
+        bus_file, branch_file = builtin_path(net.feeder)
+        name = net.feeder
+    else:
+        assert net.buses is not None and net.branches is not None
+        bus_file = net.buses if net.buses.is_absolute() else base_dir / net.buses
+        branch_file = net.branches if net.branches.is_absolute() else base_dir / net.branches
+        for label, p in (("network.buses", bus_file), ("network.branches", branch_file)):
+            if not p.is_file():
+                raise CaseError(f"feeder table not found: {p}", file=case_file, field=label)
+        name = Path(bus_file).stem
+    buses = _read_table(bus_file)
+    branches = _read_table(branch_file)
+    feeder = build_feeder(name, buses, branches, net.base_mva, bus_file, branch_file)
+    if net.load_scale != 1.0:
+        feeder.buses["p_mw"] *= net.load_scale
+        feeder.buses["q_mvar"] *= net.load_scale
+    if net.branch_rating_factor is not None:
+        _assign_ratings(feeder, net.branch_rating_factor, net.v_substation_pu)
+    return feeder
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, skipinitialspace=True, comment="#")
+    except FileNotFoundError:
+        raise CaseError("file not found", file=path) from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise CaseError(f"not a readable CSV table ({exc})", file=path) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _numeric(df: pd.DataFrame, col: str, file: Path, *, required: bool) -> pd.Series:
+    """Column as float; non-numbers are errors naming the row (file line)."""
+    if col not in df.columns:
+        if required:
+            raise CaseError(f"missing column '{col}'", file=file, field=col)
+        return pd.Series(np.nan, index=df.index, dtype=float)
+    values = pd.to_numeric(df[col], errors="coerce")
+    bad = values.isna() & df[col].notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CaseError(f"row {i + 1}: {df[col].iloc[i]!r} is not a number", file=file, field=col, line=i + 2)
+    if required and values.isna().any():
+        i = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise CaseError(f"row {i + 1}: value is missing", file=file, field=col, line=i + 2)
+    if np.isinf(values).any():
+        i = int(np.flatnonzero(np.isinf(values.to_numpy()))[0])
+        raise CaseError(f"row {i + 1}: value is not finite", file=file, field=col, line=i + 2)
+    return values.astype(float)
+
+
+def _check(mask: np.ndarray, file: Path, col: str, what: str, ids: pd.Series | None = None) -> None:
+    if mask.any():
+        i = int(np.flatnonzero(mask)[0])
+        label = f"bus {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
+        raise CaseError(f"{label}: {what}", file=file, field=col, line=i + 2)
+
+
+def _bool_column(df: pd.DataFrame, col: str, file: Path) -> np.ndarray:
+    if col not in df.columns:
+        return np.zeros(len(df), dtype=bool)
+    text = df[col].astype(str).str.strip().str.lower()
+    truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "nan": False, "": False}
+    bad = ~text.isin(list(truth))
+    _check(bad.to_numpy(), file, col, "must be true or false")
+    return text.map(truth).to_numpy(dtype=bool)
+
+
+def build_feeder(
+    name: str,
+    buses: pd.DataFrame,
+    branches: pd.DataFrame,
+    base_mva: float,
+    bus_file: Path | str = "buses",
+    branch_file: Path | str = "branches",
+) -> Feeder:
+    """Check the two tables and build the oriented radial feeder."""
+    bus_file, branch_file = Path(bus_file), Path(branch_file)
+    if len(buses) < 2:
+        raise CaseError("a feeder needs at least two buses", file=bus_file)
+    # ---- buses
+    b = pd.DataFrame()
+    ids = _numeric(buses, "bus", bus_file, required=True)
+    _check((ids != np.round(ids)).to_numpy() | (ids < 1).to_numpy(), bus_file, "bus", "bus ids must be integers >= 1")
+    b["bus"] = ids.astype(int)
+    dup = b["bus"].duplicated()
+    _check(dup.to_numpy(), bus_file, "bus", "duplicate bus id", b["bus"])
+    for col in ("base_kv", "p_mw", "q_mvar"):
+        b[col] = _numeric(buses, col, bus_file, required=True)
+    _check((b["base_kv"] <= 0).to_numpy(), bus_file, "base_kv", "base_kv must be positive", b["bus"])
+    if b["base_kv"].nunique() > 1:
+        raise CaseError(
+            "all buses must share one base_kv (transformers inside the feeder are not modelled)",
+            file=bus_file,
+            field="base_kv",
+        )
+    cust = _numeric(buses, "customers", bus_file, required=False).fillna(0.0)
+    _check(((cust < 0) | (cust != np.round(cust))).to_numpy(), bus_file, "customers", "customers must be a whole number >= 0", b["bus"])
+    b["customers"] = cust.astype(int)
+    if "load_profile" in buses.columns:
+        b["load_profile"] = buses["load_profile"].fillna("").astype(str).str.strip()
+    else:
+        b["load_profile"] = ""
+    sub = _bool_column(buses, "substation", bus_file)
+    if "substation" in buses.columns:
+        if sub.sum() != 1:
+            raise CaseError(
+                f"exactly one bus must be the substation; found {int(sub.sum())}",
+                file=bus_file,
+                field="substation",
+            )
+        root_row = int(np.flatnonzero(sub)[0])
+    else:
+        root_row = 0
+    order = [root_row] + [i for i in range(len(b)) if i != root_row]
+    b = b.iloc[order].reset_index(drop=True)
+    pos = {int(v): i for i, v in enumerate(b["bus"])}
+
+    # ---- branches
+    if len(branches) == 0:
+        raise CaseError("the branch table is empty", file=branch_file)
+    br = pd.DataFrame()
+    for col in ("from_bus", "to_bus"):
+        v = _numeric(branches, col, branch_file, required=True)
+        br[col] = v.astype(int)
+    for col in ("r_ohm", "x_ohm"):
+        br[col] = _numeric(branches, col, branch_file, required=True)
+    _check((br["r_ohm"] <= 0).to_numpy(), branch_file, "r_ohm", "resistance must be positive")
+    _check((br["x_ohm"] < 0).to_numpy(), branch_file, "x_ohm", "reactance must not be negative")
+    for col in BRANCH_OPTIONAL_FLOAT:
+        v = _numeric(branches, col, branch_file, required=False)
+        _check((v <= 0).to_numpy(), branch_file, col, f"{col} must be positive where given")
+        br[col] = v
+    sw = branches["switch"].fillna("none").astype(str).str.strip().str.lower() if "switch" in branches.columns else pd.Series("none", index=br.index)
+    _check(~sw.isin(SWITCH_KINDS).to_numpy(), branch_file, "switch", f"switch must be one of {', '.join(SWITCH_KINDS)}")
+    br["switch"] = sw.to_numpy()
+    br["normally_open"] = _bool_column(branches, "normally_open", branch_file)
+    for col in ("from_bus", "to_bus"):
+        unknown = ~br[col].isin(list(pos))
+        if unknown.any():
+            i = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise CaseError(
+                f"row {i + 1}: bus {br[col].iloc[i]} is not in the bus table {bus_file.name}",
+                file=branch_file,
+                field=col,
+                line=i + 2,
+            )
+    _check((br["from_bus"] == br["to_bus"]).to_numpy(), branch_file, "to_bus", "a branch must join two different buses")
+    key = br[["from_bus", "to_bus"]].min(axis=1).astype(str) + "-" + br[["from_bus", "to_bus"]].max(axis=1).astype(str)
+    _check(key.duplicated().to_numpy(), branch_file, "from_bus", "duplicate branch between the same two buses")
+
+    closed = br[~br["normally_open"]].reset_index(drop=True)
+    ties = br[br["normally_open"]].reset_index(drop=True)
+    f, t, parent_branch, oriented = _orient(closed, pos, b, branch_file)
+    closed = closed.iloc[oriented["order"]].reset_index(drop=True)
+    swap = oriented["swapped"]
+    fb, tb = closed["from_bus"].to_numpy().copy(), closed["to_bus"].to_numpy().copy()
+    closed["from_bus"] = np.where(swap, tb, fb)
+    closed["to_bus"] = np.where(swap, fb, tb)
+    path = _path_matrix(f, t, parent_branch, len(b))
+    return Feeder(
+        name=name,
+        buses=b,
+        branches=closed,
+        ties=ties,
+        base_mva=float(base_mva),
+        base_kv=float(b["base_kv"].iloc[0]),
+        f=f,
+        t=t,
+        parent_branch=parent_branch,
+        path=path,
+    )
+
+
+def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Path):
+    """Breadth-first from the substation: orient branches, find loops and unreached buses."""
+    n = len(b)
+    a = closed["from_bus"].map(pos).to_numpy()
+    c = closed["to_bus"].map(pos).to_numpy()
+    adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for k, (u, v) in enumerate(zip(a, c, strict=True)):
+        adj[u].append((v, k))
+        adj[v].append((u, k))
+    parent_branch = np.full(n, -1)
+    seen = np.zeros(n, dtype=bool)
+    seen[0] = True
+    used = np.zeros(len(closed), dtype=bool)
+    order: list[int] = []
+    f_list: list[int] = []
+    t_list: list[int] = []
+    swapped = np.zeros(len(closed), dtype=bool)
+    queue = [0]
+    while queue:
+        u = queue.pop(0)
+        for v, k in adj[u]:
+            if used[k]:
+                continue
+            used[k] = True
+            if seen[v]:
+                row = closed.iloc[k]
+                raise CaseError(
+                    f"the feeder is meshed: branch {row['from_bus']}-{row['to_bus']} closes a loop "
+                    "(mark tie lines normally_open=true; the operating network must be radial)",
+                    file=file,
+                    field="from_bus",
+                    line=k + 2,
+                )
+            seen[v] = True
+            parent_branch[v] = len(order)
+            order.append(k)
+            f_list.append(u)
+            t_list.append(v)
+            swapped[k] = a[k] != u
+            queue.append(v)
+    if not seen.all():
+        missing = b["bus"].to_numpy()[~seen].tolist()
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise CaseError(
+            f"the feeder is disconnected: bus(es) {shown} cannot be reached from substation bus {b['bus'].iloc[0]}",
+            file=file,
+        )
+    return (
+        np.array(f_list, dtype=int),
+        np.array(t_list, dtype=int),
+        parent_branch,
+        {"order": np.array(order, dtype=int), "swapped": swapped[np.array(order, dtype=int)]},
+    )
+
+
+def _path_matrix(f: np.ndarray, t: np.ndarray, parent_branch: np.ndarray, n: int) -> sp.csr_matrix:
+    """Branch × bus path matrix; branches are in breadth-first order, so parents come first."""
+    rows: list[np.ndarray] = [np.empty(0, dtype=int)] * n
+    for k in range(len(f)):  # one pass over branches, reusing the parent's path
+        rows[t[k]] = np.append(rows[f[k]], k)
+    r = np.concatenate(rows) if n else np.empty(0, dtype=int)
+    c = np.concatenate([np.full(len(x), j) for j, x in enumerate(rows)])
+    return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(f), n))
+
+
+def _assign_ratings(feeder: Feeder, factor: float, v0: float) -> None:
+    """Unrated branches get ``factor`` × their base-case peak current (stated assumption)."""
+    from adnstudy.network.powerflow import run_powerflow
+
+    res = run_powerflow(feeder, feeder.buses["p_mw"].to_numpy(), feeder.buses["q_mvar"].to_numpy(), v0_pu=v0)
+    i_a = res.i_branch_ka[:, 0] * 1000.0
+    rating = feeder.branches["rating_a"].to_numpy()
+    feeder.branches["rating_a"] = np.where(np.isnan(rating), np.ceil(factor * i_a), rating)
