@@ -1,0 +1,3 @@
+from adnstudy.cli import main
+
+main()

@@ -1,0 +1,222 @@
+"""Command line: thin commands, one library call each; errors become a message and an exit code.
+
+Exit codes: 0 success, 2 bad input (case, feeder, profiles, missing inputs,
+usage), 1 a solve or computation that failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+import traceback
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from adnstudy import __version__
+from adnstudy.errors import AdnstudyError
+
+app = typer.Typer(
+    name="adnstudy",
+    help="Study runner for active distribution networks and microgrids.\n\n"
+    "Example: adnstudy run cases/ieee33.yaml",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    verbose = 0
+
+
+STATE = _State()
+
+CaseArg = Annotated[Path, typer.Argument(help="Case file (YAML).", metavar="CASE", show_default=False)]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option("--out", "-o", help="Results folder (default: results/<case name>).", show_default=False),
+]
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handled(func: F) -> F:
+    """Turn library errors into one line on stderr and the right exit code; no traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except AdnstudyError as exc:
+            if STATE.verbose >= 2:
+                traceback.print_exc()
+            _fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            _fail("interrupted; no results were written for the unfinished stage", 130)
+        except Exception as exc:  # an unexpected failure is still a clean message
+            if STATE.verbose:
+                traceback.print_exc()
+            _fail(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress(message: str):
+    """A spinner on stderr for long steps, shown only on a terminal."""
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        with Console(stderr=True).status(message):
+            yield
+    else:
+        yield
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"adnstudy {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Solver logs (-vv: tracebacks).")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    STATE.verbose = verbose
+    logging.basicConfig(
+        level=logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _load(case: Path):
+    from adnstudy.config.load import load_case
+
+    return load_case(case)
+
+
+def _out(case_obj, out: Path | None) -> Path:
+    from adnstudy.results.store import default_out
+
+    return out if out is not None else default_out(case_obj)
+
+
+@app.command()
+@handled
+def validate(case: CaseArg) -> None:
+    """Check a case file, its feeder and its profiles without solving anything.
+
+    Example: adnstudy validate cases/ieee33.yaml
+    """
+    from adnstudy.config.references import case_feeder
+    from adnstudy.data.profiles import bus_load_profiles, load_profiles
+
+    c = _load(case)
+    feeder = case_feeder(c)
+    lines = [
+        f"case {c.name}: valid ({c.path})",
+        f"  feeder {feeder.name}: {feeder.n_bus} buses, {feeder.n_branch} branches, "
+        f"{len(feeder.ties)} tie lines, peak load {feeder.buses['p_mw'].sum():.4g} MW / "
+        f"{feeder.buses['q_mvar'].sum():.4g} Mvar",
+    ]
+    if c.config.profiles is not None:
+        profiles = load_profiles(c)
+        bus_load_profiles(c, feeder.buses, profiles)
+        lines.append(
+            f"  profiles: {', '.join(profiles.columns)}; {len(profiles)} hours from "
+            f"{profiles.index[0]:%Y-%m-%d} to {profiles.index[-1]:%Y-%m-%d}"
+        )
+    sections = [s for s in ("clustering", "candidates", "economics", "reliability", "microgrids", "market")
+                if getattr(c.config, s) is not None]
+    lines.append(f"  sections: {', '.join(sections) or 'none beyond network'}")
+    typer.echo("\n".join(lines))
+
+
+@app.command()
+@handled
+def powerflow(
+    case: CaseArg,
+    out: OutOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    year: Annotated[bool, typer.Option("--year", help="Every hour of the case's profiles, not just the peak.")] = False,
+) -> None:
+    """AC power flow (backward/forward sweep) of the case's peak snapshot, or of every hour.
+
+    Prints losses and the minimum voltage (published bus numbers, substation = 1)
+    and writes bus, branch and summary tables to OUT/powerflow/.
+
+    Example: adnstudy powerflow cases/ieee33.yaml --json
+    """
+    from adnstudy.stages.powerflow import powerflow_stage
+
+    c = _load(case)
+    out_dir = _out(c, out)
+    with progress("Solving the AC power flow"):
+        summary = powerflow_stage(c, out_dir, mode="year" if year else "peak")
+    if json_out:
+        typer.echo(json.dumps(summary))
+        return
+    net = c.config.network
+    where = "at the peak" if not year else f"in the worst of {summary['hours']} hours"
+    typer.echo(
+        f"{c.name}: losses {where} {summary['p_loss_kw']:.2f} kW, {summary['q_loss_kvar']:.2f} kvar; "
+        f"minimum voltage {summary['v_min_pu']:.4f} pu at bus {summary['v_min_bus']}"
+    )
+    if year:
+        typer.echo(f"annual energy losses {summary['energy_loss_mwh']:.1f} MWh of {summary['energy_import_mwh']:.1f} MWh imported")
+    if summary["v_min_pu"] < net.v_min_pu:
+        typer.echo(f"note: below the case's lower limit v_min_pu = {net.v_min_pu}", err=True)
+    typer.echo(f"results: {out_dir / 'powerflow'}")
+
+
+@app.command()
+@handled
+def run(
+    case: CaseArg,
+    out: OutOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Run every stage even if up to date.")] = False,
+) -> None:
+    """Run every stage the case has sections for, in order, skipping those already up to date.
+
+    Example: adnstudy run cases/ieee33.yaml --out results/ieee33
+    """
+    from adnstudy.pipeline import run_all
+
+    c = _load(case)
+    out_dir = _out(c, out)
+
+    def start(name: str) -> None:
+        if STATE.verbose:
+            typer.echo(f"running {name} ...", err=True)
+
+    with progress("Running the study"):
+        outcomes = run_all(c, out_dir, force=force, on_start=start)
+    for o in outcomes:
+        typer.echo(f"{o.stage:<10} {o.status:<12} {o.detail}")
+    typer.echo(f"results: {out_dir}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,87 @@
+"""The stages in order, and ``adnstudy run``: run each one whose inputs or case changed.
+
+A stage is skipped when its manifest carries the same *run key*: a hash of the
+package version, the resolved case configuration, the stage's options and the
+manifests of the stages it reads. ``--force`` runs everything again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from adnstudy import __version__
+from adnstudy.config.load import Case
+from adnstudy.config.schema import STAGE_SECTIONS
+from adnstudy.results.store import manifest_digest, read_manifest
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[..., dict[str, Any]]  # run(case, out_dir, run_key=...) -> summary
+    requires: tuple[str, ...] = ()
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _powerflow(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
+    from adnstudy.stages.powerflow import powerflow_stage
+
+    return powerflow_stage(case, out_dir, mode="peak", run_key=run_key)
+
+
+#: Every stage ``adnstudy run`` knows, in dependency order.
+STAGES: tuple[Stage, ...] = (Stage("powerflow", _powerflow),)
+
+
+def run_key(case: Case, out_dir: Path, stage: Stage) -> str:
+    payload = {
+        "version": __version__,
+        "config": case.config_sha256,
+        "stage": stage.name,
+        "options": stage.options,
+        "inputs": {s: manifest_digest(out_dir, s) for s in stage.requires},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    stage: str
+    status: str  # "ran", "up to date", "not in case"
+    detail: str = ""
+
+
+def applicable(case: Case, stage: Stage) -> str | None:
+    """None if the case has what the stage needs, else the reason to leave it out."""
+    missing = [s for s in STAGE_SECTIONS[stage.name] if getattr(case.config, s) is None]
+    return f"case has no {', '.join(missing)} section" if missing else None
+
+
+def run_all(
+    case: Case, out_dir: Path, *, force: bool = False, on_start: Callable[[str], None] | None = None
+) -> list[StageOutcome]:
+    outcomes: list[StageOutcome] = []
+    for stage in STAGES:
+        reason = applicable(case, stage)
+        if reason:
+            outcomes.append(StageOutcome(stage.name, "not in case", reason))
+            continue
+        key = run_key(case, out_dir, stage)
+        old = read_manifest(out_dir, stage.name)
+        if not force and old is not None and old.get("run_key") == key:
+            outcomes.append(StageOutcome(stage.name, "up to date", "inputs and case unchanged"))
+            continue
+        if on_start:
+            on_start(stage.name)
+        summary = stage.run(case, out_dir, run_key=key)
+        outcomes.append(StageOutcome(stage.name, "ran", _short(summary)))
+    return outcomes
+
+
+def _short(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())

@@ -1,0 +1,138 @@
+"""``adnstudy powerflow``: the base case of the feeder by AC power flow.
+
+``peak`` solves the published peak snapshot (every bus at its peak load);
+``year`` solves every hour of the case's profiles in one vectorised sweep and
+adds annual energy losses. Tables (see ``docs/results.md``): ``bus``,
+``branch`` and ``summary``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from adnstudy.config.load import Case
+from adnstudy.config.references import case_feeder
+from adnstudy.data.profiles import bus_load_profiles, load_profiles
+from adnstudy.network.feeder import Feeder
+from adnstudy.network.powerflow import PowerFlowResult, run_powerflow
+from adnstudy.results.store import StageWriter
+
+Mode = Literal["peak", "year"]
+
+
+def powerflow_stage(case: Case, out_dir: Path, mode: Mode = "peak", run_key: str | None = None) -> dict[str, Any]:
+    """Solve and write the base-case power flow; returns the summary figures."""
+    net = case.config.network
+    with StageWriter(out_dir, "powerflow", case) as w:
+        with w.phase("load"):
+            feeder = case_feeder(case)
+            if mode == "peak":
+                mult = np.ones((feeder.n_bus, 1))
+                times = None
+            else:
+                profiles = load_profiles(case)
+                mult = bus_load_profiles(case, feeder.buses, profiles)
+                times = profiles.index
+            p = feeder.buses["p_mw"].to_numpy()[:, None] * mult
+            q = feeder.buses["q_mvar"].to_numpy()[:, None] * mult
+        with w.phase("solve"):
+            res = run_powerflow(feeder, p, q, v0_pu=net.v_substation_pu)
+        with w.phase("write"):
+            bus, branch, summary = result_tables(feeder, res, p, q, times)
+            w.table("bus", bus)
+            w.table("branch", branch)
+            w.table("summary", summary)
+            figures = summarise(feeder, res, summary, mode)
+            w.figure("voltage_profile", voltage_figure(feeder, res, figures))
+        w.record(
+            run_key=run_key,
+            mode=mode,
+            solver={"name": "backward_forward_sweep", "status": "converged", "iterations": res.iterations,
+                    "max_mismatch_pu": res.max_mismatch_pu},
+            objective=None,
+            summary=figures,
+        )
+    return figures
+
+
+def result_tables(
+    feeder: Feeder, res: PowerFlowResult, p: np.ndarray, q: np.ndarray, times: pd.DatetimeIndex | None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Tidy tables, one row per (snapshot, bus) and (snapshot, branch)."""
+    n_snap = res.v.shape[1]
+    snap = np.arange(n_snap)
+    nb, nl = feeder.n_bus, feeder.n_branch
+    bus = pd.DataFrame({
+        "snapshot": np.repeat(snap, nb),
+        "bus": np.tile(feeder.bus_ids, n_snap),
+        "v_pu": res.v_pu.T.ravel(),
+        "va_deg": res.va_deg.T.ravel(),
+        "p_load_mw": p.T.ravel(),
+        "q_load_mvar": q.T.ravel(),
+    })
+    i_ka = res.i_branch_ka
+    rating = feeder.branches["rating_a"].to_numpy()[:, None] / 1000.0
+    branch = pd.DataFrame({
+        "snapshot": np.repeat(snap, nl),
+        "from_bus": np.tile(feeder.branches["from_bus"].to_numpy(), n_snap),
+        "to_bus": np.tile(feeder.branches["to_bus"].to_numpy(), n_snap),
+        "p_mw": (res.s_from.real * feeder.base_mva).T.ravel(),
+        "q_mvar": (res.s_from.imag * feeder.base_mva).T.ravel(),
+        "i_ka": i_ka.T.ravel(),
+        "loss_mw": (res.loss.real * feeder.base_mva).T.ravel(),
+        "loss_mvar": (res.loss.imag * feeder.base_mva).T.ravel(),
+        "loading_pct": (100.0 * i_ka / rating).T.ravel(),
+    })
+    vmin_pos = np.argmin(res.v_pu, axis=0)
+    summary = pd.DataFrame({
+        "snapshot": snap,
+        "time": times if times is not None else pd.NaT,
+        "p_import_mw": res.s_from.real[feeder.f == 0].sum(axis=0) * feeder.base_mva,
+        "q_import_mvar": res.s_from.imag[feeder.f == 0].sum(axis=0) * feeder.base_mva,
+        "p_loss_mw": res.p_loss_mw,
+        "q_loss_mvar": res.q_loss_mvar,
+        "v_min_pu": res.v_pu[vmin_pos, snap],
+        "v_min_bus": feeder.bus_ids[vmin_pos],
+    })
+    return bus, branch, summary
+
+
+def summarise(feeder: Feeder, res: PowerFlowResult, summary: pd.DataFrame, mode: Mode) -> dict[str, Any]:
+    """Headline figures at the worst snapshot (lowest voltage; the peak in peak mode), and energy over a year."""
+    worst = int(summary["v_min_pu"].idxmin()) if mode == "year" else 0
+    row = summary.iloc[worst]
+    out: dict[str, Any] = {
+        "p_loss_kw": float(row["p_loss_mw"] * 1000.0),
+        "q_loss_kvar": float(row["q_loss_mvar"] * 1000.0),
+        "v_min_pu": float(row["v_min_pu"]),
+        "v_min_bus": int(row["v_min_bus"]),
+    }
+    if mode == "year":
+        out["hours"] = int(len(summary))
+        out["energy_loss_mwh"] = float(summary["p_loss_mw"].sum())
+        out["energy_import_mwh"] = float(summary["p_import_mw"].sum())
+        out["worst_snapshot"] = worst
+    return out
+
+
+def voltage_figure(feeder: Feeder, res: PowerFlowResult, figures: dict[str, Any]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    worst = figures.get("worst_snapshot", 0)
+    ax.plot(np.arange(feeder.n_bus), res.v_pu[:, worst], marker="o", ms=3)
+    ax.set_xticks(np.arange(feeder.n_bus)[:: max(1, feeder.n_bus // 16)])
+    ax.set_xticklabels(feeder.bus_ids[:: max(1, feeder.n_bus // 16)])
+    ax.set_xlabel("bus")
+    ax.set_ylabel("voltage (pu)")
+    ax.set_title(f"{feeder.name}: voltage at the worst snapshot (min {figures['v_min_pu']:.4f} pu at bus {figures['v_min_bus']})")
+    ax.grid(alpha=0.3)
+    plt.close(fig)
+    return fig
