@@ -189,6 +189,46 @@ def powerflow(
 
 @app.command()
 @handled
+def cluster(
+    case: CaseArg,
+    out: OutOpt = None,
+    suggest_k: Annotated[
+        bool, typer.Option("--suggest-k", help="Propose K from the γ curve and the SSE elbow, explain, and stop.")
+    ] = False,
+) -> None:
+    """Typical days by density-peaks-seeded K-means, compared with the usual alternatives.
+
+    Writes profiles, typical, weights, assignment and metrics tables and two
+    figures to OUT/cluster/.
+
+    Example: adnstudy cluster cases/ieee33.yaml
+    """
+    from adnstudy.stages.cluster import case_days, cluster_stage
+    from adnstudy.stages.cluster import suggest_k as propose
+
+    c = _load(case)
+    if suggest_k:
+        cfg = c.config.clustering
+        assert cfg is not None or c.require("cluster")
+        with progress("Reading the γ and SSE curves"):
+            s = propose(case_days(c), cfg.neighbour_fraction, cfg.kernel)
+        typer.echo(f"suggested k = {s['k']} (the case has k = {cfg.k})")
+        typer.echo(s["reason"])
+        return
+    out_dir = _out(c, out)
+    with progress("Clustering typical days"):
+        summary = cluster_stage(c, out_dir)
+    typer.echo(
+        f"{c.name}: {summary['k']} typical days + {summary['scenarios'] - summary['k']} extreme day(s) "
+        f"for {summary['days']} days; reconstruction RMSE {summary['rmse']:.4f}"
+        + (f" (k-means++ x10: {summary['rmse_kmeans_pp']:.4f})" if "rmse_kmeans_pp" in summary else "")
+        + f"; {summary['seconds']:.3f} s"
+    )
+    typer.echo(f"results: {out_dir / 'cluster'}")
+
+
+@app.command()
+@handled
 def run(
     case: CaseArg,
     out: OutOpt = None,

@@ -34,8 +34,14 @@ def _powerflow(case: Case, out_dir: Path, run_key: str | None = None) -> dict[st
     return powerflow_stage(case, out_dir, mode="peak", run_key=run_key)
 
 
+def _cluster(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
+    from adnstudy.stages.cluster import cluster_stage
+
+    return cluster_stage(case, out_dir, run_key=run_key)
+
+
 #: Every stage ``adnstudy run`` knows, in dependency order.
-STAGES: tuple[Stage, ...] = (Stage("powerflow", _powerflow),)
+STAGES: tuple[Stage, ...] = (Stage("powerflow", _powerflow), Stage("cluster", _cluster))
 
 
 def run_key(case: Case, out_dir: Path, stage: Stage) -> str:

@@ -92,25 +92,30 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise CaseError(f"not valid YAML: {problem}", file=path, line=line) from None
+    if data is None:
+        raise CaseError("the file has only comments; a case is a YAML mapping with at least 'network'", file=path)
     if not isinstance(data, dict):
         kind = type(data).__name__
         raise CaseError(f"a case must be a YAML mapping of sections, not a {kind}", file=path, line=1)
     lines: dict[Loc, int] = {}
-    _collect_lines(node, (), lines)
+    _collect_lines(node, (), lines, path)
     return data, lines
 
 
-def _collect_lines(node: yaml.Node | None, loc: Loc, out: dict[Loc, int]) -> None:
+def _collect_lines(node: yaml.Node | None, loc: Loc, out: dict[Loc, int], path: Path) -> None:
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             sub = (*loc, key.value)
-            out[sub] = key.start_mark.line + 1
-            _collect_lines(value, sub, out)
+            line = key.start_mark.line + 1
+            if sub in out:  # YAML itself would keep the last one silently
+                raise CaseError(f"repeated key (first given on line {out[sub]})", file=path, field=_dotted(sub), line=line)
+            out[sub] = line
+            _collect_lines(value, sub, out, path)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             sub = (*loc, i)
             out[sub] = item.start_mark.line + 1
-            _collect_lines(item, sub, out)
+            _collect_lines(item, sub, out, path)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -171,9 +176,13 @@ def load_case(path: str | Path) -> Case:
 
 
 def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str, int]]) -> CaseError:
-    """The first validation error as one message; the count of others is appended."""
+    """The first validation error as one message; the count of others is appended.
+
+    An unknown field comes first: a misspelt required field is also reported as
+    missing, and the misspelling is the one that says what to fix.
+    """
     errors = exc.errors(include_url=False)
-    first = errors[0]
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     # pydantic appends the model-validator mode or a union member to loc; drop non-field parts
     loc: Loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     file, line = str(path), None

@@ -29,6 +29,11 @@ def case_feeder(case: Case) -> Feeder:
     """The case's feeder, loaded, checked, and cross-checked against the case's sections."""
     from adnstudy.network.feeder import load_feeder
 
+    net = case.config.network
+    for label in ("buses", "branches"):  # checked here too, for the line in the case file
+        table = getattr(net, label)
+        if table is not None and not case.resolve(table).is_file():
+            raise case.error(f"feeder table not found: {case.resolve(table)}", "network", label)
     feeder = load_feeder(case.config.network, case.base_dir, case.path)
     check_references(case, feeder)
     return feeder

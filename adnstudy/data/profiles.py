@@ -33,9 +33,16 @@ def simbench_dir(code: str) -> Path:
     return Path(simbench.__file__).parent / "networks" / code
 
 
+def _first_line(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8") as fh:
+            return fh.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CaseError(f"cannot read file ({exc})", file=path) from None
+
+
 def _header(path: Path, sep: str) -> list[str]:
-    with path.open(encoding="utf-8") as fh:
-        return [c.strip() for c in fh.readline().rstrip("\n").split(sep)]
+    return [c.strip() for c in _first_line(path).split(sep)]
 
 
 def load_profiles(case: Case) -> pd.DataFrame:
@@ -81,7 +88,12 @@ def load_profiles(case: Case) -> pd.DataFrame:
     frames = []
     for path, items in wanted.items():
         tcol = time_of[path]
-        raw = pd.read_csv(path, sep=sep_of[path], usecols=[tcol, *{c for _, c in items}])
+        need = {tcol, *(c for _, c in items)}
+        try:  # headers are matched stripped, as _header reads them
+            raw = pd.read_csv(path, sep=sep_of[path], usecols=lambda c, need=need: str(c).strip() in need)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+            raise CaseError(f"not a readable CSV table ({str(exc).strip()})", file=path) from None
+        raw.columns = [str(c).strip() for c in raw.columns]
         if cfg.source == "simbench":
             # SimBench stamps rows in local time (an hour repeats when daylight saving ends)
             # but the rows are a regular 15-minute series: rebuild the index from the first stamp.
@@ -89,20 +101,31 @@ def load_profiles(case: Case) -> pd.DataFrame:
             index = pd.date_range(start, periods=len(raw), freq="15min")
         else:
             try:
-                index = pd.to_datetime(raw[tcol])
+                index = pd.to_datetime(raw[tcol], errors="coerce")
             except (ValueError, TypeError) as exc:
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0]  # pandas adds lines of advice
                 raise case.error(
-                    f"{path.name}: cannot read the time column '{tcol}' ({exc})", "profiles", "time_column"
+                    f"{path.name}: cannot read the time column '{tcol}' ({reason})", "profiles", "time_column"
                 ) from None
+            if index.isna().any():
+                i = int(np.flatnonzero(index.isna())[0])
+                cell = raw[tcol].iloc[i]
+                what = "time is missing" if pd.isna(cell) else f"{cell!r} is not a time in the format of the first row"
+                raise CaseError(f"row {i + 1}: {what}", file=path, field=tcol, line=i + 2)
         for name, col in items:
             values = pd.to_numeric(raw[col], errors="coerce")
+            # checked before resampling: an hourly mean would silently skip a gap in finer data
+            if values.isna().any():
+                i = int(np.flatnonzero(values.isna().to_numpy())[0])
+                what = "value is missing" if pd.isna(raw[col].iloc[i]) else f"{raw[col].iloc[i]!r} is not a number"
+                raise CaseError(f"row {i + 1}: {what} (series '{name}')", file=path, field=col, line=i + 2)
             frames.append(pd.Series(values.to_numpy(), index=index, name=name))
     data = pd.concat(frames, axis=1)
     return _to_hourly_pu(data, cfg, case)
 
 
 def _sniff_sep(path: Path) -> str:
-    first = path.open(encoding="utf-8").readline()
+    first = _first_line(path)
     return ";" if first.count(";") > first.count(",") else ","
 
 
@@ -125,7 +148,7 @@ def _to_hourly_pu(data: pd.DataFrame, cfg: ProfilesConfig, case: Case) -> pd.Dat
         if col.isna().any():
             first = col.index[col.isna()][0]
             raise case.error(
-                f"series has missing or non-numeric values (first gap at {first})",
+                f"series has no data for the hour from {first} (rows missing from the time column?)",
                 "profiles", "series", name, "column",
             )
         if s.kind in ("pv", "wind"):

@@ -146,7 +146,7 @@ def _read_table(path: Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise CaseError("file not found", file=path) from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CaseError(f"not a readable CSV table ({exc})", file=path) from None
+        raise CaseError(f"not a readable CSV table ({str(exc).strip()})", file=path) from None
     df.columns = [str(c).strip() for c in df.columns]
     return df
 
@@ -244,6 +244,7 @@ def build_feeder(
     br = pd.DataFrame()
     for col in ("from_bus", "to_bus"):
         v = _numeric(branches, col, branch_file, required=True)
+        _check((v != np.round(v)).to_numpy(), branch_file, col, "bus ids must be integers")
         br[col] = v.astype(int)
     for col in ("r_ohm", "x_ohm"):
         br[col] = _numeric(branches, col, branch_file, required=True)
@@ -271,9 +272,10 @@ def build_feeder(
     key = br[["from_bus", "to_bus"]].min(axis=1).astype(str) + "-" + br[["from_bus", "to_bus"]].max(axis=1).astype(str)
     _check(key.duplicated().to_numpy(), branch_file, "from_bus", "duplicate branch between the same two buses")
 
+    closed_rows = np.flatnonzero(~br["normally_open"].to_numpy())  # table rows, for messages
     closed = br[~br["normally_open"]].reset_index(drop=True)
     ties = br[br["normally_open"]].reset_index(drop=True)
-    f, t, parent_branch, oriented = _orient(closed, pos, b, branch_file)
+    f, t, parent_branch, oriented = _orient(closed, pos, b, branch_file, closed_rows)
     closed = closed.iloc[oriented["order"]].reset_index(drop=True)
     swap = oriented["swapped"]
     fb, tb = closed["from_bus"].to_numpy().copy(), closed["to_bus"].to_numpy().copy()
@@ -294,8 +296,12 @@ def build_feeder(
     )
 
 
-def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Path):
-    """Breadth-first from the substation: orient branches, find loops and unreached buses."""
+def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Path, rows: np.ndarray):
+    """Breadth-first from the substation: orient branches, find loops and unreached buses.
+
+    ``rows[k]`` is the branch table row of closed branch ``k`` (normally-open rows
+    are left out of ``closed``), for the line number in messages.
+    """
     n = len(b)
     a = closed["from_bus"].map(pos).to_numpy()
     c = closed["to_bus"].map(pos).to_numpy()
@@ -325,7 +331,7 @@ def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Pa
                     "(mark tie lines normally_open=true; the operating network must be radial)",
                     file=file,
                     field="from_bus",
-                    line=k + 2,
+                    line=int(rows[k]) + 2,
                 )
             seen[v] = True
             parent_branch[v] = len(order)

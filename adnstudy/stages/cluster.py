@@ -1,0 +1,210 @@
+"""``adnstudy cluster``: typical days of the case's profiles, with the comparison of methods.
+
+Tables (``docs/results.md``): ``profiles``, ``typical``, ``weights``,
+``assignment``, ``metrics``; figures: the decision graph and the typical days.
+Later stages read ``typical`` and ``weights`` as their scenarios.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from adnstudy.cluster.density_peaks import DensityPeaks, density_peaks, pairwise
+from adnstudy.cluster.typical_days import (
+    METHODS,
+    DayData,
+    TypicalDays,
+    aggregate,
+    day_data,
+    elbow,
+    score,
+    sse_curve,
+)
+from adnstudy.config.load import Case
+from adnstudy.data.profiles import load_profiles
+from adnstudy.results.store import StageWriter
+
+K_MAX_SUGGEST = 15
+
+
+def case_days(case: Case) -> DayData:
+    """The case's year as days, with the checks clustering needs (clear errors on bad data)."""
+    case.require("cluster")
+    cfg = case.config.clustering
+    assert cfg is not None and case.config.profiles is not None
+    profiles = load_profiles(case)
+    kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
+    data = day_data(profiles, kinds)
+    if data.n_days < 2:
+        raise case.error(f"clustering needs at least 2 whole days of data; the profiles hold {data.n_days}", "profiles")
+    constant = [s for s, lo, hi in zip(data.series, data.lo, data.hi, strict=True) if not hi > lo]
+    if constant:
+        raise case.error(
+            f"series '{constant[0]}' is constant over the year and cannot be scaled for clustering",
+            "profiles", "series", constant[0],
+        )
+    n_extreme = len(set(cfg.extreme_days))
+    if cfg.k > data.n_days - n_extreme:
+        raise case.error(
+            f"k = {cfg.k} is larger than the {data.n_days - n_extreme} days available to cluster",
+            "clustering", "k",
+        )
+    return data
+
+
+def _warm_up() -> None:
+    """Start scikit-learn's thread pool once, so the first timed method does not pay for it."""
+    from sklearn.cluster import KMeans
+
+    KMeans(2, n_init=1, random_state=0).fit(np.arange(8.0).reshape(4, 2))
+
+
+def suggest_k(data: DayData, neighbour_fraction: float, kernel: str) -> dict[str, Any]:
+    """K from the γ curve and from the elbow of the SSE curve; the suggestion is the larger."""
+    k_max = min(K_MAX_SUGGEST, data.n_days - 1)
+    dp = density_peaks(pairwise(data.scaled()), neighbour_fraction, kernel)
+    k_gamma, why_gamma = dp.suggest_k(k_max)
+    sse = sse_curve(data, k_max, neighbour_fraction, kernel)
+    k_elbow = elbow(sse)
+    k = max(k_gamma, k_elbow)
+    why = (
+        f"{why_gamma}; the SSE curve for k = 1..{k_max} bends most at k = {k_elbow} "
+        f"(SSE {sse[k_elbow - 1]:.1f} vs {sse[0]:.1f} at k = 1). Suggested k = {k}: the larger of the two, "
+        "since planning loses more from too few scenarios than from a few extra."
+    )
+    return {"k": k, "k_gamma": k_gamma, "k_elbow": k_elbow, "sse_curve": sse.tolist(), "reason": why}
+
+
+def cluster_stage(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
+    cfg = case.config.clustering
+    with StageWriter(out_dir, "cluster", case) as w:
+        with w.phase("load"):
+            data = case_days(case)
+        assert cfg is not None
+        kwargs = dict(
+            representative=cfg.representative,
+            kernel=cfg.kernel,
+            neighbour_fraction=cfg.neighbour_fraction,
+            extreme_days=list(dict.fromkeys(cfg.extreme_days)),
+            max_iter=cfg.max_iter,
+        )
+        _warm_up()
+        with w.phase("cluster"):
+            main, dp = aggregate(data, cfg.k, method="density_peaks", **kwargs)
+        assert dp is not None
+        rows = [{"method": "density_peaks", "k": cfg.k, **score(data, main), "seconds": main.seconds}]
+        if cfg.compare:
+            with w.phase("compare"):
+                for method in METHODS[1:]:
+                    other, _ = aggregate(data, cfg.k, method=method, **kwargs)
+                    rows.append({"method": method, "k": cfg.k, **score(data, other), "seconds": other.seconds})
+        with w.phase("write"):
+            for name, df in tables(data, main).items():
+                w.table(name, df)
+            metrics = pd.DataFrame(rows)
+            w.table("metrics", metrics)
+            w.figure("decision_graph", decision_figure(dp, main, data))
+            w.figure("typical_days", typical_figure(data, main))
+        best = metrics.set_index("method")
+        summary = {
+            "k": cfg.k,
+            "scenarios": len(main.days),
+            "days": int(main.days.sum()),
+            "rmse": float(best.loc["density_peaks", "rmse"]),
+            "seconds": float(main.seconds),
+        }
+        if cfg.compare:
+            summary["rmse_kmeans_pp"] = float(best.loc["kmeans_pp", "rmse"])
+        w.record(
+            run_key=run_key,
+            solver={"name": "density_peaks+lloyd", "status": "converged",
+                    "seed_days": [str(data.dates[i].date()) for i in main.seeds], "dc": dp.dc},
+            objective=float(best.loc["density_peaks", "sse"]),
+            summary=summary,
+        )
+    return summary
+
+
+def tables(data: DayData, res: TypicalDays) -> dict[str, pd.DataFrame]:
+    """Tidy tables: one row per (day, hour, series), (cluster, hour, series), cluster, day."""
+    n_days, n_series = data.n_days, len(data.series)
+    n_clusters = len(res.days)
+    profiles = pd.DataFrame({
+        "day": np.repeat(np.arange(n_days), 24 * n_series),
+        "hour": np.tile(np.repeat(np.arange(24), n_series), n_days),
+        "series": np.tile(np.array(data.series), n_days * 24),
+        "value": data.values.ravel(),
+    })
+    typical = pd.DataFrame({
+        "cluster": np.repeat(np.arange(n_clusters), 24 * n_series),
+        "hour": np.tile(np.repeat(np.arange(24), n_series), n_clusters),
+        "series": np.tile(np.array(data.series), n_clusters * 24),
+        "value": res.representatives.ravel(),
+    })
+    weights = pd.DataFrame({
+        "cluster": np.arange(n_clusters),
+        "days": res.days,
+        "weight": res.days / res.days.sum(),
+        "is_extreme": res.is_extreme,
+        "representative_day": [str(data.dates[d].date()) if d >= 0 else None for d in res.medoid_day],
+    })
+    assignment = pd.DataFrame({
+        "day": np.arange(n_days),
+        "date": data.dates.date,
+        "cluster": res.assignment,
+    })
+    return {"profiles": profiles, "typical": typical, "weights": weights, "assignment": assignment}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def decision_figure(dp: DensityPeaks, res: TypicalDays, data: DayData):
+    plt = _plt()
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    keep = np.flatnonzero(~np.isin(np.arange(data.n_days), res.medoid_day[res.is_extreme]))
+    seed_local = np.searchsorted(keep, res.seeds)
+    ax1.scatter(dp.rho, dp.delta, s=10, c="0.6", label="days")
+    ax1.scatter(dp.rho[seed_local], dp.delta[seed_local], s=40, c="C3", label="seeds (largest γ)")
+    ax1.set_xlabel("local density ρ")
+    ax1.set_ylabel("distance to denser day δ")
+    ax1.set_title("decision graph")
+    ax1.legend()
+    g = np.sort(dp.gamma)[::-1][: min(30, len(dp.gamma))]
+    ax2.plot(np.arange(1, len(g) + 1), g, marker="o", ms=3)
+    ax2.axvline(res.k + 0.5, color="C3", ls="--", label=f"k = {res.k}")
+    ax2.set_xlabel("rank")
+    ax2.set_ylabel("γ = ρ·δ")
+    ax2.set_title("sorted decision values")
+    ax2.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def typical_figure(data: DayData, res: TypicalDays):
+    plt = _plt()
+    n = len(data.series)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
+    for s, ax in enumerate(axes[0]):
+        for c in range(len(res.days)):
+            style = "--" if res.is_extreme[c] else "-"
+            ax.plot(np.arange(24), res.representatives[c, :, s], style, label=f"{c} ({res.days[c]} d)")
+        ax.set_title(data.series[s])
+        ax.set_xlabel("hour")
+        ax.set_ylabel("per unit")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig

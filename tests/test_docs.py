@@ -1,0 +1,249 @@
+"""Keep the reference docs true to the code.
+
+* ``docs/case.md``: every field of every case-file model has a row in the table
+  of its section. Sections are found by the first code span of a heading: the
+  field path of the model (``network``, ``profiles.series.<name>``,
+  ``candidates.sites[]``, ``microgrids[].storage``), or "Top-level fields" for
+  :class:`CaseConfig` itself. The feeder table columns have rows under the
+  "Bus table" and "Branch table" headings.
+* ``docs/results.md``: every column of every stage table has a row under the
+  heading ``### `<stage>/<table>.parquet```, and the manifest keys are named.
+
+A later stage registers its tables in :data:`STAGE_TABLES`: a function that
+returns ``{table name: column names}``, cheaply (no full solve if avoidable).
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from adnstudy.config.schema import STAGE_SECTIONS, CaseConfig, NetworkConfig
+from adnstudy.network import feeder as feeder_module
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE_DOC = ROOT / "docs" / "case.md"
+RESULTS_DOC = ROOT / "docs" / "results.md"
+TOP_LEVEL = "Top-level fields"
+
+HEADING = re.compile(r"^(#{1,6})\s+(.*)$")
+ROW_NAME = re.compile(r"^\|\s*`([^`]+)`")  # first code span of a table row's first cell
+
+
+# ------------------------------------------------------------------ markdown helpers
+def sections(text: str) -> dict[str, str]:
+    """Heading text → body, up to the next heading of the same or a higher level."""
+    lines = text.splitlines()
+    heads: list[tuple[int, int, str]] = []
+    fenced = False
+    for i, line in enumerate(lines):
+        if line.startswith("```"):
+            fenced = not fenced  # a '#' line in a code block is no heading
+        elif not fenced and (m := HEADING.match(line)):
+            heads.append((i, len(m.group(1)), m.group(2).strip()))
+    out: dict[str, str] = {}
+    for n, (i, level, title) in enumerate(heads):
+        end = next((j for j, lv, _ in heads[n + 1 :] if lv <= level), len(lines))
+        out[title] = "\n".join(lines[i + 1 : end])
+    return out
+
+
+def find_section(doc: dict[str, str], key: str, *, code: bool = True) -> str | None:
+    """Body of the heading whose first code span is ``key`` (``code=False``: whose text starts with it)."""
+    for title, body in doc.items():
+        span = re.search(r"`([^`]+)`", title)
+        if (span is not None and span.group(1) == key) if code else title.startswith(key):
+            return body
+    return None
+
+
+def row_names(body: str) -> set[str]:
+    return {m.group(1) for line in body.splitlines() if (m := ROW_NAME.match(line.strip()))}
+
+
+@cache
+def case_doc() -> dict[str, str]:
+    return sections(CASE_DOC.read_text(encoding="utf-8"))
+
+
+@cache
+def results_doc() -> dict[str, str]:
+    return sections(RESULTS_DOC.read_text(encoding="utf-8"))
+
+
+# ---------------------------------------------------------------- schema traversal
+def models_in(annotation: object, path: str) -> Iterator[tuple[str, type[BaseModel]]]:
+    """Pydantic models reachable from a type annotation, with their field path."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield path, annotation
+        for name, info in annotation.model_fields.items():
+            yield from models_in(info.annotation, f"{path}.{name}" if path else name)
+        return
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is dict:
+        yield from models_in(args[1], f"{path}.<name>")
+    elif origin is list:
+        yield from models_in(args[0], f"{path}[]")
+    elif origin in (typing.Union, types.UnionType, typing.Annotated):
+        for arg in args:
+            yield from models_in(arg, path)
+
+
+SCHEMA_MODELS = dict(models_in(CaseConfig, ""))
+
+
+def test_schema_traversal_finds_every_section():
+    # guards the traversal itself: a model it misses would go unchecked
+    assert {
+        "",
+        "network",
+        "profiles.series.<name>",
+        "candidates.sites[]",
+        "microgrids[].generator",
+    } <= set(SCHEMA_MODELS)
+
+
+@pytest.mark.parametrize("path", sorted(SCHEMA_MODELS), ids=lambda p: p or "top-level")
+def test_case_doc_has_every_field(path: str):
+    model = SCHEMA_MODELS[path]
+    key = path or TOP_LEVEL
+    body = find_section(case_doc(), key, code=bool(path))
+    assert body is not None, f"docs/case.md has no heading for `{key}` ({model.__name__})"
+    missing = sorted(set(model.model_fields) - row_names(body))
+    assert not missing, f"docs/case.md, section `{key}`: no table row for {missing}"
+
+
+def test_case_doc_names_every_stage():
+    body = find_section(case_doc(), "Which stage needs which section", code=False)
+    assert body is not None
+    assert set(STAGE_SECTIONS) <= row_names(body)
+
+
+def test_case_doc_has_every_feeder_column():
+    buses, branches = (
+        find_section(case_doc(), k, code=False) for k in ("Bus table", "Branch table")
+    )
+    assert buses is not None and branches is not None
+    # columns the loader names, and those of the shipped tables
+    bus_cols = set(feeder_module.BUS_REQUIRED) | {"customers", "substation", "load_profile"}
+    branch_cols = set(feeder_module.BRANCH_REQUIRED) | set(feeder_module.BRANCH_OPTIONAL_FLOAT)
+    branch_cols |= {"switch", "normally_open"}
+    for name in feeder_module.BUILTIN_FEEDERS:
+        bus_file, branch_file = feeder_module.builtin_path(name)
+        bus_cols |= set(bus_file.read_text().splitlines()[0].split(","))
+        branch_cols |= set(branch_file.read_text().splitlines()[0].split(","))
+    assert not bus_cols - row_names(buses), "docs/case.md, Bus table"
+    assert not branch_cols - row_names(branches), "docs/case.md, Branch table"
+    for kind in feeder_module.SWITCH_KINDS:
+        assert f"`{kind}`" in branches
+
+
+# ------------------------------------------------------------------ result tables
+@cache
+def ieee33_peak():
+    from adnstudy.network.powerflow import run_powerflow
+
+    feeder = feeder_module.load_feeder(
+        NetworkConfig(feeder="ieee33", branch_rating_factor=2.0), ROOT, "test"
+    )
+    p = feeder.buses["p_mw"].to_numpy()[:, None]
+    q = feeder.buses["q_mvar"].to_numpy()[:, None]
+    return feeder, run_powerflow(feeder, p, q), p, q
+
+
+def powerflow_tables() -> dict[str, list[str]]:
+    from adnstudy.stages.powerflow import result_tables
+
+    feeder, res, p, q = ieee33_peak()
+    bus, branch, summary = result_tables(feeder, res, p, q, None)
+    return {
+        "bus": list(bus.columns),
+        "branch": list(branch.columns),
+        "summary": list(summary.columns),
+    }
+
+
+def cluster_tables() -> dict[str, list[str]]:
+    from adnstudy.cluster.typical_days import DayData, aggregate, score
+    from adnstudy.stages.cluster import tables
+
+    values = np.random.default_rng(0).uniform(size=(12, 24, 3))
+    data = DayData(
+        dates=pd.date_range("2021-01-01", periods=12, freq="D"), series=("load", "pv", "wind"),
+        kinds=("load", "pv", "wind"), values=values, lo=values.min(axis=(0, 1)), hi=values.max(axis=(0, 1)),
+    )
+    res, _ = aggregate(data, 3, extreme_days=["peak_net_load"])
+    out = {name: list(df.columns) for name, df in tables(data, res).items()}
+    # one energy-error column per series, documented once as a pattern
+    metric_cols = [c for c in score(data, res) if not c.startswith("energy_error_")]
+    out["metrics"] = ["method", "k", *metric_cols, "energy_error_<series>", "seconds"]
+    return out
+
+
+#: stage → function returning {table: columns}; add later stages here.
+STAGE_TABLES: dict[str, Callable[[], dict[str, list[str]]]] = {
+    "powerflow": powerflow_tables,
+    "cluster": cluster_tables,
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_TABLES))
+def test_results_doc_has_every_column(stage: str):
+    for table, columns in STAGE_TABLES[stage]().items():
+        key = f"{stage}/{table}.parquet"
+        body = find_section(results_doc(), key)
+        assert body is not None, f"docs/results.md has no heading `{key}`"
+        missing = [c for c in columns if c not in row_names(body)]
+        assert not missing, f"docs/results.md, `{key}`: no row for columns {missing}"
+
+
+@pytest.fixture(scope="module")
+def powerflow_manifest(tmp_path_factory) -> dict:
+    from adnstudy.config.load import load_case
+    from adnstudy.results.store import read_manifest
+    from adnstudy.stages.powerflow import powerflow_stage
+
+    out = tmp_path_factory.mktemp("results")
+    powerflow_stage(load_case(ROOT / "cases" / "ieee33.yaml"), out, mode="peak")
+    manifest = read_manifest(out, "powerflow")
+    assert manifest is not None
+    return manifest
+
+
+def test_powerflow_writes_the_documented_tables(powerflow_manifest):
+    assert set(powerflow_manifest["tables"]) == set(powerflow_tables())
+    text = RESULTS_DOC.read_text(encoding="utf-8")
+    for fig in powerflow_manifest["figures"]:
+        assert f"`powerflow/{fig}.png`" in text
+
+
+def test_results_doc_has_every_manifest_key(powerflow_manifest):
+    from adnstudy.stages.powerflow import summarise
+
+    text = RESULTS_DOC.read_text(encoding="utf-8")
+    keys = set(powerflow_manifest) | {f"case.{k}" for k in powerflow_manifest["case"]}
+    keys |= {f"solver.{k}" for k in powerflow_manifest["solver"]}
+    # year mode adds summary keys; summarise() gives them without reading a year of profiles
+    feeder, res, _, _ = ieee33_peak()
+    hourly = pd.DataFrame(
+        {
+            "p_loss_mw": [0.1],
+            "q_loss_mvar": [0.1],
+            "v_min_pu": [0.95],
+            "v_min_bus": np.array([2]),
+            "p_import_mw": [1.0],
+        }
+    )
+    keys |= {f"summary.{k}" for k in summarise(feeder, res, hourly, "year")}
+    missing = sorted(k for k in keys if f"`{k}`" not in text)
+    assert not missing, f"docs/results.md does not name manifest keys {missing}"

@@ -1,0 +1,63 @@
+"""Results store and the run pipeline: atomic writes, manifests, skip-if-unchanged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from adnstudy.cli import app
+from adnstudy.config.load import load_case
+from adnstudy.errors import MissingInputError
+from adnstudy.results.store import StageWriter, read_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_failed_stage_leaves_previous_results(tmp_path):
+    case = load_case(ROOT / "cases" / "ieee33.yaml")
+    with StageWriter(tmp_path, "demo", case) as w:
+        w.table("t", pd.DataFrame({"x": [1, 2]}))
+    with pytest.raises(RuntimeError):
+        with StageWriter(tmp_path, "demo", case) as w:
+            w.table("t", pd.DataFrame({"x": [3, 4, 5]}))
+            raise RuntimeError("solver died")
+    assert pd.read_parquet(tmp_path / "demo" / "t.parquet")["x"].tolist() == [1, 2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]  # no temp folders left
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    assert manifest["case"]["file_sha256"] == case.file_sha256
+    assert manifest["tables"] == ["t"]
+
+
+def test_missing_input_names_the_command(tmp_path):
+    case = load_case(ROOT / "cases" / "ieee33.yaml")
+    with pytest.raises(MissingInputError, match=r"adnstudy cluster .*ieee33.yaml --out"):
+        read_table(tmp_path, "cluster", "typical", case)
+
+
+def test_run_skips_unchanged_and_reruns_on_change(tmp_path):
+    case_file = tmp_path / "c.yaml"
+    shutil.copy(ROOT / "cases" / "ieee69.yaml", case_file)
+    text = case_file.read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
+    case_file.write_text(text)
+    out = tmp_path / "out"
+    runner = CliRunner()
+    first = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
+    assert first.exit_code == 0, first.output
+    assert "powerflow  ran" in first.stdout
+    stamp = (out / "powerflow" / "manifest.json").read_text()
+    second = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
+    assert "powerflow  up to date" in second.stdout
+    assert (out / "powerflow" / "manifest.json").read_text() == stamp
+    forced = runner.invoke(app, ["run", str(case_file), "--out", str(out), "--force"])
+    assert "powerflow  ran" in forced.stdout
+    # a changed case (heavier load) runs again and gives a different answer
+    case_file.write_text(text.replace("base_mva: 10.0", "base_mva: 10.0\n  load_scale: 1.1"))
+    third = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
+    assert "powerflow  ran" in third.stdout
+    summary = pd.read_parquet(out / "powerflow" / "summary.parquet")
+    assert summary["p_loss_mw"].iloc[0] * 1000 > 230.0
