@@ -165,12 +165,12 @@ def powerflow(
 
     Example: adnstudy powerflow cases/ieee33.yaml --json
     """
-    from adnstudy.stages.powerflow import powerflow_stage
+    from adnstudy.pipeline import run_stage
 
     c = _load(case)
     out_dir = _out(c, out)
     with progress("Solving the AC power flow"):
-        summary = powerflow_stage(c, out_dir, mode="year" if year else "peak")
+        summary = run_stage(c, out_dir, "powerflow", mode="year" if year else "peak")
     if json_out:
         typer.echo(json.dumps(summary))
         return
@@ -203,7 +203,8 @@ def cluster(
 
     Example: adnstudy cluster cases/ieee33.yaml
     """
-    from adnstudy.stages.cluster import case_days, cluster_stage
+    from adnstudy.pipeline import run_stage
+    from adnstudy.stages.cluster import case_days
     from adnstudy.stages.cluster import suggest_k as propose
 
     c = _load(case)
@@ -217,7 +218,7 @@ def cluster(
         return
     out_dir = _out(c, out)
     with progress("Clustering typical days"):
-        summary = cluster_stage(c, out_dir)
+        summary = run_stage(c, out_dir, "cluster")
     typer.echo(
         f"{c.name}: {summary['k']} typical days + {summary['scenarios'] - summary['k']} extreme day(s) "
         f"for {summary['days']} days; reconstruction RMSE {summary['rmse']:.4f}"

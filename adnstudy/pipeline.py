@@ -1,8 +1,11 @@
 """The stages in order, and ``adnstudy run``: run each one whose inputs or case changed.
 
 A stage is skipped when its manifest carries the same *run key*: a hash of the
-package version, the resolved case configuration, the stage's options and the
-manifests of the stages it reads. ``--force`` runs everything again.
+package version, the resolved case configuration, the contents of the files the
+case reads (feeder tables, profile files, the SimBench data set), the stage's
+options and the manifests of the stages it reads. ``--force`` runs everything
+again. Single-stage commands record the same key, so ``run`` after them skips
+what they already did with the same options.
 """
 
 from __future__ import annotations
@@ -28,10 +31,10 @@ class Stage:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-def _powerflow(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
+def _powerflow(case: Case, out_dir: Path, run_key: str | None = None, mode: str = "peak") -> dict[str, Any]:
     from adnstudy.stages.powerflow import powerflow_stage
 
-    return powerflow_stage(case, out_dir, mode="peak", run_key=run_key)
+    return powerflow_stage(case, out_dir, mode=mode, run_key=run_key)  # type: ignore[arg-type]
 
 
 def _cluster(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
@@ -41,15 +44,50 @@ def _cluster(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str,
 
 
 #: Every stage ``adnstudy run`` knows, in dependency order.
-STAGES: tuple[Stage, ...] = (Stage("powerflow", _powerflow), Stage("cluster", _cluster))
+STAGES: tuple[Stage, ...] = (
+    Stage("powerflow", _powerflow, options={"mode": "peak"}),
+    Stage("cluster", _cluster),
+)
+BY_NAME = {s.name: s for s in STAGES}
 
 
-def run_key(case: Case, out_dir: Path, stage: Stage) -> str:
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def input_digests(case: Case) -> dict[str, str]:
+    """Hashes of the data files the case reads (edits to them must re-run stages)."""
+    from adnstudy.network.feeder import builtin_path
+
+    net = case.config.network
+    files: dict[str, Path] = {}
+    if net.feeder is not None:
+        files["buses"], files["branches"] = builtin_path(net.feeder)
+    else:
+        assert net.buses is not None and net.branches is not None
+        files["buses"], files["branches"] = case.resolve(net.buses), case.resolve(net.branches)
+    out = {k: _file_digest(p) for k, p in files.items() if p.is_file()}
+    prof = case.config.profiles
+    if prof is not None:
+        if prof.source == "simbench":
+            from importlib.metadata import version
+
+            out["simbench"] = f"{version('simbench')}:{prof.simbench_code}"
+        else:
+            for name, series in prof.series.items():
+                rel = series.file or prof.file
+                if rel is not None and case.resolve(rel).is_file():
+                    out[f"profile:{name}"] = _file_digest(case.resolve(rel))
+    return out
+
+
+def run_key(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any] | None = None) -> str:
     payload = {
         "version": __version__,
         "config": case.config_sha256,
+        "files": input_digests(case),
         "stage": stage.name,
-        "options": stage.options,
+        "options": {**stage.options, **(options or {})},
         "inputs": {s: manifest_digest(out_dir, s) for s in stage.requires},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -84,10 +122,17 @@ def run_all(
             continue
         if on_start:
             on_start(stage.name)
-        summary = stage.run(case, out_dir, run_key=key)
+        summary = stage.run(case, out_dir, run_key=key, **stage.options)
         outcomes.append(StageOutcome(stage.name, "ran", _short(summary)))
     return outcomes
 
 
 def _short(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
+
+
+def run_stage(case: Case, out_dir: Path, name: str, **options: Any) -> dict[str, Any]:
+    """Run one stage now (as its own command does), recording its run key."""
+    stage = BY_NAME[name]
+    opts = {**stage.options, **options}
+    return stage.run(case, out_dir, run_key=run_key(case, out_dir, stage, opts), **opts)

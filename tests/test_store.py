@@ -61,3 +61,40 @@ def test_run_skips_unchanged_and_reruns_on_change(tmp_path):
     assert "powerflow  ran" in third.stdout
     summary = pd.read_parquet(out / "powerflow" / "summary.parquet")
     assert summary["p_loss_mw"].iloc[0] * 1000 > 230.0
+
+
+def test_run_key_follows_data_files_and_single_stage_commands(tmp_path):
+    """Editing a user feeder table re-runs the stage; a stage run on its own is not run twice."""
+    src = ROOT / "adnstudy" / "data" / "feeders" / "ieee33"
+    shutil.copy(src / "buses.csv", tmp_path / "b.csv")
+    shutil.copy(src / "branches.csv", tmp_path / "l.csv")
+    case_file = tmp_path / "c.yaml"
+    case_file.write_text("network: {buses: b.csv, branches: l.csv}\n")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    alone = runner.invoke(app, ["powerflow", str(case_file), "--out", str(out)])
+    assert alone.exit_code == 0, alone.output
+    assert "powerflow  up to date" in runner.invoke(app, ["run", str(case_file), "--out", str(out)]).stdout
+    # heavier load at bus 18 in the CSV only: the case text is unchanged, the stage is stale
+    buses = pd.read_csv(tmp_path / "b.csv")
+    buses.loc[buses["bus"] == 18, "p_mw"] = 0.5
+    buses.to_csv(tmp_path / "b.csv", index=False)
+    again = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
+    assert "powerflow  ran" in again.stdout
+    assert pd.read_parquet(out / "powerflow" / "summary.parquet")["p_loss_mw"].iloc[0] * 1000 > 210.0
+
+
+def test_profile_kinds_are_checked(tmp_path):
+    """A microgrid's load_profile must be a load series; a candidate's profile must match its tech."""
+    base = (ROOT / "cases" / "ieee33.yaml").read_text().replace(
+        "../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml")
+    )
+    runner = CliRunner()
+    bad_mg = tmp_path / "mg.yaml"
+    bad_mg.write_text(base.replace("    load_peak_mw: 0.6\n", "    load_peak_mw: 0.6\n    load_profile: pv\n"))
+    r = runner.invoke(app, ["validate", str(bad_mg)])
+    assert r.exit_code == 2 and "microgrids[0].load_profile" in r.stderr and "pv series, not load" in r.stderr
+    bad_site = tmp_path / "site.yaml"
+    bad_site.write_text(base.replace("{bus: 7,  tech: pv,", "{bus: 7,  tech: pv, profile: wind,"))
+    r = runner.invoke(app, ["validate", str(bad_site)])
+    assert r.exit_code == 2 and "candidates.sites[0].profile" in r.stderr and "wind series, not pv" in r.stderr

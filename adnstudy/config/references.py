@@ -7,22 +7,50 @@ from adnstudy.network.feeder import Feeder
 
 
 def check_references(c: Case, feeder: Feeder) -> None:
-    """Buses named by candidates and microgrids exist on the feeder; profiles named exist."""
+    """Buses named by candidates and microgrids exist on the feeder; series named exist and fit.
+
+    A candidate's ``profile`` must be a series of its technology's kind (pv or
+    wind); without one it follows the case's first series of that kind. A
+    microgrid's and a bus's ``load_profile`` must be a ``load`` series.
+    """
+    from adnstudy.errors import CaseError
+
     ids = set(int(b) for b in feeder.bus_ids)
-    series = set(c.config.profiles.series) if c.config.profiles is not None else set()
+    prof = c.config.profiles
+    kind_of = {n: s.kind for n, s in prof.series.items()} if prof is not None else {}
+
+    def fits(name: str, kind: str) -> str | None:
+        if name not in kind_of:
+            return f"profile '{name}' is not in profiles.series ({', '.join(kind_of)})"
+        if kind_of[name] != kind:
+            return f"profile '{name}' is a {kind_of[name]} series, not {kind}"
+        return None
+
+    if prof is not None:
+        for bus, name in zip(feeder.buses["bus"], feeder.buses["load_profile"], strict=True):
+            if name and (why := fits(name, "load")):
+                raise CaseError(f"bus {bus}: {why}", file=feeder.bus_file, field="load_profile")
     if c.config.candidates is not None:
         for i, site in enumerate(c.config.candidates.sites):
             if site.bus not in ids:
                 raise c.error(f"bus {site.bus} is not on feeder {feeder.name}", "candidates", "sites", i, "bus")
-            if site.profile is not None and series and site.profile not in series:
-                raise c.error(f"profile '{site.profile}' is not in profiles.series", "candidates", "sites", i, "profile")
+            if prof is None or site.tech == "storage":
+                continue
+            if site.profile is not None:
+                if why := fits(site.profile, site.tech):
+                    raise c.error(why, "candidates", "sites", i, "profile")
+            elif site.tech not in kind_of.values():
+                raise c.error(f"no {site.tech} series in profiles.series for this candidate", "candidates", "sites", i, "tech")
     for i, mg in enumerate(c.config.microgrids or []):
         if mg.bus not in ids:
             raise c.error(f"bus {mg.bus} is not on feeder {feeder.name}", "microgrids", i, "bus")
         if mg.bus == int(feeder.bus_ids[0]):
             raise c.error(f"bus {mg.bus} is the substation; a microgrid's PCC must be a feeder bus", "microgrids", i, "bus")
-        if series and mg.load_profile not in series:
-            raise c.error(f"profile '{mg.load_profile}' is not in profiles.series", "microgrids", i, "load_profile")
+        if prof is not None and (why := fits(mg.load_profile, "load")):
+            raise c.error(why, "microgrids", i, "load_profile")
+        for tech in ("pv", "wind"):
+            if prof is not None and getattr(mg, f"{tech}_mw") > 0 and tech not in kind_of.values():
+                raise c.error(f"the microgrid has {tech}_mw but profiles.series has no {tech} series", "microgrids", i, f"{tech}_mw")
 
 
 def case_feeder(case: Case) -> Feeder:

@@ -145,7 +145,9 @@ class CandidateConfig(Strict):
     min_mw: NonNegative = 0.0
     max_mw: Positive
     module_mw: Positive | None = Field(None, description="Build in whole modules of this size.")
-    profile: Name | None = Field(None, description="Availability series (default: the tech's kind).")
+    profile: Name | None = Field(
+        None, description="Availability series, of the tech's kind (default: the case's first series of that kind)."
+    )
     capex_usd_per_mw: NonNegative
     fixed_capex_usd: NonNegative = Field(0.0, description="Site cost paid if built at all.")
     lifetime_yr: PositiveInt = 20

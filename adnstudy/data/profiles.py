@@ -181,20 +181,13 @@ def bus_load_profiles(case: Case, feeder_buses: pd.DataFrame, profiles: pd.DataF
     """Per-unit load multiplier per bus and hour (bus × hour).
 
     A bus follows the series named in its ``load_profile`` column, or the case's
-    first ``load`` series when the column is empty.
+    first ``load`` series when the column is empty (names are checked on load by
+    :func:`adnstudy.config.references.check_references`).
     """
     cfg = case.config.profiles
     assert cfg is not None
     load_series = [n for n, s in cfg.series.items() if s.kind == "load"]
     names = feeder_buses["load_profile"].replace("", load_series[0]).to_numpy()
-    unknown = sorted(set(names) - set(load_series))
-    if unknown:
-        bad_bus = feeder_buses["bus"].to_numpy()[np.isin(names, unknown)][0]
-        raise case.error(
-            f"bus {bad_bus}: load_profile '{unknown[0]}' is not a load series of profiles.series "
-            f"(load series: {', '.join(load_series)})",
-            "network",
-        )
     cols = {n: i for i, n in enumerate(load_series)}
     matrix = profiles[load_series].to_numpy().T  # series × hour
     return matrix[[cols[n] for n in names]]

@@ -58,6 +58,8 @@ class Feeder:
     t: np.ndarray  # receiving-end bus position of each branch
     parent_branch: np.ndarray  # per bus, the branch feeding it (-1 at the substation)
     path: sp.csr_matrix  # branch × bus, 1 if the branch lies on the substation→bus path
+    bus_file: str = "buses"  # where the tables came from, for messages
+    branch_file: str = "branches"
 
     @property
     def n_bus(self) -> int:
@@ -293,6 +295,8 @@ def build_feeder(
         t=t,
         parent_branch=parent_branch,
         path=path,
+        bus_file=str(bus_file),
+        branch_file=str(branch_file),
     )
 
 

@@ -91,8 +91,9 @@ def result_tables(
     summary = pd.DataFrame({
         "snapshot": snap,
         "time": times if times is not None else pd.NaT,
-        "p_import_mw": res.s_from.real[feeder.f == 0].sum(axis=0) * feeder.base_mva,
-        "q_import_mvar": res.s_from.imag[feeder.f == 0].sum(axis=0) * feeder.base_mva,
+        # what the substation supplies: the feeder's head branches plus any load at the substation bus
+        "p_import_mw": res.s_from.real[feeder.f == 0].sum(axis=0) * feeder.base_mva + p[0],
+        "q_import_mvar": res.s_from.imag[feeder.f == 0].sum(axis=0) * feeder.base_mva + q[0],
         "p_loss_mw": res.p_loss_mw,
         "q_loss_mvar": res.q_loss_mvar,
         "v_min_pu": res.v_pu[vmin_pos, snap],
