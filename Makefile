@@ -27,6 +27,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/powerflow.py
+	$(BIN)/python benchmarks/cluster.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache build *.egg-info

@@ -209,8 +209,9 @@ def cluster(
 
     c = _load(case)
     if suggest_k:
+        c.require("cluster")
         cfg = c.config.clustering
-        assert cfg is not None or c.require("cluster")
+        assert cfg is not None
         with progress("Reading the γ and SSE curves"):
             s = propose(case_days(c), cfg.neighbour_fraction, cfg.kernel)
         typer.echo(f"suggested k = {s['k']} (the case has k = {cfg.k})")
