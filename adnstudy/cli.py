@@ -231,6 +231,47 @@ def cluster(
 
 @app.command()
 @handled
+def plan(
+    case: CaseArg,
+    out: OutOpt = None,
+    solver: Annotated[
+        str | None,
+        typer.Option("--solver", help="'default' (branch-and-bound on Clarabel) or a CVXPY solver: SCIP, GUROBI, MOSEK, ECOS_BB."),
+    ] = None,
+    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds; the best plan found is kept.")] = None,
+) -> None:
+    """RES siting and sizing over the typical days (MISOCP over DistFlow), checked by AC power flow.
+
+    Needs the typical days of 'adnstudy cluster'. Writes investment, bus, branch
+    and cost tables and two figures to OUT/plan/.
+
+    Example: adnstudy plan cases/ieee33.yaml --time-limit 120
+    """
+    from adnstudy.pipeline import run_stage
+
+    c = _load(case)
+    out_dir = _out(c, out)
+    options = {k: v for k, v in {"solver": solver, "time_limit": time_limit}.items() if v is not None}
+    with progress("Solving the planning MISOCP"):
+        s = run_stage(c, out_dir, "plan", **options)
+    gap = "n/a" if s["gap"] is None else f"{s['gap']:.2e}"
+    typer.echo(
+        f"{c.name}: {s['built']} site(s), {s['capacity_mw']:.3f} MW; annual cost {s['total_usd']:,.0f} USD; "
+        f"status {s['status']}, gap {gap}; AC check max |dV| {s['max_dv_pu']:.1e} pu"
+    )
+    if not s["tight"]:
+        typer.echo(
+            "WARNING: the SOC relaxation is not tight at this plan: the SOCP voltages differ from the AC "
+            "power flow by more than 1e-4 pu; the operating point is not physical (see manifest 'verification')",
+            err=True,
+        )
+    if s["status"] != "optimal":
+        typer.echo(f"note: the plan is not proven optimal (status {s['status']}); see manifest 'solver'", err=True)
+    typer.echo(f"results: {out_dir / 'plan'}")
+
+
+@app.command()
+@handled
 def run(
     case: CaseArg,
     out: OutOpt = None,

@@ -43,10 +43,21 @@ def _cluster(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str,
     return cluster_stage(case, out_dir, run_key=run_key)
 
 
+def _plan(case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
+          time_limit: float | None = None) -> dict[str, Any]:
+    import logging
+
+    from adnstudy.stages.plan import plan_stage
+
+    verbose = logging.getLogger().level <= logging.INFO
+    return plan_stage(case, out_dir, run_key=run_key, solver=solver, time_limit=time_limit, verbose=verbose)
+
+
 #: Every stage ``adnstudy run`` knows, in dependency order.
 STAGES: tuple[Stage, ...] = (
     Stage("powerflow", _powerflow, options={"mode": "peak"}),
     Stage("cluster", _cluster),
+    Stage("plan", _plan, requires=("cluster",)),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

@@ -49,6 +49,10 @@ class NetworkConfig(Strict):
     v_min_pu: Positive = 0.95
     v_max_pu: Positive = 1.05
     load_scale: Positive = Field(1.0, description="Multiplier on every bus's peak load.")
+    p_import_max_mw: Positive | None = Field(None, description="Substation import limit (None: unlimited).")
+    p_export_max_mw: NonNegative | None = Field(
+        None, description="Substation export (reverse flow) limit; 0 forbids export (None: unlimited)."
+    )
     branch_rating_factor: Positive | None = Field(
         None,
         description="Branches without rating_a get this multiple of their base-case "
@@ -155,6 +159,9 @@ class CandidateConfig(Strict):
     om_usd_per_mw_yr: NonNegative = 0.0
     pf_min: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
     energy_mwh_per_mw: Positive | None = Field(None, description="Storage energy-to-power ratio.")
+    efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+        0.95, description="Storage one-way (charge and discharge) efficiency."
+    )
     islanding: bool = Field(True, description="May supply an island during a fault.")
 
     @model_validator(mode="after")

@@ -1,0 +1,267 @@
+"""Branch-and-bound over conic relaxations, the default mixed-integer strategy.
+
+The model is compiled once: integer variables are continuous variables bounded
+by ``cp.Parameter``s (:class:`~adnstudy.problems.plan.IntegerBlock`). A node is a
+set of bounds; solving it is one re-solve of the same DPP problem with Clarabel.
+Each worker thread owns a copy of the model (Clarabel releases the GIL, so two
+nodes solve at once on two cores). Search:
+
+* best-first on the relaxation bound (deeper node first among equals);
+* branching on the integer variable with the largest fractionality × its cost
+  per unit (a site's annualised fixed cost, a module's annualised capex), the
+  variables whose rounding moves the objective most;
+* a rounding heuristic at every node whose pattern is new: build where the
+  relaxation installs capacity, round modules up, solve with those fixed;
+* prune when bound ≥ incumbent − gap·|incumbent|; stop when no node is left
+  (the gap is then proven), or at the time limit with the gap reached.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import cvxpy as cp
+import numpy as np
+
+from adnstudy.errors import SolveError
+
+log = logging.getLogger(__name__)
+INT_TOL = 1e-5
+CLARABEL_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-6}
+#: Tighter settings for the final operating point: losses are a small part of the objective,
+#: so a loose duality gap leaves slack in the cones (and voltages off the AC solution).
+CLARABEL_FINAL_OPTIONS = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-9, "tol_feas": 1e-9}
+OK = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+
+
+class RelaxedModel(Protocol):
+    problem: cp.Problem
+    integers: list  # IntegerBlock
+
+
+@dataclass(order=True)
+class Node:
+    bound: float
+    neg_depth: int
+    seq: int
+    lo: list[np.ndarray] = field(compare=False)
+    hi: list[np.ndarray] = field(compare=False)
+
+
+@dataclass
+class BnBResult:
+    status: str  # "optimal" (gap proven), "time_limit", "gap_not_proven"
+    objective: float  # incumbent, in the problem's objective units
+    bound: float
+    gap: float
+    nodes: int
+    heuristic_solves: int
+    incumbent: list[np.ndarray]  # integer values of each block
+    seconds: float
+    history: list[dict[str, Any]]
+    failed_nodes: int
+
+
+def _solve(model: RelaxedModel, lo: list[np.ndarray], hi: list[np.ndarray], options: dict) -> tuple[str, float, list[np.ndarray] | None]:
+    for blk, a, b in zip(model.integers, lo, hi, strict=True):
+        blk.lo.value = a
+        blk.hi.value = b
+    try:
+        model.problem.solve(solver="CLARABEL", **options)
+    except cp.SolverError:
+        return "solver_error", math.nan, None
+    status = model.problem.status
+    if status not in OK:
+        return status, math.nan, None
+    return status, float(model.problem.value), [np.asarray(blk.var.value, dtype=float).copy() for blk in model.integers]
+
+
+def _is_integral(values: list[np.ndarray]) -> bool:
+    return all(np.all(np.abs(v - np.round(v)) <= INT_TOL) for v in values)
+
+
+def branch_and_bound(
+    make_model: Callable[[], RelaxedModel],
+    *,
+    rounding: Callable[[RelaxedModel, list[np.ndarray]], list[np.ndarray]],
+    gap: float = 1e-3,
+    time_limit: float | None = None,
+    threads: int = 2,
+    options: dict | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+) -> BnBResult:
+    """Minimise a relaxed model over its integer blocks (see the module docstring)."""
+    t0 = time.perf_counter()
+    opts = {**CLARABEL_OPTIONS, **(options or {})}
+    threads = max(1, threads)
+    models: queue.Queue = queue.Queue()
+    first = make_model()
+    models.put(first)
+    for _ in range(threads - 1):
+        models.put(make_model())
+    lo0 = [blk.lo0.copy() for blk in first.integers]
+    hi0 = [blk.hi0.copy() for blk in first.integers]
+    costs = [np.asarray(blk.cost, dtype=float) for blk in first.integers]
+    lock = threading.Lock()
+
+    def work(kind: str, lo, hi):
+        model = models.get()
+        try:
+            status, value, ints = _solve(model, lo, hi, opts)
+            extra = None
+            if kind == "node" and ints is not None:
+                extra = [np.asarray(v, dtype=float).copy() for v in _values_for_rounding(model)]
+            return kind, lo, hi, status, value, ints, extra
+        finally:
+            models.put(model)
+
+    # root: an infeasible or failed root is the model's problem, not the search's
+    _, _, _, status, root_value, root_ints, root_extra = work("node", lo0, hi0)
+    if root_ints is None:
+        raise SolveError(f"the continuous relaxation could not be solved (Clarabel status: {status})", )
+    incumbent_value = math.inf
+    incumbent: list[np.ndarray] | None = None
+    seq = itertools.count()
+    heap: list[Node] = []
+    tried: set[bytes] = set()
+    history: list[dict[str, Any]] = []
+    nodes, heur, failed = 1, 0, 0
+    pruned_min = math.inf  # smallest bound of a node pruned by bound: with the open nodes, the proven bound
+    running: dict[Future, tuple[str, float, int]] = {}
+    pool = ThreadPoolExecutor(max_workers=threads)
+
+    def record(event: str) -> None:
+        lb = min(_lower_bound(heap, running, incumbent_value), pruned_min, incumbent_value)
+        g = _gap(incumbent_value, lb)
+        row = {"seconds": time.perf_counter() - t0, "nodes": nodes, "heuristic_solves": heur,
+               "incumbent": incumbent_value, "bound": lb, "gap": g, "event": event}
+        history.append(row)
+        if progress:
+            progress(row)
+
+    def accept(value: float, ints: list[np.ndarray]) -> None:
+        nonlocal incumbent_value, incumbent
+        if value < incumbent_value:
+            incumbent_value, incumbent = value, [np.round(v) for v in ints]
+
+    def submit_heuristic(ints: list[np.ndarray], extra) -> None:
+        nonlocal heur
+        fixed = rounding(first, extra)
+        fixed = [np.clip(f, a, b) for f, a, b in zip(fixed, lo0, hi0, strict=True)]
+        key = b"".join(np.round(f).astype(np.int64).tobytes() for f in fixed)
+        if key in tried:
+            return
+        tried.add(key)
+        heur += 1
+        running[pool.submit(work, "heuristic", fixed, fixed)] = ("heuristic", math.nan, 0)
+
+    def expand(value: float, lo, hi, ints: list[np.ndarray], depth: int) -> None:
+        nonlocal pruned_min
+        if _is_integral(ints):
+            accept(value, ints)
+            return
+        if value >= incumbent_value - gap * abs(incumbent_value):
+            pruned_min = min(pruned_min, value)
+            return
+        # branch on the largest fractionality × unit cost
+        best, where = -1.0, None
+        for bi, (v, c) in enumerate(zip(ints, costs, strict=True)):
+            frac = np.minimum(v - np.floor(v), np.ceil(v) - v)
+            frac[frac <= INT_TOL] = 0.0
+            score = frac * np.maximum(c, 1e-12)
+            j = int(np.argmax(score))
+            if score[j] > best:
+                best, where = float(score[j]), (bi, j)
+        assert where is not None
+        bi, j = where
+        x = ints[bi][j]
+        down_hi = [h.copy() for h in hi]
+        down_hi[bi][j] = math.floor(x)
+        up_lo = [a.copy() for a in lo]
+        up_lo[bi][j] = math.ceil(x)
+        heapq.heappush(heap, Node(value, -(depth + 1), next(seq), lo, down_hi))
+        heapq.heappush(heap, Node(value, -(depth + 1), next(seq), up_lo, hi))
+
+    try:
+        expand(root_value, lo0, hi0, root_ints, 0)
+        submit_heuristic(root_ints, root_extra)
+        record("root")
+        status_out = "optimal"
+        while heap or running:
+            if time_limit is not None and time.perf_counter() - t0 > time_limit:
+                status_out = "time_limit"
+                break
+            # fill the workers with the best open nodes
+            while heap and len(running) < threads:
+                node = heapq.heappop(heap)
+                if node.bound >= incumbent_value - gap * abs(incumbent_value):
+                    pruned_min = min(pruned_min, node.bound)
+                    continue
+                nodes += 1
+                running[pool.submit(work, "node", node.lo, node.hi)] = ("node", node.bound, -node.neg_depth)
+            if not running:
+                continue
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED,
+                           timeout=None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0)))
+            for fut in done:
+                kind, parent_bound, depth = running.pop(fut)
+                _, lo, hi, status, value, ints, extra = fut.result()
+                with lock:
+                    if kind == "heuristic":
+                        if ints is not None:
+                            accept(value, ints)
+                            record("heuristic")
+                        continue
+                    if ints is None:
+                        if status not in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
+                            failed += 1
+                            log.warning("node relaxation failed with status %s; node dropped", status)
+                        continue
+                    value = max(value, parent_bound)  # a child is never better than its parent
+                    expand(value, lo, hi, ints, depth)
+                    if not _is_integral(ints) and value < incumbent_value - gap * abs(incumbent_value):
+                        submit_heuristic(ints, extra)
+                    record("node")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if incumbent is None:
+        raise SolveError(
+            "branch-and-bound found no integer-feasible plan"
+            + (" before the time limit" if status_out == "time_limit" else "")
+        )
+    lb = min(_lower_bound(heap, running, incumbent_value), pruned_min, incumbent_value)
+    g = _gap(incumbent_value, lb)
+    if status_out == "optimal" and failed:
+        status_out = "gap_not_proven"
+    record("end")
+    return BnBResult(
+        status=status_out, objective=incumbent_value, bound=lb, gap=g, nodes=nodes, heuristic_solves=heur,
+        incumbent=incumbent, seconds=time.perf_counter() - t0, history=history, failed_nodes=failed,
+    )
+
+
+def _values_for_rounding(model: RelaxedModel) -> list[np.ndarray]:
+    """What the rounding heuristic reads from a node's solution (the model says, via ``rounding_inputs``)."""
+    inputs = getattr(model, "rounding_inputs", None)
+    return inputs() if inputs is not None else [np.asarray(b.var.value) for b in model.integers]
+
+
+def _lower_bound(heap: list[Node], running: dict, incumbent: float) -> float:
+    bounds = [n.bound for n in heap] + [b for (k, b, _) in running.values() if k == "node"]
+    return min(bounds) if bounds else incumbent
+
+
+def _gap(upper: float, lower: float) -> float:
+    if not math.isfinite(upper):
+        return math.inf
+    return max(0.0, (upper - lower) / max(abs(upper), 1e-12))

@@ -1,0 +1,198 @@
+"""Planning MISOCP: brute-force enumeration, published base case, AC tightness, gap, infeasibility."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from adnstudy.cli import app
+from adnstudy.config.load import load_case
+from adnstudy.config.references import case_feeder
+from adnstudy.problems.plan import COST_SCALE, build_plan_model, crf, plan_data, round_plan
+from adnstudy.solve.bnb import CLARABEL_FINAL_OPTIONS, CLARABEL_OPTIONS, branch_and_bound
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def typical_tables(load: np.ndarray, pv: np.ndarray, wind: np.ndarray, days: list[int]):
+    """cluster-stage tables for given day × 24 profiles."""
+    K = len(days)
+    rows = []
+    for c in range(K):
+        for h in range(24):
+            for name, arr in (("load", load), ("pv", pv), ("wind", wind)):
+                rows.append({"cluster": c, "hour": h, "series": name, "value": float(arr[c, h])})
+    typical = pd.DataFrame(rows)
+    weights = pd.DataFrame({"cluster": range(K), "days": days, "weight": np.array(days) / sum(days), "is_extreme": False})
+    return typical, weights
+
+
+TINY_CASE = """
+name: tiny
+network:
+  buses: buses.csv
+  branches: branches.csv
+  base_mva: 1.0
+  v_min_pu: 0.95
+  v_max_pu: 1.05
+  v_substation_range_pu: [1.0, 1.0]
+profiles:
+  source: csv
+  file: unused.csv
+  series:
+    load: {kind: load, column: load}
+    pv: {kind: pv, column: pv}
+    wind: {kind: wind, column: wind}
+candidates:
+  sites:
+    - {bus: 3, tech: pv,   max_mw: 1.5, capex_usd_per_mw: 500000, fixed_capex_usd: 150000, lifetime_yr: 20}
+    - {bus: 5, tech: wind, max_mw: 1.2, capex_usd_per_mw: 900000, fixed_capex_usd: 120000, lifetime_yr: 20, om_usd_per_mwh: 5}
+    - {bus: 6, tech: wind, max_mw: 1.0, module_mw: 0.25, capex_usd_per_mw: 950000, fixed_capex_usd: 60000, lifetime_yr: 20}
+economics:
+  discount_rate: 0.07
+  purchase_price_usd_per_mwh: [60, 60, 60, 60, 60, 60, 80, 80, 120, 120, 120, 120, 120, 120, 120, 120, 120, 150, 150, 150, 120, 80, 60, 60]
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    pd.DataFrame({
+        "bus": [1, 2, 3, 4, 5, 6], "base_kv": 11.0,
+        "p_mw": [0.0, 0.4, 0.6, 0.3, 0.5, 0.4], "q_mvar": [0.0, 0.15, 0.25, 0.1, 0.2, 0.15],
+    }).to_csv(d / "buses.csv", index=False)
+    pd.DataFrame({
+        "from_bus": [1, 2, 3, 2, 5], "to_bus": [2, 3, 4, 5, 6],
+        "r_ohm": [0.6, 1.0, 0.8, 1.2, 0.9], "x_ohm": [0.5, 0.8, 0.6, 0.9, 0.7],
+    }).to_csv(d / "branches.csv", index=False)
+    (d / "case.yaml").write_text(TINY_CASE)
+    case = load_case(d / "case.yaml")
+    feeder = case_feeder(case)
+    h = np.arange(24)
+    load = np.vstack([0.6 + 0.4 * np.sin((h - 7) / 24 * 2 * np.pi), 0.4 + 0.2 * np.sin((h - 7) / 24 * 2 * np.pi)])
+    pv = np.vstack([np.clip(np.sin((h - 6) / 12 * np.pi), 0, None) * 0.8, np.clip(np.sin((h - 7) / 10 * np.pi), 0, None) * 0.3])
+    wind = np.vstack([0.25 + 0.1 * np.cos(h / 5), 0.6 + 0.2 * np.sin(h / 7)])
+    typical, weights = typical_tables(load, pv, wind, [200, 165])
+    return plan_data(case, feeder, typical, weights)
+
+
+def test_branch_and_bound_equals_brute_force(tiny):
+    """Every 0-1 siting × module count, each solved as an SOCP: the minimum is the B&B optimum."""
+    model = build_plan_model(tiny)
+    relaxed = model.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
+    assert np.any(np.abs(model.build.value - np.round(model.build.value)) > 1e-3), "the relaxation should be fractional"
+    best = np.inf
+    n_modules = int(model.integers[1].hi0[0])
+    for b in itertools.product([0.0, 1.0], repeat=3):
+        for y in range(n_modules + 1):
+            if b[2] == 0 and y > 0:
+                continue
+            model.fix_integers([np.array(b), np.array([float(y)])])
+            model.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
+            if model.problem.status in ("optimal", "optimal_inaccurate"):
+                best = min(best, model.problem.value)
+    res = branch_and_bound(lambda: build_plan_model(tiny), rounding=round_plan, gap=1e-9, threads=2)
+    assert res.status == "optimal"
+    assert res.objective == pytest.approx(best, rel=1e-6)
+    assert relaxed <= best + 1e-9
+    assert res.nodes < 40  # far fewer than the 2^3 × 5 enumeration's 20 solves plus branching of the naive tree
+
+
+def test_crf():
+    # 8 % over 20 years: 0.10185 (standard annuity tables)
+    assert crf(0.08, 20) == pytest.approx(0.101852, abs=1e-6)
+    assert crf(0.0, 10) == pytest.approx(0.1)
+
+
+def test_no_candidates_reproduces_published_base_case(tmp_path):
+    """With no candidates, the peak-hour OPF is the base-case power flow: 202.68 kW of losses."""
+    case_file = tmp_path / "c.yaml"
+    text = (ROOT / "cases" / "ieee33.yaml").read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
+    text = text.replace("v_substation_range_pu: [1.0, 1.05]", "v_substation_range_pu: [1.0, 1.0]").replace("v_min_pu: 0.95", "v_min_pu: 0.90")
+    case_file.write_text(text)
+    case = load_case(case_file)
+    feeder = case_feeder(case)
+    ones = np.ones((1, 24))
+    typical, weights = typical_tables(ones, 0 * ones, 0 * ones, [1])
+    data = plan_data(case, feeder, typical, weights)
+    data = data.__class__(**{**data.__dict__, "sites": data.sites.iloc[:0], "avail": data.avail[:0]})
+    model = build_plan_model(data)
+    model.problem.solve(solver="CLARABEL", **CLARABEL_FINAL_OPTIONS)
+    loss_kw = (feeder.r_pu[:, None] * model.flow.ell.value).sum(axis=0) * feeder.base_mva * 1000
+    np.testing.assert_allclose(loss_kw, 202.68, atol=0.01)
+    v = np.sqrt(model.flow.v.value[:, 0])
+    assert v.min() == pytest.approx(0.9131, abs=5e-5) and feeder.bus_ids[np.argmin(v)] == 18
+    # the objective is the purchase of load + losses at the hourly price
+    price = np.asarray(case.config.economics.purchase_price_usd_per_mwh)
+    assert model.problem.value / COST_SCALE == pytest.approx(((3.715 + loss_kw / 1000) * price).sum(), rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    out = tmp_path_factory.mktemp("plan")
+    case = str(ROOT / "cases" / "ieee33.yaml")
+    assert runner.invoke(app, ["cluster", case, "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["plan", case, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out / "plan"
+
+
+def test_shipped_plan_is_tight_and_within_gap(shipped):
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert manifest["solver"]["status"] == "optimal"
+    assert manifest["solver"]["gap"] <= 1e-3
+    assert manifest["verification"]["max_dv_pu"] <= 1e-4
+    assert manifest["verification"]["tight"] is True
+    bus = pd.read_parquet(shipped / "bus.parquet")
+    assert (bus["v_pu"] - bus["v_ac_pu"]).abs().max() <= 1e-4
+    assert bus["v_pu"].min() >= 0.95 - 1e-6
+
+
+def test_shipped_plan_tables_are_consistent(shipped):
+    inv = pd.read_parquet(shipped / "investment.parquet")
+    cost = pd.read_parquet(shipped / "cost.parquet").set_index("item")["annual_usd"]
+    manifest = json.loads((shipped / "manifest.json").read_text())
+    assert cost["total"] == pytest.approx(manifest["objective"], rel=1e-9)
+    assert cost["investment_annualised"] == pytest.approx(inv["annualised_usd"].sum(), rel=1e-6)
+    # built sites have capacity within their bounds; unbuilt ones none
+    assert (inv.loc[~inv["build"], "capacity_mw"] == 0).all()
+    case = load_case(ROOT / "cases" / "ieee33.yaml")
+    maxes = [s.max_mw for s in case.config.candidates.sites]
+    assert (inv["capacity_mw"].to_numpy() <= np.array(maxes) + 1e-6).all()
+    assert inv["capacity_mw"].sum() <= 0.8 * 3.715 + 1e-6  # the penetration cap
+    # hourly energy balance: substation import = load − DG + losses (branch table)
+    bus = pd.read_parquet(shipped / "bus.parquet")
+    branch = pd.read_parquet(shipped / "branch.parquet")
+    per_hour = bus.groupby(["scenario", "hour"])[["p_load_mw", "p_dg_mw"]].sum()
+    losses = branch.groupby(["scenario", "hour"])["loss_mw"].sum()
+    head = branch[branch["from_bus"] == 1].groupby(["scenario", "hour"])["p_mw"].sum()
+    np.testing.assert_allclose(head, per_hour["p_load_mw"] - per_hour["p_dg_mw"] + losses, atol=1e-6)
+
+
+def test_infeasible_voltage_limits_named(tmp_path):
+    out = tmp_path / "out"
+    case = str(ROOT / "cases" / "ieee33.yaml")
+    assert runner.invoke(app, ["cluster", case, "--out", str(out)]).exit_code == 0
+    text = (ROOT / "cases" / "ieee33.yaml").read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("v_min_pu: 0.95", "v_min_pu: 0.995").replace("v_max_pu: 1.05", "v_max_pu: 1.0").replace(
+        "v_substation_range_pu: [1.0, 1.05]", "v_substation_range_pu: [1.0, 1.0]"))
+    shutil.copytree(out / "cluster", tmp_path / "out2" / "cluster")
+    result = runner.invoke(app, ["plan", str(bad), "--out", str(tmp_path / "out2")])
+    assert result.exit_code == 1
+    assert "infeasible" in result.stderr and "voltage limits" in result.stderr
+    assert not (tmp_path / "out2" / "plan").exists()
+
+
+def test_plan_without_cluster_names_the_command(tmp_path):
+    result = runner.invoke(app, ["plan", str(ROOT / "cases" / "ieee33.yaml"), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "adnstudy cluster" in result.stderr
