@@ -26,8 +26,10 @@ lint: setup
 	$(BIN)/ruff check adnstudy tests benchmarks
 
 bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/powerflow.py
 	$(BIN)/python benchmarks/cluster.py
+	$(BIN)/python benchmarks/plan.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache build *.egg-info

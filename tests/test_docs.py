@@ -190,10 +190,38 @@ def cluster_tables() -> dict[str, list[str]]:
     return out
 
 
+def plan_tables() -> dict[str, list[str]]:
+    """Columns of the plan tables, from a 3-bus plan (no full 33-bus solve)."""
+    import tempfile
+
+    from adnstudy.config.load import load_case
+    from adnstudy.config.references import case_feeder
+    from adnstudy.problems.plan import build_plan_model, plan_data
+    from adnstudy.stages.plan import plan_tables as tables
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        pd.DataFrame({"bus": [1, 2, 3], "base_kv": 11.0, "p_mw": [0, 0.3, 0.2], "q_mvar": [0, 0.1, 0.1]}).to_csv(d / "b.csv", index=False)
+        pd.DataFrame({"from_bus": [1, 2], "to_bus": [2, 3], "r_ohm": 0.5, "x_ohm": 0.4}).to_csv(d / "l.csv", index=False)
+        (d / "c.yaml").write_text(
+            "network: {buses: b.csv, branches: l.csv, base_mva: 1.0}\n"
+            "profiles: {source: csv, file: x.csv, series: {load: {kind: load, column: l}, pv: {kind: pv, column: p}}}\n"
+            "candidates: {sites: [{bus: 3, tech: pv, max_mw: 0.5, capex_usd_per_mw: 1000}]}\n"
+            "economics: {purchase_price_usd_per_mwh: [50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50]}\n"
+        )
+        case = load_case(d / "c.yaml")
+        typical = pd.DataFrame([{"cluster": 0, "hour": h, "series": s, "value": 0.5} for h in range(24) for s in ("load", "pv")])
+        weights = pd.DataFrame({"cluster": [0], "days": [365]})
+        model = build_plan_model(plan_data(case, case_feeder(case), typical, weights))
+        model.problem.solve(solver="CLARABEL")
+        return {name: list(df.columns) for name, df in tables(model, np.ones((3, 24))).items()}
+
+
 #: stage → function returning {table: columns}; add later stages here.
 STAGE_TABLES: dict[str, Callable[[], dict[str, list[str]]]] = {
     "powerflow": powerflow_tables,
     "cluster": cluster_tables,
+    "plan": plan_tables,
 }
 
 
