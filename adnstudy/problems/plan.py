@@ -191,15 +191,26 @@ class PlanModel:
         return [np.asarray(self.cap_mw.value, dtype=float), np.asarray(y, dtype=float)]
 
 
-def round_plan(model: PlanModel, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Rounding heuristic: build wherever the relaxation installs capacity, round modules up."""
+def round_plan(model: PlanModel, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Rounding heuristic: candidate integer patterns from a relaxed solution, most promising first.
+
+    Build where the relaxation uses at least half of a site's fixed cost
+    (b ≥ 0.5, i.e. capacity ≥ half the maximum), then where it installs at least
+    1 % or any capacity at all; modules rounded to nearest and up.
+    """
     cap_mw, y = inputs
     st = model.data.sites
-    build = (cap_mw > 1e-4 * st["max_mw"].to_numpy()).astype(float)
-    out = [build]
+    frac = cap_mw / st["max_mw"].to_numpy()
+    patterns = []
+    for threshold in (0.5, 1e-2, 1e-4):
+        build = (frac >= threshold).astype(float)
+        out = [build]
+        if model.modules is not None:
+            out.append(np.round(y))
+        patterns.append(out)
     if model.modules is not None:
-        out.append(np.ceil(y - 1e-6))
-    return out
+        patterns.append([(frac >= 1e-4).astype(float), np.ceil(y - 1e-6)])
+    return patterns
 
 
 RELAXABLE = ("voltage", "current", "substation", "caps")

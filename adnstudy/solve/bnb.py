@@ -10,8 +10,9 @@ nodes solve at once on two cores). Search:
 * branching on the integer variable with the largest fractionality × its cost
   per unit (a site's annualised fixed cost, a module's annualised capex), the
   variables whose rounding moves the objective most;
-* a rounding heuristic at every node whose pattern is new: build where the
-  relaxation installs capacity, round modules up, solve with those fixed;
+* a rounding heuristic at every node: the model proposes integer patterns from
+  the node's solution (most promising first); each new one is solved with the
+  integers fixed and may become the incumbent;
 * prune when bound ≥ incumbent − gap·|incumbent|; stop when no node is left
   (the gap is then proven), or at the time limit with the gap reached.
 """
@@ -93,7 +94,7 @@ def _is_integral(values: list[np.ndarray]) -> bool:
 def branch_and_bound(
     make_model: Callable[[], RelaxedModel],
     *,
-    rounding: Callable[[RelaxedModel, list[np.ndarray]], list[np.ndarray]],
+    rounding: Callable[[RelaxedModel, list[np.ndarray]], list[list[np.ndarray]]],
     gap: float = 1e-3,
     time_limit: float | None = None,
     threads: int = 2,
@@ -156,14 +157,14 @@ def branch_and_bound(
 
     def submit_heuristic(ints: list[np.ndarray], extra) -> None:
         nonlocal heur
-        fixed = rounding(first, extra)
-        fixed = [np.clip(f, a, b) for f, a, b in zip(fixed, lo0, hi0, strict=True)]
-        key = b"".join(np.round(f).astype(np.int64).tobytes() for f in fixed)
-        if key in tried:
-            return
-        tried.add(key)
-        heur += 1
-        running[pool.submit(work, "heuristic", fixed, fixed)] = ("heuristic", math.nan, 0)
+        for fixed in rounding(first, extra):
+            fixed = [np.clip(f, a, b) for f, a, b in zip(fixed, lo0, hi0, strict=True)]
+            key = b"".join(np.round(f).astype(np.int64).tobytes() for f in fixed)
+            if key in tried:
+                continue
+            tried.add(key)
+            heur += 1
+            running[pool.submit(work, "heuristic", fixed, fixed)] = ("heuristic", math.nan, 0)
 
     def expand(value: float, lo, hi, ints: list[np.ndarray], depth: int) -> None:
         nonlocal pruned_min
@@ -232,6 +233,11 @@ def branch_and_bound(
                     if not _is_integral(ints) and value < incumbent_value - gap * abs(incumbent_value):
                         submit_heuristic(ints, extra)
                     record("node")
+            # the open and running nodes' bounds already prove the target gap: stop
+            if math.isfinite(incumbent_value) and _gap(
+                incumbent_value, min(_lower_bound(heap, running, incumbent_value), pruned_min)
+            ) <= gap:
+                break
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if incumbent is None:
