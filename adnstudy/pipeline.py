@@ -44,13 +44,14 @@ def _cluster(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str,
 
 
 def _plan(case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
-          time_limit: float | None = None) -> dict[str, Any]:
+          time_limit: float | None = None, reliability: bool = True) -> dict[str, Any]:
     import logging
 
     from adnstudy.stages.plan import plan_stage
 
     verbose = logging.getLogger().level <= logging.INFO
-    return plan_stage(case, out_dir, run_key=run_key, solver=solver, time_limit=time_limit, verbose=verbose)
+    return plan_stage(case, out_dir, run_key=run_key, solver=solver, time_limit=time_limit, verbose=verbose,
+                      reliability=reliability)
 
 
 #: Every stage ``adnstudy run`` knows, in dependency order.

@@ -101,7 +101,7 @@ def test_branch_and_bound_equals_brute_force(tiny):
                 best = min(best, model.problem.value)
     res = branch_and_bound(lambda: build_plan_model(tiny), rounding=round_plan, gap=1e-9, threads=2)
     assert res.status == "optimal"
-    assert res.objective == pytest.approx(best, rel=1e-6)
+    assert res.objective == pytest.approx(best, rel=2e-5)  # node solves stop at a 1e-5 duality gap
     assert relaxed <= best + 1e-9
     assert res.nodes < 40  # far fewer than the 2^3 × 5 enumeration's 20 solves plus branching of the naive tree
 

@@ -199,17 +199,34 @@ class EconomicsConfig(Strict):
 
 
 # ----------------------------------------------------------------------- reliability
-class ReliabilityConfig(Strict):
-    """Branch outage data defaults and index limits (IEEE 1366)."""
+BranchRef = tuple[BusId, BusId]
 
-    failure_rate_per_km_yr: Positive | None = None
-    failure_rate_per_yr: Positive | None = Field(
-        None, description="Used for branches with neither failure_rate_per_yr nor length_km."
+
+class ReliabilityConfig(Strict):
+    """Branch outage data, switch placement and index limits (IEEE 1366); see docs/reliability.md."""
+
+    failure_rate_per_km_yr: Positive | None = Field(
+        None, description="Failure rate per km and year, for branches with length_km and no failure_rate_per_yr."
     )
-    repair_h: Positive = 5.0
-    switching_h: Positive = 1.0
-    voll_usd_per_mwh: NonNegative = 0.0
-    island_credit: Literal["weighted_mean", "p10"] = "weighted_mean"
+    failure_rate_per_yr: Positive | None = Field(
+        None, description="Failure rate per branch and year, for branches with neither column in the table."
+    )
+    repair_h: Positive = Field(5.0, description="Repair time, for branches without repair_h in the table.")
+    switching_h: Positive = Field(1.0, description="Time to isolate a fault and restore by switching.")
+    sectionalisers: list[BranchRef] = Field(
+        default_factory=list, description="Branches (from, to) with a sectionalising switch (added to the table's)."
+    )
+    fuses: list[BranchRef] = Field(
+        default_factory=list, description="Branches (from, to) with a fuse: a protective device for its lateral."
+    )
+    tie_restoration: bool = Field(
+        True, description="Normally-open tie lines restore isolated areas they reach from healthy supply."
+    )
+    island_credit: Literal["weighted_mean", "p10"] = Field(
+        "weighted_mean",
+        description="Island DG credit per MW: the scenarios' weighted mean availability, or its 10th percentile.",
+    )
+    voll_usd_per_mwh: NonNegative = Field(0.0, description="Value of lost load; > 0 adds the EENS cost to plan.")
     saidi_limit_h: Positive | None = None
     saifi_limit: Positive | None = None
     eens_limit_mwh: Positive | None = None
@@ -323,6 +340,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "powerflow": (),
     "cluster": ("profiles", "clustering"),
     "plan": ("profiles", "candidates", "economics"),
+    "reliability": ("reliability",),
     "dispatch": ("profiles", "economics", "microgrids", "market"),
     "coplan": ("profiles", "candidates", "economics", "microgrids", "market"),
 }

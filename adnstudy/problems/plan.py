@@ -31,7 +31,9 @@ import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.formulation.distflow import BranchFlowSOC, branch_flow_soc
+from adnstudy.formulation.reliability import ReliabilityBlock, reliability_block
 from adnstudy.network.feeder import Feeder
+from adnstudy.reliability.data import ReliabilityData
 
 COST_SCALE = 1e-6  # the solver sees millions of USD
 
@@ -66,6 +68,9 @@ class PlanData:
     p_export_max_pu: float | None
     max_total_mw: float | None
     budget_usd: float | None
+    reliability: ReliabilityData | None = None  # None: no reliability constraints or indices
+    reliability_limits: dict[str, float | None] = field(default_factory=dict)  # SAIDI (h), EENS (MWh), SAIFI
+    voll_usd_per_mwh: float = 0.0
 
     @property
     def n_snap(self) -> int:
@@ -139,9 +144,31 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
     )
 
 
+def with_reliability(case: Case, data: PlanData) -> PlanData:
+    """Add the case's reliability section: average loads and island credits from the same scenarios."""
+    from dataclasses import replace
+
+    from adnstudy.reliability.data import credits, reliability_data
+
+    cfg = case.config.reliability
+    if cfg is None:
+        return data
+    w = data.snap_weight
+    load_avg = (data.p_load @ w) / w.sum() * data.feeder.base_mva
+    credit = credits(data.avail, w, cfg.island_credit)
+    may_island = ((data.sites["tech"] != "storage") & data.sites["islanding"]).to_numpy()
+    rd = reliability_data(case, data.feeder, load_avg, data.sites["pos"].to_numpy(), np.where(may_island, credit, 0.0))
+    limits = {"SAIDI": cfg.saidi_limit_h, "EENS": cfg.eens_limit_mwh, "SAIFI": cfg.saifi_limit}
+    return replace(data, reliability=rd, reliability_limits=limits, voll_usd_per_mwh=cfg.voll_usd_per_mwh)
+
+
 @dataclass
 class IntegerBlock:
-    """Integer decisions relaxed to [lo, hi] bounds that a branch-and-bound tightens."""
+    """Integer decisions relaxed to [lo, hi] bounds that a branch-and-bound tightens.
+
+    The bound constraints are kept: their duals are the reduced costs that let
+    the search fix variables (moving off a bound costs at least the dual).
+    """
 
     var: cp.Variable
     lo: cp.Parameter
@@ -149,6 +176,20 @@ class IntegerBlock:
     lo0: np.ndarray  # original bounds
     hi0: np.ndarray
     cost: np.ndarray  # annual USD a unit step costs (branching priority)
+    lo_con: cp.Constraint
+    hi_con: cp.Constraint
+
+    @classmethod
+    def create(cls, var: cp.Variable, lo0: np.ndarray, hi0: np.ndarray, cost: np.ndarray, name: str) -> IntegerBlock:
+        n = var.size
+        lo = cp.Parameter(n, name=f"{name}_lo", value=np.asarray(lo0, float))
+        hi = cp.Parameter(n, name=f"{name}_hi", value=np.asarray(hi0, float))
+        return cls(var, lo, hi, np.asarray(lo0, float), np.asarray(hi0, float), np.asarray(cost, float),
+                   var >= lo, var <= hi)
+
+    @property
+    def constraints(self) -> list[cp.Constraint]:
+        return [self.lo_con, self.hi_con]
 
 
 @dataclass
@@ -170,14 +211,18 @@ class PlanModel:
     flow: BranchFlowSOC
     costs: dict[str, cp.Expression]  # annual USD
     integers: list[IntegerBlock] = field(default_factory=list)
+    reliability: ReliabilityBlock | None = None
 
     @property
     def objective_usd(self) -> float:
         return float(self.problem.value) / COST_SCALE
 
     def integer_vars(self) -> list[cp.Variable]:
-        """The integer decisions, in the order of :attr:`integers` (build, then modules)."""
-        return [self.build] + ([self.modules] if self.modules is not None else [])
+        """The integer decisions, in the order of :attr:`integers` (build, modules, island success)."""
+        out = [self.build] + ([self.modules] if self.modules is not None else [])
+        if self.reliability is not None and self.reliability.island.size:
+            out.append(self.reliability.island)
+        return out
 
     def fix_integers(self, values: list[np.ndarray]) -> None:
         """Fix the integer decisions of a relaxed model (lower = upper bound)."""
@@ -186,9 +231,26 @@ class PlanModel:
             blk.hi.value = np.round(v)
 
     def rounding_inputs(self) -> list[np.ndarray]:
-        """What :func:`round_plan` reads from a node's solution: capacities (MW) and modules."""
+        """What :func:`round_plan` reads from a node's solution: capacities (MW), modules, islands."""
         y = self.modules.value if self.modules is not None else np.empty(0)
-        return [np.asarray(self.cap_mw.value, dtype=float), np.asarray(y, dtype=float)]
+        z = self.reliability.island.value if self.reliability is not None and self.reliability.island.size else np.empty(0)
+        return [np.asarray(self.cap_mw.value, dtype=float), np.asarray(y, dtype=float), np.asarray(z, dtype=float)]
+
+    def islands_by_rule(self) -> np.ndarray:
+        """Island success as the evaluator decides it for the current capacities: credited DG ≥ average load."""
+        from adnstudy.reliability.evaluate import ISLAND_TOL_MW
+
+        mat = self.reliability.matrices
+        supply = (mat.island_sites * self.data.reliability.site_credit[None, :]) @ np.maximum(self.cap_mw.value, 0)
+        return ((supply > 0) & (supply >= mat.island_load_mw - ISLAND_TOL_MW)).astype(float)
+
+
+def island_reachable(data: PlanData, island_sites: np.ndarray, island_load_mw: np.ndarray) -> np.ndarray:
+    """Islands whose sites, all built at their maximum, would cover the island's load (credited)."""
+    rd = data.reliability
+    assert rd is not None
+    most = island_sites @ (rd.site_credit * data.sites["max_mw"].to_numpy())
+    return most >= island_load_mw - 1e-7
 
 
 def round_plan(model: PlanModel, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
@@ -198,22 +260,29 @@ def round_plan(model: PlanModel, inputs: list[np.ndarray]) -> list[list[np.ndarr
     (b ≥ 0.5, i.e. capacity ≥ half the maximum), then where it installs at least
     1 % or any capacity at all; modules rounded to nearest and up.
     """
-    cap_mw, y = inputs
+    cap_mw, y, z = inputs
     st = model.data.sites
     frac = cap_mw / st["max_mw"].to_numpy()
     patterns = []
-    for threshold in (0.5, 1e-2, 1e-4):
-        build = (frac >= threshold).astype(float)
+    builds = [(frac >= threshold).astype(float) for threshold in (0.5, 1e-2, 1e-4)]
+    if model.modules is not None:
+        builds.append((frac >= 1e-4).astype(float))
+    for i, build in enumerate(builds):
         out = [build]
         if model.modules is not None:
-            out.append(np.round(y))
-        patterns.append(out)
-    if model.modules is not None:
-        patterns.append([(frac >= 1e-4).astype(float), np.ceil(y - 1e-6)])
+            out.append(np.round(y) if i < 3 else np.ceil(y - 1e-6))
+        if not z.size:
+            patterns.append(out)
+            continue
+        # islands: those the relaxation mostly takes and that can succeed with this build, or none
+        mat = model.reliability.matrices
+        reachable = island_reachable(model.data, mat.island_sites * build[None, :], mat.island_load_mw)
+        for z_pattern in ((z >= 0.5) & reachable, (z >= 1e-2) & reachable, np.zeros(z.size, dtype=bool)):
+            patterns.append([*out, z_pattern.astype(float)])
     return patterns
 
 
-RELAXABLE = ("voltage", "current", "substation", "caps")
+RELAXABLE = ("voltage", "current", "substation", "caps", "reliability")
 
 
 def build_plan_model(
@@ -237,9 +306,9 @@ def build_plan_model(
     integers: list[IntegerBlock] = []
     fixed_ann = (st["crf"] * st["fixed_capex_usd"]).to_numpy()
     if not native:
-        lo, hi = cp.Parameter(J, name="build_lo", value=np.zeros(J)), cp.Parameter(J, name="build_hi", value=np.ones(J))
-        cons += [b >= lo, b <= hi]
-        integers.append(IntegerBlock(b, lo, hi, np.zeros(J), np.ones(J), fixed_ann + 1e-9))
+        blk = IntegerBlock.create(b, np.zeros(J), np.ones(J), fixed_ann + 1e-9, "build")
+        cons += blk.constraints
+        integers.append(blk)
     else:
         cons += [b >= 0, b <= 1]
     cap_mw = cp.Variable(J, name="capacity_mw", nonneg=True)
@@ -251,11 +320,10 @@ def build_plan_model(
         y = cp.Variable(len(modular), name="modules", integer=native)
         cons += [cap_mw[modular] == cp.multiply(mod, y), y >= 0, y <= n_max]
         if not native:
-            ylo = cp.Parameter(len(modular), name="modules_lo", value=np.zeros(len(modular)))
-            yhi = cp.Parameter(len(modular), name="modules_hi", value=n_max)
-            cons += [y >= ylo, y <= yhi]
             step = (st["crf"] * st["capex_usd_per_mw"]).to_numpy()[modular] * mod
-            integers.append(IntegerBlock(y, ylo, yhi, np.zeros(len(modular)), n_max, step))
+            blk = IntegerBlock.create(y, np.zeros(len(modular)), n_max, step, "modules")
+            cons += blk.constraints
+            integers.append(blk)
     cap = cap_mw / base  # pu
     # ---- operation
     p = cp.Variable((J, S), name="p_dg", nonneg=True)  # RES output (storage rows unused)
@@ -319,16 +387,40 @@ def build_plan_model(
         cons.append(cp.sum(capex) <= data.budget_usd)
     # ---- annual costs, USD
     w = data.snap_weight
+    rel = None
+    if data.reliability is not None:
+        rel = reliability_block(data.reliability, cap_mw, data.reliability_limits, native)
+        cons += rel.constraints
+        if "reliability" not in relax:
+            cons += list(rel.limit_constraints.values())
+        n_isl = rel.island.size
+        if n_isl:
+            # valid tightenings: an island needs a built site in it, and cannot succeed if even every
+            # site in it at its maximum falls short of its load
+            # z_s = 1 needs Σ κ_i c_i ≥ L_s with c_i ≤ max_i b_i, so z_s ≤ Σ_i min(1, κ_i max_i / L_s) b_i
+            sites_in = rel.matrices.island_sites
+            reach = data.reliability.site_credit * st["max_mw"].to_numpy()
+            share = np.minimum(1.0, reach[None, :] / np.maximum(rel.matrices.island_load_mw[:, None], 1e-12))
+            cons.append(rel.island <= (sites_in * share) @ b)
+            reachable = island_reachable(data, sites_in, rel.matrices.island_load_mw)
+            cons.append(rel.island <= reachable.astype(float))
+        if n_isl and not native:
+            value = data.voll_usd_per_mwh * (data.reliability.load_avg_mw @ rel.matrices.G) + 1.0
+            blk = IntegerBlock.create(rel.island, np.zeros(n_isl), reachable.astype(float), value, "island")
+            cons += blk.constraints
+            integers.append(blk)
     costs = {
         "investment_annualised": cp.sum(cp.multiply(st["crf"].to_numpy(), capex)),
         "purchase": base * (cp.sum(cp.multiply(w * data.price_buy, p_imp)) - cp.sum(cp.multiply(w * data.price_sell, p_exp))),
         "om_fixed": cp.sum(cp.multiply(st["om_usd_per_mw_yr"].to_numpy(), cap_mw)),
         "om_energy": base * cp.sum(cp.multiply(st["om_usd_per_mwh"].to_numpy()[:, None] * w[None, :], p)),
     }
+    if rel is not None and data.voll_usd_per_mwh > 0:
+        costs["eens"] = data.voll_usd_per_mwh * rel.eens
     objective = cp.Minimize(COST_SCALE * sum(costs.values()))
     problem = cp.Problem(objective, cons)
     return PlanModel(
         data=data, problem=problem, build=b, modules=y, cap_mw=cap_mw, cap=cap, p_dg=p, q_dg=q, p_imp=p_imp,
         p_exp=p_exp, q_sub=q_sub,
-        charge=ch, discharge=dis, soc=soc, flow=flow, costs=costs, integers=integers,
+        charge=ch, discharge=dis, soc=soc, flow=flow, costs=costs, integers=integers, reliability=rel,
     )

@@ -13,8 +13,10 @@ nodes solve at once on two cores). Search:
 * a rounding heuristic at every node: the model proposes integer patterns from
   the node's solution (most promising first); each new one is solved with the
   integers fixed and may become the incumbent;
-* prune when bound ≥ incumbent − gap·|incumbent|; stop when no node is left
-  (the gap is then proven), or at the time limit with the gap reached.
+* reduced-cost fixing: a variable at a bound whose dual says leaving it would
+  lift the node's bound past the incumbent keeps that bound in the subtree;
+* prune when bound ≥ incumbent − gap·|incumbent|; stop when the open nodes'
+  bounds prove the gap (or none is left), or at the time limit with the gap reached.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from adnstudy.errors import SolveError
 
 log = logging.getLogger(__name__)
 INT_TOL = 1e-5
-CLARABEL_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-6}
+HEURISTIC_DEPTH = 3
+CLARABEL_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-5}
 #: Tighter settings for the final operating point: losses are a small part of the objective,
 #: so a loose duality gap leaves slack in the cones (and voltages off the AC solution).
 CLARABEL_FINAL_OPTIONS = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-9, "tol_feas": 1e-9}
@@ -71,6 +74,7 @@ class BnBResult:
     seconds: float
     history: list[dict[str, Any]]
     failed_nodes: int
+    fixed_by_reduced_cost: int = 0
 
 
 def _solve(model: RelaxedModel, lo: list[np.ndarray], hi: list[np.ndarray], options: dict) -> tuple[str, float, list[np.ndarray] | None]:
@@ -85,6 +89,18 @@ def _solve(model: RelaxedModel, lo: list[np.ndarray], hi: list[np.ndarray], opti
     if status not in OK:
         return status, math.nan, None
     return status, float(model.problem.value), [np.asarray(blk.var.value, dtype=float).copy() for blk in model.integers]
+
+
+def _reduced_costs(model: RelaxedModel) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Duals of each block's lower and upper bound constraints (0 where the solver gives none)."""
+    out = []
+    for blk in model.integers:
+        d_lo = getattr(blk, "lo_con", None)
+        d_hi = getattr(blk, "hi_con", None)
+        lo = np.asarray(d_lo.dual_value, float) if d_lo is not None and d_lo.dual_value is not None else np.zeros(blk.var.size)
+        hi = np.asarray(d_hi.dual_value, float) if d_hi is not None and d_hi.dual_value is not None else np.zeros(blk.var.size)
+        out.append((np.maximum(lo, 0.0), np.maximum(hi, 0.0)))
+    return out
 
 
 def _is_integral(values: list[np.ndarray]) -> bool:
@@ -121,7 +137,7 @@ def branch_and_bound(
             status, value, ints = _solve(model, lo, hi, opts)
             extra = None
             if kind == "node" and ints is not None:
-                extra = [np.asarray(v, dtype=float).copy() for v in _values_for_rounding(model)]
+                extra = ([np.asarray(v, dtype=float).copy() for v in _values_for_rounding(model)], _reduced_costs(model))
             return kind, lo, hi, status, value, ints, extra
         finally:
             models.put(model)
@@ -138,6 +154,7 @@ def branch_and_bound(
     history: list[dict[str, Any]] = []
     nodes, heur, failed = 1, 0, 0
     pruned_min = math.inf  # smallest bound of a node pruned by bound: with the open nodes, the proven bound
+    fixed_by_cost = 0
     running: dict[Future, tuple[str, float, int]] = {}
     pool = ThreadPoolExecutor(max_workers=threads)
 
@@ -155,25 +172,41 @@ def branch_and_bound(
         if value < incumbent_value:
             incumbent_value, incumbent = value, [np.round(v) for v in ints]
 
-    def submit_heuristic(ints: list[np.ndarray], extra) -> None:
+    def submit_heuristic(ints: list[np.ndarray], extra, limit: int | None = None) -> None:
         nonlocal heur
-        for fixed in rounding(first, extra):
+        submitted = 0
+        for fixed in rounding(first, extra[0]):
+            if limit is not None and submitted >= limit:
+                return
             fixed = [np.clip(f, a, b) for f, a, b in zip(fixed, lo0, hi0, strict=True)]
             key = b"".join(np.round(f).astype(np.int64).tobytes() for f in fixed)
             if key in tried:
                 continue
             tried.add(key)
             heur += 1
+            submitted += 1
             running[pool.submit(work, "heuristic", fixed, fixed)] = ("heuristic", math.nan, 0)
 
-    def expand(value: float, lo, hi, ints: list[np.ndarray], depth: int) -> None:
-        nonlocal pruned_min
+    def expand(value: float, lo, hi, ints: list[np.ndarray], depth: int, duals=None) -> None:
+        nonlocal pruned_min, fixed_by_cost
         if _is_integral(ints):
             accept(value, ints)
             return
-        if value >= incumbent_value - gap * abs(incumbent_value):
+        threshold = incumbent_value - gap * abs(incumbent_value)
+        if value >= threshold:
             pruned_min = min(pruned_min, value)
             return
+        if duals is not None and math.isfinite(threshold):
+            # reduced-cost fixing: leaving a bound costs at least its dual, so a variable whose move
+            # would lift the bound past the incumbent keeps its bound in the whole subtree
+            lo, hi = [a.copy() for a in lo], [b.copy() for b in hi]
+            for bi, (v, (d_lo, d_hi)) in enumerate(zip(ints, duals, strict=True)):
+                free = lo[bi] < hi[bi]
+                at_lo = free & (np.abs(v - lo[bi]) <= INT_TOL) & (value + d_lo >= threshold)
+                at_hi = free & (np.abs(v - hi[bi]) <= INT_TOL) & (value + d_hi >= threshold)
+                hi[bi][at_lo] = lo[bi][at_lo]
+                lo[bi][at_hi] = hi[bi][at_hi]
+                fixed_by_cost += int(at_lo.sum() + at_hi.sum())
         # branch on the largest fractionality × unit cost
         best, where = -1.0, None
         for bi, (v, c) in enumerate(zip(ints, costs, strict=True)):
@@ -194,8 +227,8 @@ def branch_and_bound(
         heapq.heappush(heap, Node(value, -(depth + 1), next(seq), up_lo, hi))
 
     try:
-        expand(root_value, lo0, hi0, root_ints, 0)
         submit_heuristic(root_ints, root_extra)
+        expand(root_value, lo0, hi0, root_ints, 0, root_extra[1])
         record("root")
         status_out = "optimal"
         while heap or running:
@@ -229,9 +262,14 @@ def branch_and_bound(
                             log.warning("node relaxation failed with status %s; node dropped", status)
                         continue
                     value = max(value, parent_bound)  # a child is never better than its parent
-                    expand(value, lo, hi, ints, depth)
+                    # rounding is cheap insurance while there is no incumbent; later it rarely pays,
+                    # so only shallow nodes (whose patterns differ most) try one pattern
                     if not _is_integral(ints) and value < incumbent_value - gap * abs(incumbent_value):
-                        submit_heuristic(ints, extra)
+                        if not math.isfinite(incumbent_value):
+                            submit_heuristic(ints, extra, limit=2)
+                        elif depth <= HEURISTIC_DEPTH:
+                            submit_heuristic(ints, extra, limit=1)
+                    expand(value, lo, hi, ints, depth, extra[1])
                     record("node")
             # the open and running nodes' bounds already prove the target gap: stop
             if math.isfinite(incumbent_value) and _gap(
@@ -253,6 +291,7 @@ def branch_and_bound(
     return BnBResult(
         status=status_out, objective=incumbent_value, bound=lb, gap=g, nodes=nodes, heuristic_solves=heur,
         incumbent=incumbent, seconds=time.perf_counter() - t0, history=history, failed_nodes=failed,
+        fixed_by_reduced_cost=fixed_by_cost,
     )
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from adnstudy.config.load import Case
 from adnstudy.config.references import case_feeder
 from adnstudy.errors import SolveError
+from adnstudy.formulation.reliability import reliability_matrices
 from adnstudy.formulation.verify import verify_against_ac
 from adnstudy.problems.plan import (
     COST_SCALE,
@@ -29,7 +30,9 @@ from adnstudy.problems.plan import (
     build_plan_model,
     plan_data,
     round_plan,
+    with_reliability,
 )
+from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.store import StageWriter, manifest_digest, read_table
 from adnstudy.solve.bnb import CLARABEL_FINAL_OPTIONS, CLARABEL_OPTIONS, OK, branch_and_bound
 from adnstudy.solve.native import solve_native
@@ -42,6 +45,8 @@ RELAX_HINT = {
     "current": "the branch ratings cannot be met: raise rating_a or network.branch_rating_factor",
     "substation": "the substation import/export limits cannot be met: raise network.p_import_max_mw / p_export_max_mw",
     "caps": "the feeder-wide caps leave no feasible plan: raise candidates.max_penetration or candidates.budget_usd",
+    "reliability": "the reliability constraint (reliability.saidi_limit_h / eens_limit_mwh) cannot be met even "
+    "with every candidate built and islanding: relax the limit, add switches, or add candidates",
 }
 
 
@@ -122,19 +127,68 @@ def solve_plan(
     with warnings.catch_warnings():  # "optimal_inaccurate" is reported, and the AC check judges the point
         warnings.simplefilter("ignore", UserWarning)
         final.problem.solve(solver="CLARABEL", **CLARABEL_FINAL_OPTIONS)
-    timings["resolve"] = time.perf_counter() - t
     if final.problem.status not in OK:
         raise SolveError(f"re-solving the chosen plan failed (Clarabel: {final.problem.status})")
+    if final.reliability is not None and final.reliability.island.size:
+        # island success as the evaluator rules it for the final capacities (a success the search left
+        # at 0 only shortens outages, so every limit still holds); repeat if capacities move across a threshold
+        for _ in range(3):
+            rule = final.islands_by_rule()
+            if np.array_equal(rule, np.round(final.reliability.island.value)):
+                break
+            fixed = [np.round(v.value) for v in final.integer_vars()[:-1]] + [rule]
+            final.fix_integers(fixed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                final.problem.solve(solver="CLARABEL", **CLARABEL_FINAL_OPTIONS)
+            if final.problem.status not in OK:
+                raise SolveError(f"re-solving the chosen plan with its islands failed (Clarabel: {final.problem.status})")
+    timings["resolve"] = time.perf_counter() - t
     record["resolved_objective_usd"] = final.objective_usd
     record["resolve_status"] = final.problem.status
     return final, record, timings
 
 
+def check_reliability_consistency(model: PlanModel, result: ReliabilityResult, rtol: float = 1e-6) -> dict[str, float]:
+    """The optimiser's linear reliability model against the fault-enumeration evaluator; raise if they differ."""
+    rel = model.reliability
+    assert rel is not None
+    ours = {"SAIFI": rel.saifi, "SAIDI": float(rel.saidi.value), "EENS": float(rel.eens.value)}
+    theirs = result.indices()
+    worst = 0.0
+    for name, v in ours.items():
+        diff = abs(v - theirs[name]) / max(abs(theirs[name]), 1e-12)
+        worst = max(worst, diff)
+        if diff > rtol:
+            raise SolveError(
+                f"reliability check failed: the plan's {name} is {v:.9g} in the optimiser but {theirs[name]:.9g} "
+                "by fault enumeration; the linear reliability model does not describe this network (please report it)"
+            )
+    bus_diff = np.max(np.abs(np.asarray(rel.unavail.value) - result.unavailability_h_per_yr))
+    scale = max(np.max(result.unavailability_h_per_yr), 1e-12)
+    if bus_diff / scale > rtol:
+        raise SolveError(f"reliability check failed: bus unavailability differs by {bus_diff:.3g} h/yr between "
+                         "the optimiser and fault enumeration")
+    return {"max_rel_difference": worst, "max_bus_unavailability_difference_h": float(bus_diff)}
+
+
 def plan_stage(
     case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
-    time_limit: float | None = None, verbose: bool = False,
+    time_limit: float | None = None, verbose: bool = False, reliability: bool = True,
 ) -> dict[str, Any]:
     data = load_plan_inputs(case, out_dir)
+    if reliability and case.config.reliability is not None:
+        data = with_reliability(case, data)
+        saifi_limit = data.reliability_limits.get("SAIFI")
+        if saifi_limit is not None:
+            saifi = reliability_matrices(data.reliability)
+            value = float(data.reliability.customers @ saifi.failures / data.reliability.customers.sum())
+            if value > saifi_limit:
+                raise SolveError(
+                    f"the reliability constraint SAIFI <= {saifi_limit} cannot be met: SAIFI is {value:.4g} "
+                    "whatever the plan (island DG shortens outages but does not prevent them); add fuses or "
+                    "raise reliability.saifi_limit"
+                )
     scfg = case.config.solver
     name = solver or scfg.name
     limit = time_limit if time_limit is not None else scfg.time_limit_s
@@ -146,6 +200,15 @@ def plan_stage(
         with w.phase("verify"):
             p_bus, q_bus = net_loads(model)
             check = verify_against_ac(data.feeder, model.flow, p_bus, q_bus)
+        rel_record = None
+        if model.reliability is not None:
+            with w.phase("reliability"):
+                built = np.where(np.round(model.build.value) > 0, np.maximum(model.cap_mw.value, 0.0), 0.0)
+                rel_result = evaluate(data.reliability, built)
+                rel_record = check_reliability_consistency(model, rel_result)
+                rel_record.update(rel_result.indices())
+                for name, table in reliability_tables(data.reliability, rel_result, data.reliability_limits).items():
+                    w.table(name, table)
         with w.phase("write"):
             tables = plan_tables(model, check.v_ac_pu)
             for table, df in tables.items():
@@ -162,7 +225,11 @@ def plan_stage(
             "max_dv_pu": check.max_dv_pu,
             "tight": check.tight,
         }
+        if rel_record is not None:
+            summary["SAIDI_h"] = rel_record["SAIDI"]
+            summary["EENS_mwh"] = rel_record["EENS"]
         w.record(run_key=run_key, solver=record, objective=sum(costs.values()), verification=check.as_dict(),
+                 reliability=rel_record,
                  scenarios=data.n_days, snapshots=data.n_snap, summary=summary)
     if not check.tight:
         log.warning("relaxation not tight")
