@@ -239,6 +239,9 @@ def plan(
         typer.Option("--solver", help="'default' (branch-and-bound on Clarabel) or a CVXPY solver: SCIP, GUROBI, MOSEK, ECOS_BB."),
     ] = None,
     time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds; the best plan found is kept.")] = None,
+    with_reliability: Annotated[
+        bool, typer.Option("--reliability/--no-reliability", help="Use the case's reliability section (default: yes).")
+    ] = True,
 ) -> None:
     """RES siting and sizing over the typical days (MISOCP over DistFlow), checked by AC power flow.
 
@@ -252,12 +255,15 @@ def plan(
     c = _load(case)
     out_dir = _out(c, out)
     options = {k: v for k, v in {"solver": solver, "time_limit": time_limit}.items() if v is not None}
+    if not with_reliability:
+        options["reliability"] = False
     with progress("Solving the planning MISOCP"):
         s = run_stage(c, out_dir, "plan", **options)
     gap = "n/a" if s["gap"] is None else f"{s['gap']:.2e}"
     typer.echo(
         f"{c.name}: {s['built']} site(s), {s['capacity_mw']:.3f} MW; annual cost {s['total_usd']:,.0f} USD; "
         f"status {s['status']}, gap {gap}; AC check max |dV| {s['max_dv_pu']:.1e} pu"
+        + (f"; SAIDI {s['SAIDI_h']:.3f} h, EENS {s['EENS_mwh']:.2f} MWh" if "SAIDI_h" in s else "")
     )
     if not s["tight"]:
         typer.echo(
@@ -268,6 +274,34 @@ def plan(
     if s["status"] != "optimal":
         typer.echo(f"note: the plan is not proven optimal (status {s['status']}); see manifest 'solver'", err=True)
     typer.echo(f"results: {out_dir / 'plan'}")
+
+
+@app.command()
+@handled
+def reliability(
+    case: CaseArg,
+    out: OutOpt = None,
+    plan_dir: Annotated[
+        Path | None, typer.Option("--plan", help="Results folder of a plan whose DG may supply islands.")
+    ] = None,
+) -> None:
+    """IEEE 1366 indices (SAIFI, SAIDI, CAIDI, ASAI, EENS) by enumerating every branch fault.
+
+    Writes reliability and bus_reliability tables to OUT/reliability/.
+
+    Example: adnstudy reliability cases/ieee33.yaml --plan results/ieee33
+    """
+    from adnstudy.stages.reliability import reliability_stage
+
+    c = _load(case)
+    out_dir = _out(c, out)
+    s = reliability_stage(c, out_dir, plan_dir=plan_dir)
+    what = f"with the plan in {plan_dir}" if plan_dir is not None else "without DG"
+    typer.echo(
+        f"{c.name} ({what}): SAIFI {s['SAIFI']:.4f} /yr, SAIDI {s['SAIDI']:.4f} h/yr, CAIDI {s['CAIDI']:.4f} h, "
+        f"ASAI {s['ASAI']:.6f}, EENS {s['EENS']:.3f} MWh/yr"
+    )
+    typer.echo(f"results: {out_dir / 'reliability'}")
 
 
 @app.command()

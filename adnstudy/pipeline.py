@@ -54,10 +54,17 @@ def _plan(case: Case, out_dir: Path, run_key: str | None = None, solver: str | N
                       reliability=reliability)
 
 
+def _reliability(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
+    from adnstudy.stages.reliability import reliability_stage
+
+    return reliability_stage(case, out_dir, run_key=run_key)
+
+
 #: Every stage ``adnstudy run`` knows, in dependency order.
 STAGES: tuple[Stage, ...] = (
     Stage("powerflow", _powerflow, options={"mode": "peak"}),
     Stage("cluster", _cluster),
+    Stage("reliability", _reliability),
     Stage("plan", _plan, requires=("cluster",)),
 )
 BY_NAME = {s.name: s for s in STAGES}

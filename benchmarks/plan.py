@@ -4,7 +4,9 @@ For K = 2, 4, 8, 12 typical days of the shipped 33-bus case (density-peaks
 clustering of the SimBench year), the same MISOCP is solved by
 
 * ``default``: branch-and-bound on Clarabel relaxations, 2 threads (the project's strategy);
-* ``SCIP`` and ``ECOS_BB`` through CVXPY, each in a child process with a time cap.
+* ``SCIP`` and ``ECOS_BB`` through CVXPY, each in a child process with a time cap;
+
+without (default) or with (``--reliability``) the case's reliability constraints.
 
 Reported: build and solve seconds, objective, the gap proven (default only; the
 others report none through CVXPY), nodes, and the difference to the default's
@@ -27,7 +29,7 @@ from adnstudy.config.load import load_case
 from adnstudy.config.references import case_feeder
 from adnstudy.data.profiles import load_profiles
 from adnstudy.errors import SolveError
-from adnstudy.problems.plan import build_plan_model, plan_data
+from adnstudy.problems.plan import build_plan_model, plan_data, with_reliability
 from adnstudy.stages.cluster import tables
 from adnstudy.stages.plan import solve_plan
 
@@ -41,18 +43,22 @@ def main() -> None:
     ap.add_argument("--cap", type=float, default=300.0, help="time cap per solve, seconds")
     ap.add_argument("--solvers", nargs="+", default=["default", "SCIP", "ECOS_BB"])
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--reliability", action="store_true", help="with the case's reliability constraints")
     args = ap.parse_args()
     case = load_case(args.case)
     feeder = case_feeder(case)
     kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
     year = day_data(load_profiles(case), kinds)
     rows = []
-    print(f"# {case.name}, gap target {case.config.solver.mip_gap}, cap {args.cap:g} s per solve")
+    rel = "with reliability constraints" if args.reliability else "without reliability"
+    print(f"# {case.name}, {rel}, gap target {case.config.solver.mip_gap}, cap {args.cap:g} s per solve")
     print(f"{'K':>3} {'cones':>6} {'solver':<8} {'build_s':>8} {'solve_s':>8} {'objective_usd':>14} {'gap':>9} {'nodes':>6} {'vs_default':>11} status")
     for k in args.ks:
         res, _ = aggregate(year, k)
         tb = tables(year, res)
         data = plan_data(case, feeder, tb["typical"], tb["weights"])
+        if args.reliability:
+            data = with_reliability(case, data)
         t = time.perf_counter()
         build_plan_model(data)
         build_one = time.perf_counter() - t

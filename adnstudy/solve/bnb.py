@@ -28,6 +28,7 @@ import math
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -46,6 +47,10 @@ CLARABEL_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-5}
 #: so a loose duality gap leaves slack in the cones (and voltages off the AC solution).
 CLARABEL_FINAL_OPTIONS = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-9, "tol_feas": 1e-9}
 OK = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+
+
+class IntegerInfeasible(SolveError):
+    """The relaxation is feasible but no integer assignment is."""
 
 
 class RelaxedModel(Protocol):
@@ -119,6 +124,8 @@ def branch_and_bound(
 ) -> BnBResult:
     """Minimise a relaxed model over its integer blocks (see the module docstring)."""
     t0 = time.perf_counter()
+    # statuses are handled below ("optimal_inaccurate" counts as solved); CVXPY's warning adds nothing
+    warnings.filterwarnings("ignore", message="Solution may be inaccurate", category=UserWarning)
     opts = {**CLARABEL_OPTIONS, **(options or {})}
     threads = max(1, threads)
     models: queue.Queue = queue.Queue()
@@ -279,9 +286,11 @@ def branch_and_bound(
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
     if incumbent is None:
-        raise SolveError(
-            "branch-and-bound found no integer-feasible plan"
-            + (" before the time limit" if status_out == "time_limit" else "")
+        if status_out == "time_limit":
+            raise SolveError("branch-and-bound found no integer-feasible plan before the time limit")
+        raise IntegerInfeasible(
+            f"no integer-feasible solution exists: the continuous relaxation is feasible, but all {nodes} "
+            "branch-and-bound nodes were infeasible or failed"
         )
     lb = min(_lower_bound(heap, running, incumbent_value), pruned_min, incumbent_value)
     g = _gap(incumbent_value, lb)

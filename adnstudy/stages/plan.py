@@ -34,7 +34,13 @@ from adnstudy.problems.plan import (
 )
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.store import StageWriter, manifest_digest, read_table
-from adnstudy.solve.bnb import CLARABEL_FINAL_OPTIONS, CLARABEL_OPTIONS, OK, branch_and_bound
+from adnstudy.solve.bnb import (
+    CLARABEL_FINAL_OPTIONS,
+    CLARABEL_OPTIONS,
+    OK,
+    IntegerInfeasible,
+    branch_and_bound,
+)
 from adnstudy.solve.native import solve_native
 
 log = logging.getLogger(__name__)
@@ -89,6 +95,16 @@ def solve_plan(
                 lambda: next(pool), rounding=round_plan, gap=gap, time_limit=time_limit, threads=threads,
                 progress=(lambda row: log.info("B&B %s", row)) if verbose else None,
             )
+        except IntegerInfeasible as exc:
+            limits = {k: v for k, v in data.reliability_limits.items() if v is not None} if data.reliability else {}
+            if limits:
+                named = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
+                raise SolveError(
+                    f"the planning model has no feasible 0-1 plan ({exc}); the likely cause is the reliability "
+                    f"constraint ({named}): islands succeed only as whole areas, so the relaxation's partial islands "
+                    "reach limits no real plan can; relax reliability.saidi_limit_h / eens_limit_mwh"
+                ) from None
+            raise SolveError(f"the planning model has no feasible 0-1 plan: {exc}; check min_mw, modules and caps") from None
         except SolveError as exc:
             if "relaxation could not be solved" in str(exc):
                 status = models[0].problem.status

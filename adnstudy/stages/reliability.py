@@ -1,0 +1,65 @@
+"""``adnstudy reliability``: IEEE 1366 indices by fault enumeration, for the network or a plan.
+
+Without ``--plan`` the feeder is evaluated as it is (no DG), with each bus's
+annual mean load (from the case's profiles; the peak load when the case has
+none). With ``--plan DIR`` the plan's built capacities may supply islands, and
+loads and island credits come from the same typical days the plan used, so the
+indices equal those the plan stage reports.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adnstudy.config.load import Case
+from adnstudy.config.references import case_feeder
+from adnstudy.data.profiles import bus_load_profiles, load_profiles
+from adnstudy.problems.plan import plan_data, with_reliability
+from adnstudy.reliability.data import reliability_data
+from adnstudy.reliability.evaluate import evaluate, reliability_tables
+from adnstudy.results.store import StageWriter, manifest_digest, read_table
+
+
+def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, plan_dir: Path | None = None) -> dict[str, Any]:
+    case.require("reliability")
+    cfg = case.config.reliability
+    assert cfg is not None
+    feeder = case_feeder(case)
+    inputs: dict[str, str | None] = {}
+    if plan_dir is not None:
+        investment = read_table(plan_dir, "plan", "investment", case)
+        typical = read_table(plan_dir, "cluster", "typical", case)
+        weights = read_table(plan_dir, "cluster", "weights", case)
+        data = with_reliability(case, plan_data(case, feeder, typical, weights))
+        rd = data.reliability
+        capacity = np.where(investment["build"].to_numpy(), investment["capacity_mw"].to_numpy(), 0.0)
+        if len(capacity) != len(data.sites):
+            raise case.error(
+                f"the plan in {plan_dir} has {len(capacity)} candidate sites, this case {len(data.sites)}: "
+                "re-run 'adnstudy plan' for this case", "candidates", "sites",
+            )
+        inputs = {"plan": manifest_digest(plan_dir, "plan")}
+    else:
+        if case.config.profiles is not None:
+            profiles = load_profiles(case)
+            mean = bus_load_profiles(case, feeder.buses, profiles).mean(axis=1)
+        else:
+            mean = np.ones(feeder.n_bus)
+        load_avg = feeder.buses["p_mw"].to_numpy() * mean
+        rd = reliability_data(case, feeder, load_avg, np.empty(0, dtype=int), np.empty(0))
+        capacity = None
+    assert rd is not None
+    limits = {"SAIDI": cfg.saidi_limit_h, "EENS": cfg.eens_limit_mwh, "SAIFI": cfg.saifi_limit}
+    with StageWriter(out_dir, "reliability", case, inputs=inputs) as w:
+        with w.phase("evaluate"):
+            res = evaluate(rd, capacity)
+        for name, table in reliability_tables(rd, res, limits).items():
+            w.table(name, table)
+        summary = {**res.indices(), "plan": str(plan_dir) if plan_dir is not None else None}
+        w.record(run_key=run_key, solver={"name": "fault_enumeration", "status": "evaluated",
+                                          "faults": int(feeder.n_branch)},
+                 objective=None, summary=summary)
+    return summary
