@@ -217,11 +217,31 @@ def plan_tables() -> dict[str, list[str]]:
         return {name: list(df.columns) for name, df in tables(model, np.ones((3, 24))).items()}
 
 
+def reliability_tables() -> dict[str, list[str]]:
+    from adnstudy.reliability.data import ReliabilityData
+    from adnstudy.reliability.evaluate import evaluate
+    from adnstudy.reliability.evaluate import reliability_tables as tables
+
+    feeder, *_ = ieee33_peak()
+    rd = ReliabilityData(
+        feeder=feeder, rate=np.full(feeder.n_branch, 0.1), repair_h=np.full(feeder.n_branch, 5.0),
+        device=np.array(["breaker"] + ["none"] * (feeder.n_branch - 1)), switching_h=1.0, ties=[],
+        customers=feeder.buses["customers"].to_numpy(float), load_avg_mw=feeder.buses["p_mw"].to_numpy(),
+        site_pos=np.empty(0, dtype=int), site_credit=np.empty(0),
+    )
+    return {name: list(df.columns) for name, df in tables(rd, evaluate(rd), {}).items()}
+
+
+def plan_all_tables() -> dict[str, list[str]]:
+    return {**plan_tables(), **reliability_tables()}
+
+
 #: stage → function returning {table: columns}; add later stages here.
 STAGE_TABLES: dict[str, Callable[[], dict[str, list[str]]]] = {
     "powerflow": powerflow_tables,
     "cluster": cluster_tables,
-    "plan": plan_tables,
+    "plan": plan_all_tables,
+    "reliability": reliability_tables,
 }
 
 

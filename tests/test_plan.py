@@ -196,3 +196,22 @@ def test_plan_without_cluster_names_the_command(tmp_path):
     result = runner.invoke(app, ["plan", str(ROOT / "cases" / "ieee33.yaml"), "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "adnstudy cluster" in result.stderr
+
+
+def test_named_solver_agrees_with_default(tiny):
+    """ECOS_BB through CVXPY (in its child process) finds the plan the default strategy finds."""
+    from adnstudy.stages.plan import solve_plan
+
+    ours, rec_ours, _ = solve_plan(tiny, solver="default", gap=1e-6, time_limit=None, threads=2)
+    theirs, rec_theirs, _ = solve_plan(tiny, solver="ECOS_BB", gap=1e-6, time_limit=120, threads=1)
+    assert rec_theirs["name"] == "ECOS_BB" and rec_theirs["gap"] is None
+    assert rec_theirs["resolved_objective_usd"] == pytest.approx(rec_ours["resolved_objective_usd"], rel=1e-5)
+    np.testing.assert_array_equal(np.round(ours.build.value), np.round(theirs.build.value))
+
+
+def test_unknown_solver_is_a_clear_error(tiny):
+    from adnstudy.errors import SolveError
+    from adnstudy.stages.plan import solve_plan
+
+    with pytest.raises(SolveError, match="solver 'NOSUCH' is not installed"):
+        solve_plan(tiny, solver="NOSUCH", gap=1e-3, time_limit=10, threads=1)

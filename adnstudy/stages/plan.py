@@ -8,7 +8,6 @@ with the solve record (status, bound, gap, nodes, seconds) and the AC check.
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -361,6 +360,3 @@ def capacity_figure(model: PlanModel):
     plt.close(fig)
     return fig
 
-
-def gap_text(gap: float | None) -> str:
-    return "n/a" if gap is None or (isinstance(gap, float) and math.isnan(gap)) else f"{gap:.2e}"
