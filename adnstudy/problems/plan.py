@@ -144,6 +144,27 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
     )
 
 
+def coarse_data(data: PlanData) -> PlanData:
+    """The same planning problem over one day: the scenarios' weighted mean of each hour.
+
+    About K times smaller; its relaxed solution proposes integer patterns for the
+    full model's branch-and-bound while the full root is being solved.
+    """
+    from dataclasses import replace
+
+    K, H = data.n_days, data.hours
+    w = data.days_weight / data.days_weight.sum()
+
+    def mean_day(x: np.ndarray) -> np.ndarray:
+        return np.tensordot(x.reshape(*x.shape[:-1], K, H), w, axes=([-2], [0]))
+
+    return replace(
+        data, n_days=1, days_weight=np.array([data.days_weight.sum()]), p_load=mean_day(data.p_load),
+        q_load=mean_day(data.q_load), avail=mean_day(data.avail), price_buy=data.price_buy[:H],
+        price_sell=data.price_sell[:H],
+    )
+
+
 def with_reliability(case: Case, data: PlanData) -> PlanData:
     """Add the case's reliability section: average loads and island credits from the same scenarios."""
     from dataclasses import replace

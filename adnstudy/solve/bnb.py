@@ -121,6 +121,7 @@ def branch_and_bound(
     threads: int = 2,
     options: dict | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    initial: list[list[np.ndarray]] | None = None,
 ) -> BnBResult:
     """Minimise a relaxed model over its integer blocks (see the module docstring)."""
     t0 = time.perf_counter()
@@ -149,10 +150,6 @@ def branch_and_bound(
         finally:
             models.put(model)
 
-    # root: an infeasible or failed root is the model's problem, not the search's
-    _, _, _, status, root_value, root_ints, root_extra = work("node", lo0, hi0)
-    if root_ints is None:
-        raise SolveError(f"the continuous relaxation could not be solved (Clarabel status: {status})", )
     incumbent_value = math.inf
     incumbent: list[np.ndarray] | None = None
     seq = itertools.count()
@@ -179,10 +176,10 @@ def branch_and_bound(
         if value < incumbent_value:
             incumbent_value, incumbent = value, [np.round(v) for v in ints]
 
-    def submit_heuristic(ints: list[np.ndarray], extra, limit: int | None = None) -> None:
+    def submit_patterns(patterns, limit: int | None = None) -> None:
         nonlocal heur
         submitted = 0
-        for fixed in rounding(first, extra[0]):
+        for fixed in patterns:
             if limit is not None and submitted >= limit:
                 return
             fixed = [np.clip(f, a, b) for f, a, b in zip(fixed, lo0, hi0, strict=True)]
@@ -193,6 +190,9 @@ def branch_and_bound(
             heur += 1
             submitted += 1
             running[pool.submit(work, "heuristic", fixed, fixed)] = ("heuristic", math.nan, 0)
+
+    def submit_heuristic(ints: list[np.ndarray], extra, limit: int | None = None) -> None:
+        submit_patterns(rounding(first, extra[0]), limit)
 
     def expand(value: float, lo, hi, ints: list[np.ndarray], depth: int, duals=None) -> None:
         nonlocal pruned_min, fixed_by_cost
@@ -234,6 +234,13 @@ def branch_and_bound(
         heapq.heappush(heap, Node(value, -(depth + 1), next(seq), up_lo, hi))
 
     try:
+        # the root, and beside it any patterns the caller already has (e.g. from a coarse model);
+        # an infeasible or failed root is the model's problem, not the search's
+        root_future = pool.submit(work, "node", lo0, hi0)
+        submit_patterns(initial or [])
+        _, _, _, status, root_value, root_ints, root_extra = root_future.result()
+        if root_ints is None:
+            raise SolveError(f"the continuous relaxation could not be solved (Clarabel status: {status})")
         submit_heuristic(root_ints, root_extra)
         expand(root_value, lo0, hi0, root_ints, 0, root_extra[1])
         record("root")

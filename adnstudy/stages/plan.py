@@ -27,6 +27,7 @@ from adnstudy.problems.plan import (
     PlanData,
     PlanModel,
     build_plan_model,
+    coarse_data,
     plan_data,
     round_plan,
     with_reliability,
@@ -76,6 +77,18 @@ def diagnose_infeasible(data: PlanData) -> str:
     return "no single constraint family explains it; check the loads, ratings and voltage limits together"
 
 
+def coarse_patterns(data: PlanData) -> list[list[np.ndarray]]:
+    """Integer patterns from the relaxation of the one-day (weighted mean) model; none if it fails."""
+    coarse = build_plan_model(coarse_data(data))
+    try:
+        coarse.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
+    except cp.SolverError:
+        return []
+    if coarse.problem.status not in OK:
+        return []
+    return round_plan(coarse, coarse.rounding_inputs())
+
+
 def solve_plan(
     data: PlanData, *, solver: str, gap: float, time_limit: float | None, threads: int, verbose: bool = False
 ) -> tuple[PlanModel, dict[str, Any], dict[str, float]]:
@@ -89,10 +102,11 @@ def solve_plan(
         timings["build"] = time.perf_counter() - t
         pool = iter(models)
         t = time.perf_counter()
+        initial = coarse_patterns(data) if data.n_days > 1 else None
         try:
             res = branch_and_bound(
                 lambda: next(pool), rounding=round_plan, gap=gap, time_limit=time_limit, threads=threads,
-                progress=(lambda row: log.info("B&B %s", row)) if verbose else None,
+                progress=(lambda row: log.info("B&B %s", row)) if verbose else None, initial=initial,
             )
         except IntegerInfeasible as exc:
             limits = {k: v for k, v in data.reliability_limits.items() if v is not None} if data.reliability else {}
