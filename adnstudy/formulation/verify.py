@@ -18,6 +18,8 @@ from adnstudy.network.powerflow import run_powerflow
 
 #: Voltage agreement (pu) below which the relaxed point is accepted as physical.
 TIGHT_DV_PU = 1e-4
+#: Relative cone slack is reported only where v·ℓ exceeds this (pu²): on idle branches it means nothing.
+REL_SLACK_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,11 @@ def verify_against_ac(feeder: Feeder, flow: BranchFlowSOC, p_net_load_pu: np.nda
     res = run_powerflow(feeder, p_net_load_pu * base, q_net_load_pu * base, v0_pu=v_socp[0])
     slack = cone_slack(flow, feeder)
     v_from = flow.v.value[feeder.f]
-    rel = slack / np.maximum(v_from * flow.ell.value, 1e-12)
+    rel = slack / np.maximum(v_from * flow.ell.value, REL_SLACK_FLOOR)
     return Verification(
         max_dv_pu=float(np.max(np.abs(v_socp - res.v_pu))),
         max_cone_slack_pu=float(np.max(slack)),
-        max_rel_cone_slack=float(np.max(np.where(flow.ell.value > 1e-9, rel, 0.0))),
+            max_rel_cone_slack=float(np.max(np.where(v_from * flow.ell.value > REL_SLACK_FLOOR, rel, 0.0))),
         ac_loss_mw=res.p_loss_mw,
         socp_loss_mw=(feeder.r_pu[:, None] * flow.ell.value).sum(axis=0) * base,
         v_ac_pu=res.v_pu,
