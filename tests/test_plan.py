@@ -215,3 +215,11 @@ def test_unknown_solver_is_a_clear_error(tiny):
 
     with pytest.raises(SolveError, match="solver 'NOSUCH' is not installed"):
         solve_plan(tiny, solver="NOSUCH", gap=1e-3, time_limit=10, threads=1)
+
+
+def test_time_limit_keeps_the_best_plan_with_its_gap(tiny):
+    """Stopped at once, the search still returns the plan its first solves found, marked as such."""
+    res = branch_and_bound(lambda: build_plan_model(tiny), rounding=round_plan, gap=1e-9, threads=2, time_limit=1e-9,
+                           initial=[[np.ones(3), np.array([4.0])]])
+    assert res.status == "time_limit"
+    assert np.isfinite(res.objective) and res.gap > 0 and res.bound <= res.objective

@@ -292,6 +292,12 @@ def branch_and_bound(
                 break
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    # solves that finished while the search stopped: keep any plan they found
+    for fut, (kind, _, _) in list(running.items()):
+        if fut.done() and not fut.cancelled() and fut.exception() is None:
+            _, _, _, _, value, ints, _ = fut.result()
+            if ints is not None and (kind == "heuristic" or _is_integral(ints)):
+                accept(value, ints)  # unexpanded nodes keep their parent's bound in the lower bound
     if incumbent is None:
         if status_out == "time_limit":
             raise SolveError("branch-and-bound found no integer-feasible plan before the time limit")
