@@ -60,12 +60,19 @@ def _reliability(case: Case, out_dir: Path, run_key: str | None = None) -> dict[
     return reliability_stage(case, out_dir, run_key=run_key)
 
 
+def _dispatch(case: Case, out_dir: Path, run_key: str | None = None, day: int | None = None) -> dict[str, Any]:
+    from adnstudy.stages.dispatch import dispatch_stage
+
+    return dispatch_stage(case, out_dir, run_key=run_key, day=day)
+
+
 #: Every stage ``adnstudy run`` knows, in dependency order.
 STAGES: tuple[Stage, ...] = (
     Stage("powerflow", _powerflow, options={"mode": "peak"}),
     Stage("cluster", _cluster),
     Stage("reliability", _reliability),
     Stage("plan", _plan, requires=("cluster",)),
+    Stage("dispatch", _dispatch, requires=("cluster",)),
 )
 BY_NAME = {s.name: s for s in STAGES}
 

@@ -264,10 +264,13 @@ class StorageConfig(Strict):
     eta_discharge: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
     soc_min: Fraction = 0.1
     soc_max: Fraction = 0.9
-    soc_initial: Fraction = 0.5
+    soc_initial: Fraction = Field(0.5, description="State of charge at the start and (cyclic) the end of the day.")
+    cost_usd_per_mwh: NonNegative = Field(0.0, description="Throughput (degradation) cost per MWh discharged.")
 
     @model_validator(mode="after")
     def _soc(self) -> StorageConfig:
+        if self.soc_min >= self.soc_max:
+            raise ValueError(f"soc_min ({self.soc_min}) must be below soc_max ({self.soc_max})")
         if not self.soc_min <= self.soc_initial <= self.soc_max:
             raise ValueError(
                 f"need soc_min <= soc_initial <= soc_max, got "
@@ -290,12 +293,25 @@ class MicrogridConfig(Strict):
 
 
 # ---------------------------------------------------------------------------- market
+class CoordinationConfig(Strict):
+    """The distributed solution of dispatch: ATC (ADN–MG) with ADMM (MG–MG), then ADMM for the payments."""
+
+    max_iter: PositiveInt = Field(300, description="Iteration limit of the stage-1 ATC/ADMM loop.")
+    tol_mw: Positive = Field(5e-5, description="Primal residual (PCC mismatch, trade reciprocity) to reach, MW.")
+    tol_objective: Positive = Field(1e-4, description="Relative change of the objective over the last iterations.")
+    rho_trade_usd_per_mw2h: Positive = Field(20.0, description="ADMM penalty on trade disagreement.")
+    rho_pcc_usd_per_mw2h: Positive = Field(20.0, description="ATC penalty weight on PCC mismatch.")
+    payment_max_iter: PositiveInt = Field(500, description="Iteration limit of the payment ADMM.")
+    payment_tol: Positive = Field(1e-7, description="Payment disagreement to reach, relative to the group's gain.")
+
+
 class MarketConfig(Strict):
     fee_mode: Literal["flat", "distance"] = "flat"
     fee_usd_per_mwh: NonNegative = Field(
         5.0, description="Flat fee, or fee per ohm of PCC-to-PCC path resistance in 'distance' mode."
     )
     fee_payer: Literal["buyer", "seller", "split"] = "split"
+    coordination: CoordinationConfig = Field(default_factory=CoordinationConfig)
 
 
 # ---------------------------------------------------------------------------- solver

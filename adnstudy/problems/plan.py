@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
+from adnstudy.data.typical import HOURS, typical_days
 from adnstudy.formulation.distflow import BranchFlowSOC, branch_flow_soc
 from adnstudy.formulation.reliability import ReliabilityBlock, reliability_block
 from adnstudy.network.feeder import Feeder
@@ -86,24 +87,12 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
     """Arrays from the case, its feeder and the typical days written by ``cluster``."""
     cfg = case.config
     assert cfg.candidates is not None and cfg.economics is not None and cfg.profiles is not None
-    series_kind = {n: s.kind for n, s in cfg.profiles.series.items()}
-    weights = weights.sort_values("cluster")
-    clusters = weights["cluster"].to_numpy()
-    K, H = len(clusters), 24
-    cube = typical.pivot_table(index=["cluster", "hour"], columns="series", values="value")
-    missing = [n for n in series_kind if n not in cube.columns]
-    if missing:
-        raise case.error(
-            f"the typical days have no series {missing}: re-run 'adnstudy cluster' for this case", "profiles", "series"
-        )
-    cube = cube.reindex(pd.MultiIndex.from_product([clusters, range(H)], names=["cluster", "hour"]))
-    first_of = {}
-    for name, kind in series_kind.items():
-        first_of.setdefault(kind, name)
+    td = typical_days(case, typical, weights)
+    K, H = td.n_days, HOURS
+    series_values = {n: v.ravel() for n, v in td.series.items()}
+    first_of = td.first_of
     # loads: every bus follows its load series (bus × snapshot)
-    names = feeder.buses["load_profile"].replace("", first_of["load"]).to_numpy()
-    series_values = {n: cube[n].to_numpy() for n in series_kind}
-    mult = np.stack([series_values[n] for n in names])
+    mult = td.bus_load_multipliers(feeder)
     p_load = feeder.p_load_pu[:, None] * mult
     q_load = feeder.q_load_pu[:, None] * mult
     rows = []
@@ -132,7 +121,7 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
     peak = float(feeder.buses["p_mw"].sum())
     cand = cfg.candidates
     return PlanData(
-        feeder=feeder, n_days=K, hours=H, days_weight=weights["days"].to_numpy(dtype=float),
+        feeder=feeder, n_days=K, hours=H, days_weight=td.days_weight,
         p_load=p_load, q_load=q_load, sites=sites, avail=np.array(avail).reshape(len(rows), K * H),
         price_buy=buy, price_sell=sell, v_min_pu=net.v_min_pu, v_max_pu=net.v_max_pu,
         v_sub_range_pu=net.v_substation_range_pu or (net.v_substation_pu, net.v_substation_pu),

@@ -1,0 +1,56 @@
+"""The typical days written by ``cluster``, as arrays for the optimisation stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from adnstudy.config.load import Case
+from adnstudy.network.feeder import Feeder
+
+HOURS = 24
+
+
+@dataclass(frozen=True)
+class TypicalDays:
+    clusters: np.ndarray  # cluster ids, in order
+    days_weight: np.ndarray  # days of the year each typical day stands for
+    series: dict[str, np.ndarray]  # series name → (day × hour) per-unit values
+    first_of: dict[str, str]  # kind → the case's first series of that kind
+
+    @property
+    def n_days(self) -> int:
+        return len(self.clusters)
+
+    def of_kind(self, kind: str, name: str | None = None) -> np.ndarray:
+        """Day × hour values of the named series, or of the case's first series of ``kind``."""
+        return self.series[name or self.first_of[kind]]
+
+    def bus_load_multipliers(self, feeder: Feeder) -> np.ndarray:
+        """Bus × (day·hour) multiplier of each bus's peak load (each bus follows its load series)."""
+        names = feeder.buses["load_profile"].replace("", self.first_of["load"]).to_numpy()
+        return np.stack([self.series[n].ravel() for n in names])
+
+
+def typical_days(case: Case, typical: pd.DataFrame, weights: pd.DataFrame) -> TypicalDays:
+    """Reshape the long ``cluster/typical`` table; every series of the case must be in it."""
+    cfg = case.config.profiles
+    assert cfg is not None
+    kinds = {n: s.kind for n, s in cfg.series.items()}
+    weights = weights.sort_values("cluster")
+    clusters = weights["cluster"].to_numpy()
+    cube = typical.pivot_table(index=["cluster", "hour"], columns="series", values="value")
+    missing = [n for n in kinds if n not in cube.columns]
+    if missing:
+        raise case.error(
+            f"the typical days have no series {missing}: re-run 'adnstudy cluster' for this case", "profiles", "series"
+        )
+    cube = cube.reindex(pd.MultiIndex.from_product([clusters, range(HOURS)], names=["cluster", "hour"]))
+    first_of: dict[str, str] = {}
+    for name, kind in kinds.items():
+        first_of.setdefault(kind, name)
+    series = {n: cube[n].to_numpy().reshape(len(clusters), HOURS) for n in kinds}
+    return TypicalDays(clusters=clusters, days_weight=weights["days"].to_numpy(dtype=float), series=series,
+                       first_of=first_of)
