@@ -298,6 +298,7 @@ class CoordinationConfig(Strict):
 
     max_iter: PositiveInt = Field(300, description="Iteration limit of the stage-1 ATC/ADMM loop.")
     tol_mw: Positive = Field(5e-5, description="Primal residual (PCC mismatch, trade reciprocity) to reach, MW.")
+    dual_tol_mw: Positive = Field(1e-4, description="Dual residual (change of exports and agreed trades) to reach, MW.")
     tol_objective: Positive = Field(1e-4, description="Relative change of the objective over the last iterations.")
     rho_trade_usd_per_mw2h: Positive = Field(20.0, description="ADMM penalty on trade disagreement.")
     rho_pcc_usd_per_mw2h: Positive = Field(20.0, description="ATC penalty weight on PCC mismatch.")

@@ -44,8 +44,13 @@ from adnstudy.network.feeder import Feeder
 #: accepted: the ADMM residual tolerances (1e-5 pu) are far above it. Every option is given
 #: explicitly because CVXPY re-uses the solver object (and its settings) between solves.
 CLARABEL = {"solver": "CLARABEL", "equilibrate_enable": True, "tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8}
-#: Retried after a numerical failure (seen rarely, mid-iteration, on the ADN subproblem).
-CLARABEL_RETRY = {"solver": "CLARABEL", "equilibrate_enable": False, "tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8}
+#: Retried in turn after a numerical failure (seen mid-iteration on the ADN subproblem once the
+#: ATC penalty has grown: Clarabel stops with InsufficientProgress near a 1e-5 relative gap).
+CLARABEL_RETRY = (
+    {"solver": "CLARABEL", "equilibrate_enable": False, "tol_gap_abs": 1e-8, "tol_gap_rel": 1e-8},
+    {"solver": "CLARABEL", "equilibrate_enable": True, "tol_gap_abs": 1e-7, "tol_gap_rel": 1e-7,
+     "static_regularization_constant": 1e-7},
+)
 OK = ("optimal", "optimal_inaccurate")
 
 
@@ -426,14 +431,15 @@ def partner_row(m: int, n: int) -> int:
 def solve_checked(problem: cp.Problem, what: str) -> None:
     from adnstudy.errors import SolveError
 
-    for attempt, options in enumerate((CLARABEL, CLARABEL_RETRY)):
+    attempts = (CLARABEL, *CLARABEL_RETRY)
+    for attempt, options in enumerate(attempts):
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
                 problem.solve(**options)
             break
         except cp.SolverError as exc:
-            if attempt:
+            if attempt == len(attempts) - 1:
                 raise SolveError(f"{what}: the solver failed ({exc})") from None
     if problem.status not in OK:
         raise SolveError(f"{what}: solver status '{problem.status}'; {_hint(problem.status)}")

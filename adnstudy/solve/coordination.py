@@ -16,7 +16,7 @@ Each iteration k (docs/dispatch.md derives it):
 This is a two-block ADMM (block one: T and z; block two: the MGs), so it
 converges for the convex clearing problem. Penalties follow residual balancing
 (an augmented-Lagrangian update: grow ρ while the primal residual dominates,
-shrink it while the dual one does); the multipliers are unscaled, so changing
+shrink it while the dual one does) over the first iterations, then stay fixed; the multipliers are unscaled, so changing
 ρ needs no rescaling.
 """
 
@@ -31,8 +31,10 @@ import numpy as np
 from adnstudy.errors import SolveError
 from adnstudy.problems.dispatch import ADNAgent, MicrogridAgent, MicrogridSchedule, partner_row
 
-#: Residual balancing: change a penalty by this factor when one residual exceeds the other MU times.
-TAU, MU = 2.0, 5.0
+#: Residual balancing: change a penalty by this factor when one residual exceeds the other MU times,
+#: during the first ADAPT_ITER iterations only (then ρ is fixed, which keeps ADMM's convergence
+#: guarantee and stops the penalty flip-flopping between two values near the end).
+TAU, MU, ADAPT_ITER = 2.0, 5.0, 60
 
 
 @dataclass
@@ -70,6 +72,7 @@ def coordinate(
     rho_trade: float,
     tol_pu: float,
     tol_objective: float,
+    tol_dual_pu: float | None = None,
     max_iter: int,
     adaptive: bool = True,
     trading: bool = True,
@@ -83,6 +86,7 @@ def coordinate(
     """
     M, H = len(mgs), adn.data.hours
     pairs = pairs if trading else []
+    tol_dual = tol_pu if tol_dual_pu is None else tol_dual_pu
     B = adn.data.feeder.base_mva
     t0 = time.perf_counter()
     R = np.array([s.export_pu for s in initial])
@@ -133,13 +137,13 @@ def coordinate(
         if on_iteration:
             on_iteration(row)
         steady = abs(obj - prev_obj) <= tol_objective * max(abs(obj), 1.0)
-        if primal <= tol_pu and dual <= tol_pu and steady:
+        if primal <= tol_pu and dual <= tol_dual and steady:
             return CoordinationResult(
                 schedules=schedules, targets_pu=T, agreed_pu=z, adn_loss_cost_usd=adn.loss_cost_usd,
                 objective_usd=obj, history=history, iterations=k, seconds=time.perf_counter() - t0, converged=True,
             )
         prev_obj = obj
-        if adaptive:
+        if adaptive and k <= ADAPT_ITER:
             if pcc > MU * dual_pcc:
                 w *= TAU
             elif dual_pcc > MU * pcc:
@@ -153,7 +157,7 @@ def coordinate(
     raise SolveError(
         f"the distributed clearing{'' if trading else ' without trades'} (ATC + ADMM) did not converge in {max_iter} iterations: primal residual "
         f"{last['primal_residual']:.2e} MW (PCC mismatch {last['pcc_mismatch_mw']:.2e}, trade reciprocity "
-        f"{last['reciprocity_mw']:.2e}), dual residual {last['dual_residual']:.2e} MW, tolerance "
-        f"{tol_pu * B:.1e} MW; raise market.coordination.max_iter or tune rho_pcc_usd_per_mw2h / "
+        f"{last['reciprocity_mw']:.2e}), dual residual {last['dual_residual']:.2e} MW, tolerances "
+        f"{tol_pu * B:.1e} / {tol_dual * B:.1e} MW; raise market.coordination.max_iter or tune rho_pcc_usd_per_mw2h / "
         "rho_trade_usd_per_mw2h; no results were written"
     )

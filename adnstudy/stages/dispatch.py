@@ -75,7 +75,8 @@ def solve_day(day: DayData, case: Case) -> dict[str, Any]:
     co = case.config.market.coordination  # type: ignore[union-attr]
     B = day.adn.feeder.base_mva
     settings = dict(rho_pcc=co.rho_pcc_usd_per_mw2h * B**2, rho_trade=co.rho_trade_usd_per_mw2h * B**2,
-                    tol_pu=co.tol_mw / B, tol_objective=co.tol_objective, max_iter=co.max_iter)
+                    tol_pu=co.tol_mw / B, tol_dual_pu=co.dual_tol_mw / B, tol_objective=co.tol_objective,
+                    max_iter=co.max_iter)
     out: dict[str, Any] = {"day": day}
     out["central_notrade"] = _central(day, trading=False)
     out["central"] = _central(day, trading=True)

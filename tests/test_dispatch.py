@@ -1,0 +1,286 @@
+"""Dispatch: distributed = centralised, Nash-bargaining shares, closed forms = CVXPY, analytic MG, fees, bad input.
+
+The shipped 33-bus case is run through the CLI for one typical day (all three
+MGs trade on it); the references are the centralised solve of the same model,
+the analytic bargaining solution, CVXPY solves of the closed-form updates and
+an hour-by-hour analytic dispatch of a stand-alone MG.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cvxpy as cp
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from adnstudy.cli import app
+from adnstudy.config.schema import GeneratorConfig
+from adnstudy.problems.dispatch import MicrogridAgent, MicrogridData
+from adnstudy.solve.bargaining import bargain, payment_update, trading_groups
+from adnstudy.solve.coordination import agree_trades
+
+ROOT = Path(__file__).resolve().parents[1]
+CASE = ROOT / "cases" / "ieee33.yaml"
+DAY = "4"  # a typical day on which all three MGs trade
+runner = CliRunner()
+
+
+def variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> Path:
+    """The shipped case with text replaced, written beside a copy of its cluster results."""
+    text = CASE.read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clustered(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("dispatch")
+    result = runner.invoke(app, ["cluster", str(CASE), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def run_dispatch(case: Path, clustered: Path, out: Path, *args: str):
+    shutil.copytree(clustered / "cluster", out / "cluster")
+    return runner.invoke(app, ["dispatch", str(case), "--out", str(out), *args])
+
+
+@pytest.fixture(scope="module")
+def shipped(clustered: Path) -> Path:
+    result = runner.invoke(app, ["dispatch", str(CASE), "--out", str(clustered), "--day", DAY])
+    assert result.exit_code == 0, result.output
+    return clustered / "dispatch"
+
+
+def tables(folder: Path) -> dict[str, pd.DataFrame]:
+    return {p.stem: pd.read_parquet(p) for p in folder.glob("*.parquet")}
+
+
+# ------------------------------------------------------------------ stage 1 on the shipped case
+def test_distributed_clearing_matches_centralised(shipped: Path) -> None:
+    days = json.loads((shipped / "manifest.json").read_text())["days"]
+    assert len(days) == 1
+    d = days[0]
+    assert abs(d["gap"]) <= 1e-3
+    assert abs(d["disagreement_gap"]) <= 1e-3
+    assert d["pcc_mismatch_mw"] <= 1e-4 and d["reciprocity_mw"] <= 1e-4
+    assert d["iterations"] < 200
+    assert d["max_dv_pu"] <= 1e-4  # the ADN's SOC point is an AC power-flow solution
+
+
+def test_schedules_balance_with_the_agreed_trades(shipped: Path) -> None:
+    """Each MG's own schedule nets to what the agreed trades say it sold (reciprocity, seen from the MG)."""
+    t = tables(shipped)
+    s = t["schedule"].set_index(["agent", "hour"])
+    own_net = (s["p_gen_mw"] + s["p_pv_mw"] + s["p_wind_mw"] + s["p_discharge_mw"] + s["p_buy_mw"]
+               - s["p_load_mw"] - s["p_charge_mw"] - s["p_sell_mw"])
+    tr = t["trades"]
+    sold = tr.groupby(["seller", "hour"])["p_mw"].sum().rename_axis(["agent", "hour"])
+    bought = tr.groupby(["buyer", "hour"])["p_mw"].sum().rename_axis(["agent", "hour"])
+    agreed = sold.reindex(own_net.index, fill_value=0) - bought.reindex(own_net.index, fill_value=0)
+    np.testing.assert_allclose(own_net, agreed, atol=1e-4)
+    assert tr["p_mw"].sum() > 1.0  # the day really has trading
+    # curtailment = availability − use, storage within its power
+    assert (s["p_curtailed_mw"] >= -1e-7).all()
+    # fees: the pair's fee times the traded energy (flat 5 USD/MWh in the shipped case)
+    np.testing.assert_allclose(tr["fee_usd"], 5.0 * tr["p_mw"], rtol=1e-12)
+    adn = t["adn"]
+    np.testing.assert_allclose(adn.groupby("hour")["fee_income_usd"].sum(), tr.groupby("hour")["fee_usd"].sum())
+
+
+# ---------------------------------------------------------------- stage 2 on the shipped case
+def test_symmetric_bargaining_gives_equal_gains(shipped: Path) -> None:
+    t = tables(shipped)
+    by_day = t["agents_by_day"]
+    assert by_day["group"].nunique() == 1  # one group of traders on this day
+    gains = by_day["gain_usd"].to_numpy()
+    total = by_day["gain_before_payments_usd"].sum()
+    assert total > 0
+    np.testing.assert_allclose(gains, total / 3, rtol=1e-3)
+    assert (gains >= 0).all()
+    assert by_day["payment_usd"].sum() == pytest.approx(0.0, abs=1e-6)  # payments net to zero
+    assert t["payments"]["payment_usd"].ge(0).all()
+    # cost with trading = disagreement − gain; annual = day weight × day
+    np.testing.assert_allclose(by_day["cost_cooperative_usd"], by_day["cost_disagreement_usd"] - gains, atol=1e-9)
+    annual = t["agents"].set_index("agent")
+    np.testing.assert_allclose(annual["gain_usd"], (by_day["gain_usd"] * by_day["weight_days"]).to_numpy())
+
+
+def nbs_reference(g: np.ndarray, w: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
+    """Centralised NBS by CVXPY (exponential cone): max Σ w log(g − Σ_n p_mn), p reciprocal on the pairs."""
+    p = cp.Variable(len(pairs))
+    net = [sum((p[k] if m == i else -p[k]) for k, (m, n) in enumerate(pairs) if i in (m, n)) for i in range(len(g))]
+    prob = cp.Problem(cp.Maximize(sum(w[i] * cp.log(g[i] - net[i]) for i in range(len(g)))))
+    prob.solve(solver="CLARABEL")
+    return np.array([g[i] - float(cp.Constant(0).value if isinstance(net[i], int) else net[i].value) for i in range(len(g))])
+
+
+def test_generalized_bargaining_is_proportional_to_power(shipped: Path) -> None:
+    """The shipped day's gains before payments, shared with powers 1:2:3 (stage 1 does not depend on them)."""
+    before = tables(shipped)["agents_by_day"]["gain_before_payments_usd"].to_numpy()
+    w = np.array([1.0, 2.0, 3.0])
+    pairs = [(0, 1), (0, 2), (1, 2)]
+    res = bargain(before, w, pairs, tol=1e-9, max_iter=2000)
+    np.testing.assert_allclose(res.gains_usd, before.sum() * w / w.sum(), rtol=1e-3)
+    np.testing.assert_allclose(res.gains_usd, nbs_reference(before, w, pairs), rtol=1e-4)
+    np.testing.assert_allclose(res.payments_usd, -res.payments_usd.T, atol=1e-9)
+    assert (res.gains_usd > 0).all()
+
+
+def test_bargaining_shares_within_each_group_of_traders() -> None:
+    g = np.array([10.0, 39.0, -5.0, 3.0, 8.0, 0.5])
+    w = np.array([1.0, 2.0, 3.0, 1.0, 1.0, 4.0])
+    traded = [(0, 1), (1, 2), (3, 4)]  # groups {0,1,2}, {3,4}, {5}
+    assert trading_groups(6, traded) == [[0, 1, 2], [3, 4], [5]]
+    res = bargain(g, w, traded, tol=1e-10, max_iter=3000)
+    np.testing.assert_allclose(res.gains_usd[:3], 44.0 * w[:3] / 6.0, rtol=1e-6)
+    np.testing.assert_allclose(res.gains_usd[3:5], [5.5, 5.5], rtol=1e-6)
+    assert res.gains_usd[5] == 0.5  # no partner, no payment
+    assert res.payments_usd[0, 2] == 0.0  # payments only on traded pairs
+
+
+# ----------------------------------------------------------------- closed forms against CVXPY
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_payment_update_matches_cvxpy(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 5))
+    g, w, rho = float(rng.uniform(-0.5, 1.0)), float(rng.uniform(0.1, 2.0)), float(rng.uniform(0.5, 10.0))
+    z, lam = rng.normal(size=n), rng.normal(size=n)
+    p = cp.Variable(n)
+    obj = -w * cp.log(g - cp.sum(p)) + lam @ (p - z) + rho / 2 * cp.sum_squares(p - z)
+    prob = cp.Problem(cp.Minimize(obj))
+    prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
+    closed = payment_update(g, w, z, lam, rho)
+    np.testing.assert_allclose(closed, p.value, atol=1e-5)
+    # the closed form is the exact stationary point (the exponential-cone solve is the looser one)
+    y = g - closed.sum()
+    assert y > 0
+    np.testing.assert_allclose(w / y + lam + rho * (closed - z), 0.0, atol=1e-10)
+    p.value = closed
+    assert obj.value <= prob.value + 1e-8
+
+
+def test_trade_agreement_matches_cvxpy() -> None:
+    rng = np.random.default_rng(3)
+    M, H, rho = 4, 5, 7.0
+    s, mu = rng.normal(size=(M, M, H)), rng.normal(size=(M, M, H))
+    pairs = [(m, n) for m in range(M) for n in range(m + 1, M)]
+    y = {e: cp.Variable(H) for e in pairs}
+    obj = 0
+    for (m, n), ye in y.items():
+        for a, b, ze in ((m, n, ye), (n, m, -ye)):
+            obj += mu[a, b] @ (s[a, b] - ze) + rho / 2 * cp.sum_squares(s[a, b] - ze)
+    cp.Problem(cp.Minimize(obj)).solve(solver="CLARABEL")
+    z = agree_trades(s, mu, rho, pairs)
+    for (m, n), ye in y.items():
+        np.testing.assert_allclose(z[m, n], ye.value, atol=1e-6)
+        np.testing.assert_allclose(z[n, m], -ye.value, atol=1e-6)
+
+
+# ------------------------------------------------------------------------ an MG on its own
+def test_microgrid_agent_alone_matches_analytic_dispatch() -> None:
+    """Built from its own data only (no case, no other agent): unit + tariffs, optimum hour by hour.
+
+    Cost a g² + b g; below the load a MW of g saves the purchase price, above it earns the
+    feed-in price, so g* = clip((π_buy − b)/2a) if that is below the load, clip((π_sell − b)/2a)
+    if that is above it, else the load.
+    """
+    H, B = 24, 10.0
+    hours = np.arange(H)
+    load = 0.3 + 0.2 * np.sin(hours / 24 * 2 * np.pi)
+    buy = np.where((hours >= 8) & (hours < 20), 110.0, 40.0)
+    sell = np.full(H, 30.0)
+    gen = GeneratorConfig(p_max_mw=0.42, cost_a_usd_per_mw2h=100.0, cost_b_usd_per_mwh=20.0)
+    data = MicrogridData(name="solo", pos=5, bus=6, base_mva=B, load_pu=load / B, pv_pu=np.zeros(H), wind_pu=np.zeros(H),
+                         pcc_limit_pu=1.0 / B, price_buy=buy, price_sell=sell, generator=gen,
+                         partners=("other",), fee_usd_per_mwh=np.array([5.0]))
+    agent = MicrogridAgent(data)
+    sched = agent.solve_alone()
+    a, b = gen.cost_a_usd_per_mw2h, gen.cost_b_usd_per_mwh
+    g_buy = np.clip((buy - b) / (2 * a), 0, gen.p_max_mw)
+    g_sell = np.clip((sell - b) / (2 * a), 0, gen.p_max_mw)
+    g = np.where(g_buy <= load, g_buy, np.where(g_sell >= load, g_sell, np.minimum(load, gen.p_max_mw)))
+    np.testing.assert_allclose(sched.table["p_gen_mw"], g, atol=1e-5)
+    np.testing.assert_allclose(sched.table["p_buy_mw"], np.maximum(load - g, 0), atol=1e-5)
+    expected = a * g**2 + b * g + buy * np.maximum(load - g, 0) - sell * np.maximum(g - load, 0)
+    assert sched.cost_usd == pytest.approx(expected.sum(), rel=1e-6)
+    # the same agent answers an ATC target: with a stiff penalty its export follows the target
+    # (−0.09 MW is reachable every hour: the load is 0.1–0.5 MW, the unit 0–0.42 MW)
+    target = np.full(H, -0.09) / B
+    resp = agent.respond(target, np.zeros(H), 1e9, np.zeros((1, H)), np.zeros((1, H)), 1e3)
+    np.testing.assert_allclose(resp.export_pu * B, -0.09, atol=1e-4)
+
+
+def test_storage_cycles_and_stays_within_limits(shipped: Path) -> None:
+    s = tables(shipped)["schedule"]
+    for name, st in (("mg1", (0.2, 0.8)), ("mg3", (0.3, 1.2))):
+        one = s[s["agent"] == name]
+        assert one["soc_mwh"].iloc[-1] == pytest.approx(0.5 * st[1], abs=1e-6)  # cyclic
+        assert one["soc_mwh"].between(0.1 * st[1] - 1e-6, 0.9 * st[1] + 1e-6).all()
+        assert one[["p_charge_mw", "p_discharge_mw"]].max().max() <= st[0] + 1e-6
+    assert (s.loc[s["agent"] == "mg2", ["p_charge_mw", "p_discharge_mw", "soc_mwh"]].abs() < 1e-9).all().all()
+
+
+# ------------------------------------------------------------------------ regression: fees
+def test_fee_above_the_tariff_spread_stops_trading(clustered: Path, tmp_path: Path) -> None:
+    """The largest spread is 110 − 30 = 80 USD/MWh; a 90 USD/MWh fee makes every trade a loss."""
+    case = variant(tmp_path, "fee", ("name: ieee33", "name: ieee33\nmarket: {fee_usd_per_mwh: 90}"))
+    result = run_dispatch(case, clustered, tmp_path / "out", "--day", DAY)
+    assert result.exit_code == 0, result.output
+    t = tables(tmp_path / "out" / "dispatch")
+    assert t["trades"]["p_mw"].max() <= 1e-4
+    assert t["payments"].empty
+    np.testing.assert_allclose(t["agents_by_day"]["gain_usd"], 0.0, atol=1e-2)
+
+
+# ------------------------------------------------------------------------------ bad input
+def test_inconsistent_storage_limits(clustered: Path, tmp_path: Path) -> None:
+    case = variant(tmp_path, "soc", ("storage: {power_mw: 0.2, energy_mwh: 0.8, cost_usd_per_mwh: 2}",
+                                     "storage: {power_mw: 0.2, energy_mwh: 0.8, soc_min: 0.6, soc_max: 0.4}"))
+    result = run_dispatch(case, clustered, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "microgrids[0].storage" in result.stderr and "soc_min" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "dispatch").exists()
+
+
+def test_bargaining_power_must_be_positive(clustered: Path, tmp_path: Path) -> None:
+    case = variant(tmp_path, "power", ("    bus: 25\n", "    bus: 25\n    bargaining_power: 0\n"))
+    result = run_dispatch(case, clustered, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "microgrids[1].bargaining_power" in result.stderr
+    assert not (tmp_path / "out" / "dispatch").exists()
+
+
+def test_admm_iteration_limit_is_a_clear_failure(clustered: Path, tmp_path: Path) -> None:
+    case = variant(tmp_path, "iters", ("name: ieee33", "name: ieee33\nmarket: {coordination: {max_iter: 5}}"))
+    result = run_dispatch(case, clustered, tmp_path / "out", "--day", DAY)
+    assert result.exit_code == 1
+    msg = result.stderr
+    assert "did not converge in 5 iterations" in msg and "primal residual" in msg and "dual residual" in msg
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "dispatch").exists()
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".dispatch")]
+
+
+def test_feed_in_above_purchase_price_is_rejected(clustered: Path, tmp_path: Path) -> None:
+    case = variant(tmp_path, "arb", ("name: ieee33", "name: ieee33\neconomics:\n  sell_price_usd_per_mwh: ["
+                                     + ", ".join(["50"] * 24) + "]"))
+    result = run_dispatch(case, clustered, tmp_path / "out")
+    assert result.exit_code == 2
+    assert "economics.sell_price_usd_per_mwh" in result.stderr and "hour 0" in result.stderr
+
+
+def test_unknown_day_is_named(clustered: Path, tmp_path: Path) -> None:
+    result = run_dispatch(CASE, clustered, tmp_path / "out", "--day", "99")
+    assert result.exit_code == 2
+    assert "--day 99" in result.stderr
