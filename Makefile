@@ -30,6 +30,8 @@ bench: setup
 	$(BIN)/python benchmarks/powerflow.py
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/plan.py
+	$(BIN)/python benchmarks/plan.py --reliability
+	$(BIN)/python benchmarks/dispatch.py
 
 clean:
 	rm -rf $(OUT) .pytest_cache build *.egg-info

@@ -345,7 +345,7 @@ def test_unknown_field_in_list_item(study: Study, command: str) -> None:
 
 def test_unknown_field_in_shipped_case(study: Study) -> None:
     text = shipped_case(
-        **{"storage: {power_mw: 0.2, energy_mwh: 0.8}": "storage: {power_mw: 0.2, energy_mw: 0.8}"}
+        **{"storage: {power_mw: 0.2, energy_mwh: 0.8,": "storage: {power_mw: 0.2, energy_mw: 0.8,"}
     )
     study.write("case.yaml", text)
     line = line_of(text, "energy_mw: 0.8")

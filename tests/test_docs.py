@@ -236,12 +236,47 @@ def plan_all_tables() -> dict[str, list[str]]:
     return {**plan_tables(), **reliability_tables()}
 
 
+def dispatch_tables() -> dict[str, list[str]]:
+    """Columns of the dispatch tables, from two MGs on a 3-bus feeder for one day."""
+    import tempfile
+
+    from adnstudy.config.load import load_case
+    from adnstudy.config.references import case_feeder
+    from adnstudy.data.typical import typical_days
+    from adnstudy.problems.dispatch import dispatch_days
+    from adnstudy.stages.dispatch import _tables, solve_day
+
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        pd.DataFrame({"bus": [1, 2, 3], "base_kv": 11.0, "p_mw": [0, 0.3, 0.2], "q_mvar": [0, 0.1, 0.1]}).to_csv(d / "b.csv", index=False)
+        pd.DataFrame({"from_bus": [1, 2], "to_bus": [2, 3], "r_ohm": 0.5, "x_ohm": 0.4}).to_csv(d / "l.csv", index=False)
+        prices = "[" + ", ".join(["50"] * 12 + ["90"] * 12) + "]"
+        (d / "c.yaml").write_text(
+            "network: {buses: b.csv, branches: l.csv, base_mva: 1.0, v_min_pu: 0.9, v_max_pu: 1.1}\n"
+            "profiles: {source: csv, file: x.csv, series: {load: {kind: load, column: l}, pv: {kind: pv, column: p}}}\n"
+            f"economics: {{purchase_price_usd_per_mwh: {prices}, sell_price_usd_per_mwh: {prices.replace('50', '20').replace('90', '20')}, "
+            "wholesale_price_usd_per_mwh: 40}\n"
+            "market: {}\n"
+            "microgrids:\n"
+            "  - {name: a, bus: 2, load_peak_mw: 0.2, pv_mw: 0.4, pcc_limit_mw: 0.5, storage: {power_mw: 0.1, energy_mwh: 0.2}}\n"
+            "  - {name: b, bus: 3, load_peak_mw: 0.3, pcc_limit_mw: 0.5, generator: {p_max_mw: 0.2, cost_b_usd_per_mwh: 30}}\n"
+        )
+        case = load_case(d / "c.yaml")
+        pv = np.clip(np.sin((np.arange(24) - 6) / 12 * np.pi), 0, None)
+        typical = pd.DataFrame([{"cluster": 0, "hour": h, "series": s, "value": v}
+                                for h in range(24) for s, v in (("load", 0.7), ("pv", pv[h]))])
+        weights = pd.DataFrame({"cluster": [0], "days": [365]})
+        days = dispatch_days(case, case_feeder(case), typical_days(case, typical, weights))
+        return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)], case).items()}
+
+
 #: stage → function returning {table: columns}; add later stages here.
 STAGE_TABLES: dict[str, Callable[[], dict[str, list[str]]]] = {
     "powerflow": powerflow_tables,
     "cluster": cluster_tables,
     "plan": plan_all_tables,
     "reliability": reliability_tables,
+    "dispatch": dispatch_tables,
 }
 
 

@@ -43,6 +43,7 @@ def test_run_skips_unchanged_and_reruns_on_change(tmp_path):
     case_file = tmp_path / "c.yaml"
     shutil.copy(ROOT / "cases" / "ieee69.yaml", case_file)
     text = case_file.read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
+    text = text[: text.index("microgrids:")]  # the stages up to cluster are enough here
     case_file.write_text(text)
     out = tmp_path / "out"
     runner = CliRunner()

@@ -267,7 +267,7 @@ def figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
         for (s, b), g in t.groupby(["seller", "buyer"]):
             vals = np.zeros(24)
             vals[g["hour"].to_numpy()] = g["p_mw"].to_numpy()
-            if vals.any():
+            if vals.max() > 1e-4:
                 ax.bar(np.arange(24), vals, bottom=bottom, label=f"{s} → {b}")
                 bottom += vals
         ax.set_title(f"Bilateral trades, typical day {busiest}")
