@@ -284,3 +284,32 @@ def test_unknown_day_is_named(clustered: Path, tmp_path: Path) -> None:
     result = run_dispatch(CASE, clustered, tmp_path / "out", "--day", "99")
     assert result.exit_code == 2
     assert "--day 99" in result.stderr
+
+
+def test_distance_fee_is_the_path_resistance_between_the_pccs(tmp_path: Path) -> None:
+    """fee_mode distance: the pair's fee = fee × Σ r of the branches between the two PCCs (walked by hand here)."""
+    from adnstudy.config.load import load_case
+    from adnstudy.config.references import case_feeder
+    from adnstudy.problems.dispatch import pair_fees
+
+    case = load_case(variant(tmp_path, "dist", ("name: ieee33", "name: ieee33\nmarket: {fee_mode: distance, fee_usd_per_mwh: 2}")))
+    feeder = case_feeder(case)
+    br = feeder.branches
+    parent = {int(t): (int(f), float(r)) for f, t, r in zip(br["from_bus"], br["to_bus"], br["r_ohm"], strict=True)}
+
+    def up(bus: int) -> dict[int, float]:  # ancestor → resistance from bus up to it
+        out, total = {bus: 0.0}, 0.0
+        while bus in parent:
+            bus, r = parent[bus]
+            total += r
+            out[bus] = total
+        return out
+
+    buses = [18, 25, 33]
+    fees = pair_fees(case, feeder)
+    for i, a in enumerate(buses):
+        for j, b in enumerate(buses):
+            ua, ub = up(a), up(b)
+            common = min(ua[x] + ub[x] for x in ua if x in ub)  # via the nearest common ancestor
+            assert fees[i, j] == pytest.approx(2.0 * common if i != j else 0.0, rel=1e-12)
+    assert fees[0, 1] == pytest.approx(fees[1, 0])
