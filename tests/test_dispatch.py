@@ -313,3 +313,26 @@ def test_distance_fee_is_the_path_resistance_between_the_pccs(tmp_path: Path) ->
             common = min(ua[x] + ub[x] for x in ua if x in ub)  # via the nearest common ancestor
             assert fees[i, j] == pytest.approx(2.0 * common if i != j else 0.0, rel=1e-12)
     assert fees[0, 1] == pytest.approx(fees[1, 0])
+
+
+def test_infeasible_microgrid_is_named(clustered: Path, tmp_path: Path) -> None:
+    case = variant(tmp_path, "mg", ("load_peak_mw: 0.6\n    pv_mw: 0.5\n    pcc_limit_mw: 1.0",
+                                    "load_peak_mw: 2.0\n    pv_mw: 0.5\n    pcc_limit_mw: 0.05"))
+    result = run_dispatch(case, clustered, tmp_path / "out", "--day", DAY)
+    assert result.exit_code == 1
+    assert "infeasible" in result.stderr and "microgrid mg1 (microgrids[0]) cannot balance" in result.stderr
+    assert "microgrids[0].pcc_limit_mw" in result.stderr
+    assert not (tmp_path / "out" / "dispatch").exists()
+
+
+@pytest.mark.parametrize(("edit", "named"), [
+    ((("v_min_pu: 0.95", "v_min_pu: 0.995"), ("v_max_pu: 1.05", "v_max_pu: 1.0"),
+      ("v_substation_range_pu: [1.0, 1.05]", "v_substation_range_pu: [1.0, 1.0]")), "voltage limits"),
+    ((("branch_rating_factor: 2.0", "branch_rating_factor: 0.5"),), "branch ratings"),
+])
+def test_infeasible_network_names_the_limit(clustered: Path, tmp_path: Path, edit, named: str) -> None:
+    result = run_dispatch(variant(tmp_path, "net", *edit), clustered, tmp_path / "out", "--day", DAY)
+    assert result.exit_code == 1
+    assert "infeasible" in result.stderr and named in result.stderr
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "out" / "dispatch").exists()

@@ -346,8 +346,11 @@ class ADNBlock:
     loss_cost: cp.Expression  # USD over the day
 
 
-def adn_block(d: ADNData, export: cp.Expression) -> ADNBlock:
-    """DistFlow over the day with the MGs' PCC exports (MG × H expression) injected at their buses."""
+def adn_block(d: ADNData, export: cp.Expression, relax: frozenset[str] = frozenset()) -> ADNBlock:
+    """DistFlow over the day with the MGs' PCC exports (MG × H expression) injected at their buses.
+
+    ``relax`` drops limit families ("voltage", "current") to find what makes a day infeasible.
+    """
     fd, H = d.feeder, d.hours
     n, M = fd.n_bus, len(d.mg_pos)
     p_sub = cp.Variable(H, name="p_sub")
@@ -357,7 +360,7 @@ def adn_block(d: ADNData, export: cp.Expression) -> ADNBlock:
     p_inj = at_sub @ cp.reshape(p_sub, (1, H), order="F") + at_pcc @ export
     q_inj = at_sub @ cp.reshape(q_sub, (1, H), order="F")
     flow = branch_flow_soc(fd, H, p_inj, q_inj, d.p_load_pu, d.q_load_pu, v_min_pu=d.v_min_pu, v_max_pu=d.v_max_pu,
-                           v_sub_range_pu=d.v_sub_range_pu, i_max_pu=d.i_max_pu)
+                           v_sub_range_pu=d.v_sub_range_pu, i_max_pu=d.i_max_pu, relax=relax)
     cons = list(flow.constraints)
     if d.p_import_max_pu is not None:
         cons.append(p_sub <= d.p_import_max_pu)
@@ -406,7 +409,7 @@ class Centralised:
     adn: ADNBlock
 
 
-def centralised_model(day: DayData, *, trading: bool = True) -> Centralised:
+def centralised_model(day: DayData, *, trading: bool = True, relax: frozenset[str] = frozenset()) -> Centralised:
     """The whole stage-1 clearing as one SOCP: every MG, trade reciprocity and the ADN.
 
     ``trading=False`` is the disagreement market: the same clearing without bilateral trades.
@@ -415,7 +418,7 @@ def centralised_model(day: DayData, *, trading: bool = True) -> Centralised:
     mg_vars = [b[0] for b in blocks]
     cons = [c for b in blocks for c in b[1]]
     costs = [b[2] for b in blocks]
-    adn = adn_block(day.adn, cp.vstack([v.export for v in mg_vars]))
+    adn = adn_block(day.adn, cp.vstack([v.export for v in mg_vars]), relax)
     cons += adn.constraints
     for m, n in day.pairs if trading else []:
         cons.append(mg_vars[m].trade[partner_row(m, n)] + mg_vars[n].trade[partner_row(n, m)] == 0)
@@ -428,6 +431,30 @@ def partner_row(m: int, n: int) -> int:
     return n - 1 if n > m else n
 
 
+def diagnose_day(day: DayData) -> str:
+    """Why a day's market is infeasible: an MG that cannot balance alone, or the network limit family to blame."""
+    for i, d in enumerate(day.mgs):
+        agent = MicrogridAgent(d)
+        try:
+            solve_checked(agent._alone, "")
+        except Exception:
+            B = d.base_mva
+            supply = (d.generator.p_max_mw if d.generator else 0.0) + (d.storage.power_mw if d.storage else 0.0)
+            return (f"microgrid {d.name} (microgrids[{i}]) cannot balance its own load: it peaks at "
+                    f"{d.load_pu.max() * B:.3f} MW against a {d.pcc_limit_pu * B:.3f} MW PCC limit, "
+                    f"{supply:.3f} MW of unit and storage power and its PV/wind; raise microgrids[{i}].pcc_limit_mw "
+                    "or its generation")
+    for family, hint in (("voltage", "the voltage limits (network.v_min_pu / v_max_pu, v_substation_range_pu)"),
+                         ("current", "the branch ratings (rating_a or network.branch_rating_factor)")):
+        model = centralised_model(day, trading=False, relax=frozenset({family}))
+        try:
+            solve_checked(model.problem, "")
+        except Exception:
+            continue
+        return f"the network cannot carry the MGs' exchanges and its loads within {hint}"
+    return "no single MG or network limit family explains it; check loads, PCC limits and network limits together"
+
+
 def solve_checked(problem: cp.Problem, what: str) -> None:
     from adnstudy.errors import SolveError
 
@@ -436,6 +463,7 @@ def solve_checked(problem: cp.Problem, what: str) -> None:
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                warnings.filterwarnings("ignore", category=RuntimeWarning)  # values of a failed solve
                 problem.solve(**options)
             break
         except cp.SolverError as exc:

@@ -32,6 +32,7 @@ from adnstudy.problems.dispatch import (
     DayData,
     MicrogridAgent,
     centralised_model,
+    diagnose_day,
     dispatch_days,
     partner_row,
     solve_checked,
@@ -64,7 +65,15 @@ def _central(day: DayData, trading: bool) -> dict[str, Any]:
     t = time.perf_counter()
     model = centralised_model(day, trading=trading)
     what = "clearing" if trading else "disagreement market (no bilateral trades)"
-    solve_checked(model.problem, f"centralised {what} of day {day.day}")
+    try:
+        solve_checked(model.problem, f"centralised {what} of day {day.day}")
+    except SolveError:
+        status = model.problem.status
+        if status not in ("infeasible", "infeasible_inaccurate", "user_limit"):
+            raise
+        # Clarabel sometimes stops at its iteration limit instead of certifying infeasibility
+        raise SolveError(f"the {what} of typical day {day.day} is infeasible (solver status "
+                         f"'{status}'): {diagnose_day(day)}; no results were written") from None
     return {"objective_usd": float(model.problem.value), "status": model.problem.status,
             "seconds": time.perf_counter() - t, "mg_cost_usd": np.array([c.value for c in model.mg_costs], dtype=float)}
 
