@@ -121,7 +121,7 @@ def nbs_reference(g: np.ndarray, w: np.ndarray, pairs: list[tuple[int, int]]) ->
     net = [sum((p[k] if m == i else -p[k]) for k, (m, n) in enumerate(pairs) if i in (m, n)) for i in range(len(g))]
     prob = cp.Problem(cp.Maximize(sum(w[i] * cp.log(g[i] - net[i]) for i in range(len(g)))))
     prob.solve(solver="CLARABEL", tol_gap_abs=1e-10, tol_gap_rel=1e-10, tol_feas=1e-10)
-    return np.array([g[i] - float(cp.Constant(0).value if isinstance(net[i], int) else net[i].value) for i in range(len(g))])
+    return np.array([g[i] - float(getattr(net[i], "value", 0.0)) for i in range(len(g))])
 
 
 def test_generalized_bargaining_is_proportional_to_power(shipped: Path) -> None:

@@ -267,7 +267,7 @@ def dispatch_tables() -> dict[str, list[str]]:
                                 for h in range(24) for s, v in (("load", 0.7), ("pv", pv[h]))])
         weights = pd.DataFrame({"cluster": [0], "days": [365]})
         days = dispatch_days(case, case_feeder(case), typical_days(case, typical, weights))
-        return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)], case).items()}
+        return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)]).items()}
 
 
 #: stage → function returning {table: columns}; add later stages here.

@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from adnstudy.config.load import Case
 from adnstudy.config.schema import GeneratorConfig, StorageConfig
 from adnstudy.data.typical import HOURS, TypicalDays
+from adnstudy.errors import SolveError
 from adnstudy.formulation.distflow import BranchFlowSOC, branch_flow_soc
 from adnstudy.network.feeder import Feeder
 
@@ -259,9 +260,8 @@ class MicrogridSchedule:
     name: str
     table: pd.DataFrame  # hour × schedule columns, MW / MWh
     export_pu: np.ndarray
-    trade_pu: np.ndarray  # partner × H (empty without trades)
+    trade_pu: np.ndarray  # partner × H (zeros without trades)
     cost_usd: float  # operating + tariff + fee share (no ADMM/ATC terms)
-    fee_usd: np.ndarray  # partner × H, this MG's share of each pair's fee
 
 
 def read_schedule(d: MicrogridData, v: MicrogridVars, cost: cp.Expression) -> MicrogridSchedule:
@@ -275,16 +275,17 @@ def read_schedule(d: MicrogridData, v: MicrogridVars, cost: cp.Expression) -> Mi
         "p_buy_mw": val(v.buy) * B, "p_sell_mw": val(v.sell) * B, "p_load_mw": d.load_pu * B,
     })
     trade = val(v.trade) if v.trade is not None else np.zeros((len(d.partners), d.hours))
-    fee = d.fee_usd_per_mwh[:, None] * B * (d.seller_share * np.maximum(trade, 0) + (1 - d.seller_share) * np.maximum(-trade, 0))
     return MicrogridSchedule(name=d.name, table=table, export_pu=val(v.export), trade_pu=trade,
-                             cost_usd=float(cost.value), fee_usd=fee)
+                             cost_usd=float(cost.value))
 
 
 class MicrogridAgent:
     """One MG. It holds only its own data; the coordinator hands it exchanged quantities.
 
-    ``solve_alone`` is its disagreement point (tariffs only, no bilateral
-    trades). ``respond`` is its lower-level ATC / ADMM subproblem: own cost plus
+    ``solve_alone`` is its day with tariffs only, blind to the network (the
+    starting point of the coordination). ``respond`` is its lower-level ATC /
+    ADMM subproblem — with trades, or without them for the networked
+    disagreement market: own cost plus
 
         ρ_pcc ‖p_x − T‖² − v·p_x        (ATC: target T from the ADN, multiplier v)
         ρ_tr/2 ‖s − z‖² + μ·s            (ADMM: agreed trades z, trade prices μ)
@@ -314,7 +315,7 @@ class MicrogridAgent:
         return self.pcc_quad * cp.sum_squares(v.export) + self.pcc_lin @ v.export
 
     def solve_alone(self) -> MicrogridSchedule:
-        solve_checked(self._alone, f"microgrid {self.data.name} alone (its disagreement point)")
+        solve_checked(self._alone, f"microgrid {self.data.name} alone (tariffs only)")
         return read_schedule(self.data, self._alone_vars, self._alone_cost)
 
     def respond(self, target_pu: np.ndarray, atc_mult: np.ndarray, atc_weight: float,
@@ -434,10 +435,9 @@ def partner_row(m: int, n: int) -> int:
 def diagnose_day(day: DayData) -> str:
     """Why a day's market is infeasible: an MG that cannot balance alone, or the network limit family to blame."""
     for i, d in enumerate(day.mgs):
-        agent = MicrogridAgent(d)
         try:
-            solve_checked(agent._alone, "")
-        except Exception:
+            MicrogridAgent(d).solve_alone()
+        except SolveError:
             B = d.base_mva
             supply = (d.generator.p_max_mw if d.generator else 0.0) + (d.storage.power_mw if d.storage else 0.0)
             return (f"microgrid {d.name} (microgrids[{i}]) cannot balance its own load: it peaks at "
@@ -449,15 +449,13 @@ def diagnose_day(day: DayData) -> str:
         model = centralised_model(day, trading=False, relax=frozenset({family}))
         try:
             solve_checked(model.problem, "")
-        except Exception:
+        except SolveError:
             continue
         return f"the network cannot carry the MGs' exchanges and its loads within {hint}"
     return "no single MG or network limit family explains it; check loads, PCC limits and network limits together"
 
 
 def solve_checked(problem: cp.Problem, what: str) -> None:
-    from adnstudy.errors import SolveError
-
     attempts = (CLARABEL, *CLARABEL_RETRY)
     for attempt, options in enumerate(attempts):
         try:

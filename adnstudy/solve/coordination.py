@@ -16,8 +16,8 @@ Each iteration k (docs/dispatch.md derives it):
 This is a two-block ADMM (block one: T and z; block two: the MGs), so it
 converges for the convex clearing problem. Penalties follow residual balancing
 (an augmented-Lagrangian update: grow ρ while the primal residual dominates,
-shrink it while the dual one does) over the first iterations, then stay fixed; the multipliers are unscaled, so changing
-ρ needs no rescaling.
+shrink it while the dual one does) over the first iterations, then stay fixed;
+the multipliers are unscaled, so changing ρ needs no rescaling.
 """
 
 from __future__ import annotations

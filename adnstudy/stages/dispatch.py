@@ -25,7 +25,7 @@ import pandas as pd
 from adnstudy.config.load import Case
 from adnstudy.config.references import case_feeder
 from adnstudy.data.typical import typical_days
-from adnstudy.errors import SolveError
+from adnstudy.errors import CaseError, SolveError
 from adnstudy.formulation.verify import verify_against_ac
 from adnstudy.problems.dispatch import (
     ADNAgent,
@@ -54,8 +54,6 @@ def dispatch_inputs(case: Case, out_dir: Path, day: int | None = None) -> list[D
     if day is not None:
         chosen = [d for d in days if d.day == day]
         if not chosen:
-            from adnstudy.errors import CaseError
-
             raise CaseError(f"--day {day}: the typical days are {[d.day for d in days]}", field="--day")
         days = chosen
     return days
@@ -75,7 +73,7 @@ def _central(day: DayData, trading: bool) -> dict[str, Any]:
         raise SolveError(f"the {what} of typical day {day.day} is infeasible (solver status "
                          f"'{status}'): {diagnose_day(day)}; no results were written") from None
     return {"objective_usd": float(model.problem.value), "status": model.problem.status,
-            "seconds": time.perf_counter() - t, "mg_cost_usd": np.array([c.value for c in model.mg_costs], dtype=float)}
+            "seconds": time.perf_counter() - t}
 
 
 def solve_day(day: DayData, case: Case) -> dict[str, Any]:
@@ -111,7 +109,7 @@ def solve_day(day: DayData, case: Case) -> dict[str, Any]:
     return out
 
 
-def _tables(results: list[dict[str, Any]], case: Case) -> dict[str, pd.DataFrame]:
+def _tables(results: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     sched, trades, pays, by_day, adn_rows, net_rows, conv = [], [], [], [], [], [], []
     for r in results:
         day: DayData = r["day"]
@@ -191,18 +189,19 @@ def _tables(results: list[dict[str, Any]], case: Case) -> dict[str, pd.DataFrame
     }
 
 
-def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None, day: int | None = None,
-                   progress=None) -> dict[str, Any]:
+def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None, day: int | None = None) -> dict[str, Any]:
     days = dispatch_inputs(case, out_dir, day)
-    results = []
     with StageWriter(out_dir, "dispatch", case, inputs={"cluster": manifest_digest(out_dir, "cluster")}) as w:
         with w.phase("solve"):
-            for d in days:
-                results.append(solve_day(d, case))
-                if progress:
-                    progress(d.day)
+            results = [solve_day(d, case) for d in days]
+        max_dv = max(r["verification"].max_dv_pu for r in results)
+        if not all(r["verification"].tight for r in results):
+            raise SolveError(
+                f"the ADN's SOC relaxation is not tight at the dispatch (max |V_socp − V_ac| {max_dv:.1e} pu): "
+                "the operating point is not physical; no results were written"
+            )
         with w.phase("tables"):
-            tables = _tables(results, case)
+            tables = _tables(results)
             for name, df in tables.items():
                 w.table(name, df)
         with w.phase("figures"):
@@ -240,11 +239,6 @@ def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None, day: i
             "total_gain_usd": float(agents["gain_usd"].sum()),
             "gains_usd": dict(zip(agents["agent"], agents["gain_usd"].round(2), strict=True)),
         }
-        if summary["max_dv_pu"] > 1e-4:
-            raise SolveError(
-                f"the ADN's SOC relaxation is not tight at the dispatch (max |V_socp − V_ac| "
-                f"{summary['max_dv_pu']:.1e} pu): the operating point is not physical; no results were written"
-            )
         w.record(run_key=run_key, objective=summary["distributed_usd"],
                  solver={"name": "CLARABEL", "method": "ATC + closed-form ADMM; centralised reference"},
                  days=per_day, summary=summary)
@@ -288,10 +282,12 @@ def figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     ag = tables["agents"]
     fig, ax = plt.subplots(figsize=(6, 4))
     x = np.arange(len(ag))
-    ax.bar(x - 0.2, ag["cost_disagreement_usd"] / 1e3, 0.4, label="alone (tariffs only)")
+    ax.bar(x - 0.2, ag["cost_disagreement_usd"] / 1e3, 0.4, label="without trading (tariffs only)")
     ax.bar(x + 0.2, ag["cost_cooperative_usd"] / 1e3, 0.4, label="with trading and payments")
     ax.set_xticks(x, ag["agent"])
     ax.set_ylabel("annual cost (kUSD)")
     ax.legend()
     figs["costs"] = fig
+    for f in figs.values():
+        plt.close(f)  # saved by the writer; pyplot need not keep them
     return figs
