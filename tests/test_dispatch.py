@@ -16,6 +16,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import DISPATCH_SCENARIOS
 from typer.testing import CliRunner
 
 from adnstudy.cli import app
@@ -42,11 +43,8 @@ def variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clustered(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("dispatch")
-    result = runner.invoke(app, ["cluster", str(CASE), "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out
+def clustered(ieee33_study) -> Path:
+    return ieee33_study.runs["main"]
 
 
 def run_dispatch(case: Path, clustered: Path, out: Path, *args: str):
@@ -55,10 +53,9 @@ def run_dispatch(case: Path, clustered: Path, out: Path, *args: str):
 
 
 @pytest.fixture(scope="module")
-def shipped(clustered: Path) -> Path:
-    result = runner.invoke(app, ["dispatch", str(CASE), "--out", str(clustered), "--day", DAY])
-    assert result.exit_code == 0, result.output
-    return clustered / "dispatch"
+def shipped(ieee33_study) -> Path:
+    assert str(DAY) in map(str, DISPATCH_SCENARIOS)
+    return ieee33_study.runs[f"dispatch_{DAY}"] / "dispatch"
 
 
 def tables(folder: Path) -> dict[str, pd.DataFrame]:

@@ -136,13 +136,8 @@ def test_no_candidates_reproduces_published_base_case(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def shipped(tmp_path_factory):
-    out = tmp_path_factory.mktemp("plan")
-    case = str(ROOT / "cases" / "ieee33.yaml")
-    assert runner.invoke(app, ["cluster", case, "--out", str(out)]).exit_code == 0
-    result = runner.invoke(app, ["plan", case, "--out", str(out)])
-    assert result.exit_code == 0, result.output
-    return out / "plan"
+def shipped(ieee33_study):
+    return ieee33_study.runs["main"] / "plan"
 
 
 def test_shipped_plan_is_tight_and_within_gap(shipped):

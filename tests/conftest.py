@@ -1,0 +1,70 @@
+"""Shared study runs: the expensive stages on the shipped and the small case, run once per session.
+
+Several test modules read the same results (the regression pins, the plan and
+dispatch checks), so each run happens once, through the command line as a user
+would, into a session folder.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from adnstudy.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+IEEE33 = ROOT / "cases" / "ieee33.yaml"
+SMALL = ROOT / "tests" / "cases" / "small" / "case.yaml"
+#: Typical days of the shipped case whose market the tests run: on day 4 all three MGs trade.
+DISPATCH_SCENARIOS = (0, 4)
+runner = CliRunner()
+
+
+def invoke(*args: str) -> None:
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, f"adnstudy {' '.join(map(str, args))}\n{result.output}"
+
+
+@dataclass(frozen=True)
+class Study:
+    """Result folders of one case: each run's own ``--out`` folder, named by what it ran."""
+
+    case: Path
+    runs: dict[str, Path]  # run name -> results folder (holding <stage>/ folders)
+    stages: dict[str, tuple[str, ...]]  # run name -> the stages that run produced (others are copies)
+
+
+def run_study(case: Path, base: Path, scenarios: tuple[int, ...]) -> Study:
+    """cluster, plan, plan --no-reliability, reliability, dispatch per scenario; each run in its own folder."""
+    main = base / "main"
+    invoke("cluster", case, "--out", main)
+    invoke("plan", case, "--out", main)
+    invoke("reliability", case, "--out", main)
+    runs = {"main": main}
+    stages = {"main": ("cluster", "plan", "reliability")}
+    norel = base / "no_reliability"
+    shutil.copytree(main / "cluster", norel / "cluster")
+    invoke("plan", case, "--out", norel, "--no-reliability")
+    runs["no_reliability"] = norel
+    stages["no_reliability"] = ("plan",)
+    for s in scenarios:
+        folder = base / f"dispatch_{s}"
+        shutil.copytree(main / "cluster", folder / "cluster")
+        invoke("dispatch", case, "--out", folder, "--day", str(s))
+        runs[f"dispatch_{s}"] = folder
+        stages[f"dispatch_{s}"] = ("dispatch",)
+    return Study(case=case, runs=runs, stages=stages)
+
+
+@pytest.fixture(scope="session")
+def ieee33_study(tmp_path_factory) -> Study:
+    return run_study(IEEE33, tmp_path_factory.mktemp("ieee33"), DISPATCH_SCENARIOS)
+
+
+@pytest.fixture(scope="session")
+def small_study(tmp_path_factory) -> Study:
+    return run_study(SMALL, tmp_path_factory.mktemp("small"), (0, 1))
