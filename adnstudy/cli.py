@@ -309,7 +309,7 @@ def reliability(
 def dispatch(
     case: CaseArg,
     out: OutOpt = None,
-    day: Annotated[int | None, typer.Option("--day", help="Only this typical day (a cluster id).")] = None,
+    scenario: Annotated[list[int] | None, typer.Option("--scenario", "--day", help="Only this typical day (a scenario id); repeat for several.")] = None,
 ) -> None:
     """Day-ahead MG–ADN dispatch with bilateral trading: welfare clearing, then Nash-bargaining payments.
 
@@ -324,13 +324,13 @@ def dispatch(
 
     c = _load(case)
     out_dir = _out(c, out)
-    options = {"day": day} if day is not None else {}
+    options = {"scenarios": sorted(set(scenario))} if scenario else {}
     with progress("Clearing the market and bargaining, day by day"):
         s = run_stage(c, out_dir, "dispatch", **options)
     gains = ", ".join(f"{k} {v:,.2f}" for k, v in s["gains_usd"].items())
-    span = "per year" if day is None else f"for day {day} x its weight"
+    span = "per year" if not scenario else "for the chosen typical day(s) x their weights"
     typer.echo(
-        f"{c.name}: {s['days']} typical day(s); market cost {s['distributed_usd']:,.2f} USD {span} "
+        f"{c.name}: {s['scenarios']} typical day(s); market cost {s['distributed_usd']:,.2f} USD {span} "
         f"(centralised {s['centralised_usd']:,.2f}, max gap {s['max_gap']:.1e}); at most {s['max_iterations']} "
         f"ATC/ADMM iterations, PCC mismatch {s['max_pcc_mismatch_mw']:.1e} MW, reciprocity "
         f"{s['max_reciprocity_mw']:.1e} MW; MG gains {gains} USD"

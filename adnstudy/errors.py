@@ -59,3 +59,27 @@ class SolveError(AdnstudyError):
     """A solver or an iterative method failed; the message gives status and likely cause."""
 
     exit_code = 1
+
+
+class SolverStatusError(SolveError):
+    """A solve ended without a usable solution; ``status`` is the solver's (CVXPY's) status."""
+
+    def __init__(self, message: str, *, status: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class InfeasibleError(SolverStatusError):
+    """The solver certified (or nearly certified) that the problem has no feasible point."""
+
+
+class SolverFailedError(SolverStatusError):
+    """The solver stopped for a numerical reason, a limit, or an unbounded problem."""
+
+
+class NotConvergedError(SolveError):
+    """An iterative method reached its iteration limit; ``history`` holds its residual rows."""
+
+    def __init__(self, message: str, *, history: list[dict[str, float]] | None = None) -> None:
+        self.history = history or []
+        super().__init__(message)

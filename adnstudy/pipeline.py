@@ -60,10 +60,10 @@ def _reliability(case: Case, out_dir: Path, run_key: str | None = None) -> dict[
     return reliability_stage(case, out_dir, run_key=run_key)
 
 
-def _dispatch(case: Case, out_dir: Path, run_key: str | None = None, day: int | None = None) -> dict[str, Any]:
+def _dispatch(case: Case, out_dir: Path, run_key: str | None = None, scenarios: list[int] | None = None) -> dict[str, Any]:
     from adnstudy.stages.dispatch import dispatch_stage
 
-    return dispatch_stage(case, out_dir, run_key=run_key, day=day)
+    return dispatch_stage(case, out_dir, run_key=run_key, scenarios=scenarios)
 
 
 #: Every stage ``adnstudy run`` knows, in dependency order.

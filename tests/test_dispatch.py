@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from adnstudy.cli import app
 from adnstudy.config.schema import GeneratorConfig
-from adnstudy.problems.dispatch import MicrogridAgent, MicrogridData
+from adnstudy.problems.microgrid import MicrogridAgent, MicrogridData
 from adnstudy.solve.bargaining import bargain, payment_update, trading_groups
 from adnstudy.solve.coordination import agree_trades
 
@@ -64,7 +64,7 @@ def tables(folder: Path) -> dict[str, pd.DataFrame]:
 
 # ------------------------------------------------------------------ stage 1 on the shipped case
 def test_distributed_clearing_matches_centralised(shipped: Path) -> None:
-    days = json.loads((shipped / "manifest.json").read_text())["days"]
+    days = json.loads((shipped / "manifest.json").read_text())["scenarios"]
     assert len(days) == 1
     d = days[0]
     assert abs(d["gap"]) <= 1e-3
@@ -97,7 +97,7 @@ def test_schedules_balance_with_the_agreed_trades(shipped: Path) -> None:
 # ---------------------------------------------------------------- stage 2 on the shipped case
 def test_symmetric_bargaining_gives_equal_gains(shipped: Path) -> None:
     t = tables(shipped)
-    by_day = t["agents_by_day"]
+    by_day = t["agents_by_scenario"]
     assert by_day["group"].nunique() == 1  # one group of traders on this day
     gains = by_day["gain_usd"].to_numpy()
     total = by_day["gain_before_payments_usd"].sum()
@@ -123,7 +123,7 @@ def nbs_reference(g: np.ndarray, w: np.ndarray, pairs: list[tuple[int, int]]) ->
 
 def test_generalized_bargaining_is_proportional_to_power(shipped: Path) -> None:
     """The shipped day's gains before payments, shared with powers 1:2:3 (stage 1 does not depend on them)."""
-    before = tables(shipped)["agents_by_day"]["gain_before_payments_usd"].to_numpy()
+    before = tables(shipped)["agents_by_scenario"]["gain_before_payments_usd"].to_numpy()
     w = np.array([1.0, 2.0, 3.0])
     pairs = [(0, 1), (0, 2), (1, 2)]
     res = bargain(before, w, pairs, tol=1e-9, max_iter=2000)
@@ -197,8 +197,8 @@ def test_microgrid_agent_alone_matches_analytic_dispatch() -> None:
     buy = np.where((hours >= 8) & (hours < 20), 110.0, 40.0)
     sell = np.full(H, 30.0)
     gen = GeneratorConfig(p_max_mw=0.42, cost_a_usd_per_mw2h=100.0, cost_b_usd_per_mwh=20.0)
-    data = MicrogridData(name="solo", pos=5, bus=6, base_mva=B, load_pu=load / B, pv_pu=np.zeros(H), wind_pu=np.zeros(H),
-                         pcc_limit_pu=1.0 / B, price_buy=buy, price_sell=sell, generator=gen,
+    data = MicrogridData(name="solo", pos=5, bus=6, base_mva=B, load_pu=load / B, pv_avail=np.zeros(H),
+                         wind_avail=np.zeros(H), pv_mw=0.0, wind_mw=0.0, pcc_limit_pu=1.0 / B, price_buy=buy, price_sell=sell, generator=gen,
                          partners=("other",), fee_usd_per_mwh=np.array([5.0]))
     agent = MicrogridAgent(data)
     sched = agent.solve_alone()
@@ -236,7 +236,7 @@ def test_fee_above_the_tariff_spread_stops_trading(clustered: Path, tmp_path: Pa
     t = tables(tmp_path / "out" / "dispatch")
     assert t["trades"]["p_mw"].max() <= 1e-4
     assert t["payments"].empty
-    np.testing.assert_allclose(t["agents_by_day"]["gain_usd"], 0.0, atol=1e-2)
+    np.testing.assert_allclose(t["agents_by_scenario"]["gain_usd"], 0.0, atol=1e-2)
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -277,10 +277,10 @@ def test_feed_in_above_purchase_price_is_rejected(clustered: Path, tmp_path: Pat
     assert "economics.sell_price_usd_per_mwh" in result.stderr and "hour 0" in result.stderr
 
 
-def test_unknown_day_is_named(clustered: Path, tmp_path: Path) -> None:
-    result = run_dispatch(CASE, clustered, tmp_path / "out", "--day", "99")
+def test_unknown_scenario_is_named(clustered: Path, tmp_path: Path) -> None:
+    result = run_dispatch(CASE, clustered, tmp_path / "out", "--scenario", "99")
     assert result.exit_code == 2
-    assert "--day 99" in result.stderr
+    assert "--scenario 99" in result.stderr
 
 
 def test_distance_fee_is_the_path_resistance_between_the_pccs(tmp_path: Path) -> None:

@@ -197,6 +197,7 @@ def plan_tables() -> dict[str, list[str]]:
     from adnstudy.config.load import load_case
     from adnstudy.config.references import case_feeder
     from adnstudy.problems.plan import build_plan_model, plan_data
+    from adnstudy.solve.conic import solve_conic
     from adnstudy.stages.plan import plan_tables as tables
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -212,9 +213,10 @@ def plan_tables() -> dict[str, list[str]]:
         case = load_case(d / "c.yaml")
         typical = pd.DataFrame([{"cluster": 0, "hour": h, "series": s, "value": 0.5} for h in range(24) for s in ("load", "pv")])
         weights = pd.DataFrame({"cluster": [0], "days": [365]})
-        model = build_plan_model(plan_data(case, case_feeder(case), typical, weights))
-        model.problem.solve(solver="CLARABEL")
-        return {name: list(df.columns) for name, df in tables(model, np.ones((3, 24))).items()}
+        data = plan_data(case, case_feeder(case), typical, weights)
+        model = build_plan_model(data)
+        solve_conic(model.problem)
+        return {name: list(df.columns) for name, df in tables(data, model.solution(), np.ones((3, 24))).items()}
 
 
 def reliability_tables() -> dict[str, list[str]]:

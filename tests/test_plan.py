@@ -15,8 +15,11 @@ from typer.testing import CliRunner
 from adnstudy.cli import app
 from adnstudy.config.load import load_case
 from adnstudy.config.references import case_feeder
-from adnstudy.problems.plan import COST_SCALE, build_plan_model, crf, plan_data, round_plan
-from adnstudy.solve.bnb import CLARABEL_FINAL_OPTIONS, CLARABEL_OPTIONS, branch_and_bound
+from adnstudy.formulation.investment import crf
+from adnstudy.problems.plan import COST_SCALE, build_plan_model, plan_data
+from adnstudy.solve.bnb import branch_and_bound
+from adnstudy.solve.conic import FINAL, NODE, solve_conic
+from adnstudy.solve.mip import MipSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -87,8 +90,10 @@ def tiny(tmp_path_factory):
 def test_branch_and_bound_equals_brute_force(tiny):
     """Every 0-1 siting × module count, each solved as an SOCP: the minimum is the B&B optimum."""
     model = build_plan_model(tiny)
-    relaxed = model.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
-    assert np.any(np.abs(model.build.value - np.round(model.build.value)) > 1e-3), "the relaxation should be fractional"
+    solve_conic(model.problem, NODE)
+    relaxed = model.problem.value
+    build = model.investment.build.value
+    assert np.any(np.abs(build - np.round(build)) > 1e-3), "the relaxation should be fractional"
     best = np.inf
     n_modules = int(model.integers[1].hi0[0])
     for b in itertools.product([0.0, 1.0], repeat=3):
@@ -96,10 +101,10 @@ def test_branch_and_bound_equals_brute_force(tiny):
             if b[2] == 0 and y > 0:
                 continue
             model.fix_integers([np.array(b), np.array([float(y)])])
-            model.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
+            model.problem.solve(solver="CLARABEL", **NODE.options)
             if model.problem.status in ("optimal", "optimal_inaccurate"):
                 best = min(best, model.problem.value)
-    res = branch_and_bound(lambda: build_plan_model(tiny), rounding=round_plan, gap=1e-9, threads=2)
+    res = branch_and_bound([build_plan_model(tiny) for _ in range(2)], gap=1e-9)
     assert res.status == "optimal"
     assert res.objective == pytest.approx(best, rel=2e-5)  # node solves stop at a 1e-5 duality gap
     assert relaxed <= best + 1e-9
@@ -125,10 +130,11 @@ def test_no_candidates_reproduces_published_base_case(tmp_path):
     data = plan_data(case, feeder, typical, weights)
     data = data.__class__(**{**data.__dict__, "sites": data.sites.iloc[:0], "avail": data.avail[:0]})
     model = build_plan_model(data)
-    model.problem.solve(solver="CLARABEL", **CLARABEL_FINAL_OPTIONS)
-    loss_kw = (feeder.r_pu[:, None] * model.flow.ell.value).sum(axis=0) * feeder.base_mva * 1000
+    solve_conic(model.problem, FINAL)
+    flow = model.network.solution()
+    loss_kw = flow.loss_pu(feeder).sum(axis=0) * feeder.base_mva * 1000
     np.testing.assert_allclose(loss_kw, 202.68, atol=0.01)
-    v = np.sqrt(model.flow.v.value[:, 0])
+    v = flow.v_pu[:, 0]
     assert v.min() == pytest.approx(0.9131, abs=5e-5) and feeder.bus_ids[np.argmin(v)] == 18
     # the objective is the purchase of load + losses at the hourly price
     price = np.asarray(case.config.economics.purchase_price_usd_per_mwh)
@@ -197,11 +203,11 @@ def test_named_solver_agrees_with_default(tiny):
     """ECOS_BB through CVXPY (in its child process) finds the plan the default strategy finds."""
     from adnstudy.stages.plan import solve_plan
 
-    ours, rec_ours, _ = solve_plan(tiny, solver="default", gap=1e-6, time_limit=None, threads=2)
-    theirs, rec_theirs, _ = solve_plan(tiny, solver="ECOS_BB", gap=1e-6, time_limit=120, threads=1)
-    assert rec_theirs["name"] == "ECOS_BB" and rec_theirs["gap"] is None
-    assert rec_theirs["resolved_objective_usd"] == pytest.approx(rec_ours["resolved_objective_usd"], rel=1e-5)
-    np.testing.assert_array_equal(np.round(ours.build.value), np.round(theirs.build.value))
+    ours = solve_plan(tiny, MipSettings(name="default", gap=1e-6, threads=2))
+    theirs = solve_plan(tiny, MipSettings(name="ECOS_BB", gap=1e-6, time_limit_s=120, threads=1))
+    assert theirs.record["name"] == "ECOS_BB" and theirs.record["gap"] is None
+    assert theirs.record["resolved_objective_usd"] == pytest.approx(ours.record["resolved_objective_usd"], rel=1e-5)
+    np.testing.assert_array_equal(ours.model.solution().build, theirs.model.solution().build)
 
 
 def test_unknown_solver_is_a_clear_error(tiny):
@@ -209,12 +215,12 @@ def test_unknown_solver_is_a_clear_error(tiny):
     from adnstudy.stages.plan import solve_plan
 
     with pytest.raises(SolveError, match="solver 'NOSUCH' is not installed"):
-        solve_plan(tiny, solver="NOSUCH", gap=1e-3, time_limit=10, threads=1)
+        solve_plan(tiny, MipSettings(name="NOSUCH", time_limit_s=10, threads=1))
 
 
 def test_time_limit_keeps_the_best_plan_with_its_gap(tiny):
     """Stopped at once, the search still returns the plan its first solves found, marked as such."""
-    res = branch_and_bound(lambda: build_plan_model(tiny), rounding=round_plan, gap=1e-9, threads=2, time_limit=1e-9,
+    res = branch_and_bound([build_plan_model(tiny) for _ in range(2)], gap=1e-9, time_limit=1e-9,
                            initial=[[np.ones(3), np.array([4.0])]])
     assert res.status == "time_limit"
     assert np.isfinite(res.objective) and res.gap > 0 and res.bound <= res.objective

@@ -7,10 +7,15 @@ results, and say why in the commit::
 
     ADNSTUDY_UPDATE_REGRESSION=1 python -m pytest tests/test_regression.py
 
-Tolerances are those of the solves that produce each table: the plan's final
-operating point is solved to a 1e-9 duality gap, so its tables agree to about
-1e-6 of each column's scale; the market's distributed schedules agree to the
-ATC/ADMM residual tolerance (5e-5 MW, here 1e-3 of the column's scale).
+Tolerances are those of the solves that produce each table. The plan's costs
+agree to 1e-6: its final point is solved to a 1e-9 duality gap. Its operating
+point agrees to 1e-4 of each column's scale in voltages and to
+1e-3 in powers: where the optimum is flat (the substation's tap within its
+range, DG reactive power, storage timing between hours of equal price) any
+point within the duality gap is optimal, and a reordering of the same
+constraints moves Clarabel's answer there (by up to ~1e-4 pu, ~1e-3 of the
+reactive powers) while the cost moves by 1e-7. The market's distributed schedules agree
+to the ATC/ADMM residual tolerance (5e-5 MW, here 1e-3 of the column's scale).
 Renamed tables and columns are mapped through :data:`RENAMED` (the index
 vocabulary of docs/results.md: ``scenario`` and ``hour`` for typical days).
 """
@@ -42,14 +47,19 @@ RENAMED: dict[tuple[str, str], tuple[str, dict[str, str]]] = {
 TIMING = {"seconds"}
 #: (stage, table) -> (relative tolerance, tolerance relative to the column's largest magnitude)
 TOLERANCE: dict[tuple[str, str], tuple[float, float]] = {
-    ("plan", "bus"): (1e-6, 1e-6),
-    ("plan", "branch"): (1e-6, 1e-6),
+    ("plan", "bus"): (1e-3, 1e-3),
+    ("plan", "branch"): (1e-3, 1e-3),
     ("plan", "investment"): (1e-6, 1e-6),
     ("plan", "cost"): (1e-6, 1e-6),
     **{("dispatch", t): (1e-3, 1e-3) for t in
        ("schedule", "trades", "payments", "agents", "agents_by_scenario", "adn", "network")},
 }
 DEFAULT_TOLERANCE = (1e-9, 1e-9)
+#: below this any difference is solver noise (1e-8 MW, pu, USD)
+ABS_FLOOR = 1e-8
+#: columns held tighter than their table: the voltages of the operating point (currents are not: an idle
+#: branch's current is the square root of a number near the solver's tolerance)
+COLUMN_TOLERANCE = {"v_pu": (1e-4, 1e-4), "v_ac_pu": (1e-4, 1e-4)}
 
 
 def canonical(stage: str, table: str, df: pd.DataFrame) -> tuple[str, pd.DataFrame]:
@@ -76,15 +86,22 @@ def compare_table(key: tuple[str, str], ours: pd.DataFrame, ref: pd.DataFrame) -
         return
     assert list(ours.columns) == list(ref.columns), f"{stage}/{table}: columns differ"
     assert len(ours) == len(ref), f"{stage}/{table}: {len(ours)} rows, reference {len(ref)}"
-    rtol, stol = TOLERANCE.get(key, DEFAULT_TOLERANCE)
+    # row order is not a result: both sides in the order of their identifying (non-float) columns
+    ids = [c for c in ref.columns if not pd.api.types.is_float_dtype(ref[c])]
+    if ids:
+        ours = ours.sort_values(ids, kind="mergesort", ignore_index=True)
+        ref = ref.sort_values(ids, kind="mergesort", ignore_index=True)
     for col in ref.columns:
         if col in TIMING:
             continue
+        rtol, stol = TOLERANCE.get(key, DEFAULT_TOLERANCE)
+        if key in TOLERANCE and col in COLUMN_TOLERANCE:
+            rtol, stol = COLUMN_TOLERANCE[col]
         a, b = ours[col], ref[col]
         if pd.api.types.is_numeric_dtype(b) and not pd.api.types.is_bool_dtype(b):
             x, y = a.to_numpy(dtype=float), b.to_numpy(dtype=float)
             scale = float(np.nanmax(np.abs(y))) if np.isfinite(y).any() else 0.0
-            np.testing.assert_allclose(x, y, rtol=rtol, atol=stol * max(scale, 1e-12),
+            np.testing.assert_allclose(x, y, rtol=rtol, atol=max(stol * scale, ABS_FLOOR),
                                        err_msg=f"{stage}/{table}.{col}")
         else:
             assert a.astype(str).tolist() == b.astype(str).tolist(), f"{stage}/{table}.{col}"
@@ -118,13 +135,16 @@ def headline(folder: Path, stages: tuple[str, ...]) -> dict[str, float]:
             out[f"{stage}.summary.{k}"] = float(v)
         if stage == "plan":
             out["plan.solver.resolved_objective_usd"] = m["solver"]["resolved_objective_usd"]
-        for row in m.get("days", []):
+        rows = m.get("days") or (m["scenarios"] if isinstance(m.get("scenarios"), list) else [])
+        for row in rows:
             s = row.get("scenario", row.get("day"))
             for k in ("centralised_objective_usd", "disagreement_centralised_usd"):
                 out[f"dispatch.scenario{s}.{k}"] = float(row[k])
-    return out
+    return {HEADLINE_RENAMED.get(k, k): v for k, v in out.items()}
 
 
+#: headline keys renamed with the index vocabulary
+HEADLINE_RENAMED = {"dispatch.summary.days": "dispatch.summary.scenarios"}
 #: headline keys that are not pinned: proven gaps and solver counters vary within their tolerance
 NOT_PINNED = ("plan.summary.gap", "dispatch.summary.max_gap", "dispatch.summary.max_iterations",
               "dispatch.summary.max_pcc_mismatch_mw", "dispatch.summary.max_reciprocity_mw",
@@ -150,7 +170,7 @@ def check_study(study, name: str) -> None:
         assert sorted(ours) == sorted(ref), f"{name}/{run}: tables differ"
         for key, df in ref.items():
             compare_table(key, ours[key], df)
-        pinned = json.loads((root / run / "headline.json").read_text())
+        pinned = {HEADLINE_RENAMED.get(k, k): v for k, v in json.loads((root / run / "headline.json").read_text()).items()}
         now = headline(folder, stages)
         for key, value in pinned.items():
             if key in NOT_PINNED:

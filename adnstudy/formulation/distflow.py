@@ -13,6 +13,11 @@ with v = |V|² and ℓ = |I|². Each family is one matrix expression over
 (branch or bus) × snapshot built from the sparse incidence of the feeder; there
 is no Python loop over elements. The substation voltage is a variable per
 snapshot within the tap-changer range (or fixed).
+
+Constraint families (:class:`~adnstudy.formulation.families.Families`):
+``network.power_balance``, ``network.voltage_drop``, ``network.cone``,
+``network.substation_voltage``, ``network.voltage_limits``,
+``network.current_limits``.
 """
 
 from __future__ import annotations
@@ -23,76 +28,138 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from adnstudy.formulation.families import Families
 from adnstudy.network.feeder import Feeder
+from adnstudy.network.limits import NetworkLimits
+
+
+@dataclass(frozen=True)
+class FlowSolution:
+    """A solved branch-flow point, per unit (branch or bus × snapshot), copied out of the solver."""
+
+    P: np.ndarray  # sending-end active flow
+    Q: np.ndarray
+    ell: np.ndarray  # squared current
+    v: np.ndarray  # squared voltage
+
+    @property
+    def v_pu(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.v, 0.0))
+
+    @property
+    def i_pu(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.ell, 0.0))
+
+    def loss_pu(self, feeder: Feeder) -> np.ndarray:
+        """Active loss per branch and snapshot, r·ℓ."""
+        return feeder.r_pu[:, None] * self.ell
+
+    def cone_slack(self, feeder: Feeder) -> np.ndarray:
+        """v_i·ℓ − P² − Q² per (branch, snapshot) (0 where the relaxation is exact)."""
+        return self.v[feeder.f] * self.ell - self.P**2 - self.Q**2
 
 
 @dataclass
 class BranchFlowSOC:
-    """Variables and constraints of the relaxed DistFlow model (all per unit, snapshot columns)."""
+    """Variables and named constraint families of the relaxed DistFlow model (per unit, snapshot columns)."""
 
     P: cp.Variable  # branch × snapshot, sending-end active flow
     Q: cp.Variable
     ell: cp.Variable  # squared current
     v: cp.Variable  # bus × snapshot, squared voltage
-    constraints: list[cp.Constraint]
-    cone: cp.Constraint  # the rotated-cone family, for the slack report
+    families: Families
+
+    def solution(self) -> FlowSolution:
+        return FlowSolution(*(np.array(x.value, dtype=float) for x in (self.P, self.Q, self.ell, self.v)))
+
+
+def at_buses(n_bus: int, positions: np.ndarray) -> sp.csr_matrix:
+    """Bus × element selection: column e has a 1 at the bus of element e (sums what elements inject)."""
+    positions = np.asarray(positions, dtype=int)
+    return sp.csr_matrix((np.ones(len(positions)), (positions, np.arange(len(positions)))),
+                         shape=(n_bus, len(positions)))
 
 
 def branch_flow_soc(
     feeder: Feeder,
+    limits: NetworkLimits,
     n_snap: int,
     p_injection: cp.Expression,
     q_injection: cp.Expression,
     p_load: np.ndarray,
     q_load: np.ndarray,
-    *,
-    v_min_pu: float,
-    v_max_pu: float,
-    v_sub_range_pu: tuple[float, float],
-    i_max_pu: np.ndarray | None = None,
-    relax: frozenset[str] = frozenset(),
 ) -> BranchFlowSOC:
-    """Add the DistFlow SOC model.
+    """The DistFlow SOC block.
 
     ``p_injection``/``q_injection`` are bus × snapshot expressions of what enters
     each bus besides branch flows (the substation at bus 0, DG, MG exchanges);
-    ``p_load``/``q_load`` bus × snapshot arrays. ``i_max_pu`` per branch, NaN or
-    None for no limit. ``relax`` drops limit families ("voltage", "current") to
-    find which one makes a case infeasible.
+    ``p_load``/``q_load`` bus × snapshot arrays.
     """
     n, m, S = feeder.n_bus, feeder.n_branch, n_snap
     r, x = feeder.r_pu[:, None], feeder.x_pu[:, None]
-    A_from = sp.csr_matrix((np.ones(m), (feeder.f, np.arange(m))), shape=(n, m))
-    A_to = sp.csr_matrix((np.ones(m), (feeder.t, np.arange(m))), shape=(n, m))
+    A_from = at_buses(n, feeder.f)
+    A_to = at_buses(n, feeder.t)
     P = cp.Variable((m, S), name="P")
     Q = cp.Variable((m, S), name="Q")
     ell = cp.Variable((m, S), name="ell", nonneg=True)
     v = cp.Variable((n, S), name="v", nonneg=True)
     v_from = A_from.T @ v  # m × S, sending-end voltage of each branch
-    cons: list[cp.Constraint] = [
-        A_to @ (P - cp.multiply(r, ell)) - A_from @ P + p_injection == p_load,
-        A_to @ (Q - cp.multiply(x, ell)) - A_from @ Q + q_injection == q_load,
-        A_to.T @ v == v_from - 2 * (cp.multiply(r, P) + cp.multiply(x, Q)) + cp.multiply(r**2 + x**2, ell),
-    ]
+    fam = Families()
+    fam.add("network.power_balance",
+            A_to @ (P - cp.multiply(r, ell)) - A_from @ P + p_injection == p_load,
+            A_to @ (Q - cp.multiply(x, ell)) - A_from @ Q + q_injection == q_load)
+    fam.add("network.voltage_drop",
+            A_to.T @ v == v_from - 2 * (cp.multiply(r, P) + cp.multiply(x, Q)) + cp.multiply(r**2 + x**2, ell))
     # ||(2P, 2Q, v_i − ℓ)|| ≤ v_i + ℓ  ⇔  P² + Q² ≤ v_i ℓ, one cone per (branch, snapshot)
     flat = lambda e: cp.reshape(e, (m * S,), order="F")  # noqa: E731
-    cone = cp.SOC(flat(v_from + ell), cp.vstack([flat(2 * P), flat(2 * Q), flat(v_from - ell)]), axis=0)
-    cons.append(cone)
-    lo, hi = v_sub_range_pu
-    if "voltage" not in relax:
-        cons += [v[0] >= lo**2, v[0] <= hi**2]
-        if n > 1:
-            cons += [v[1:] >= v_min_pu**2, v[1:] <= v_max_pu**2]
-    else:
-        cons += [v[0] == 1.0]
-    if i_max_pu is not None and "current" not in relax:
-        rated = np.flatnonzero(np.isfinite(i_max_pu))
-        if len(rated):
-            cons.append(ell[rated] <= (i_max_pu[rated] ** 2)[:, None])
-    return BranchFlowSOC(P=P, Q=Q, ell=ell, v=v, constraints=cons, cone=cone)
+    fam.add("network.cone", cp.SOC(flat(v_from + ell), cp.vstack([flat(2 * P), flat(2 * Q), flat(v_from - ell)]), axis=0))
+    lo, hi = limits.v_substation_pu
+    fam.add("network.substation_voltage", v[0] >= lo**2, v[0] <= hi**2)
+    if n > 1:
+        fam.add("network.voltage_limits", v[1:] >= limits.v_min_pu**2, v[1:] <= limits.v_max_pu**2)
+    rated = np.flatnonzero(np.isfinite(limits.i_max_pu))
+    if len(rated):
+        fam.add("network.current_limits", ell[rated] <= (limits.i_max_pu[rated] ** 2)[:, None])
+    return BranchFlowSOC(P=P, Q=Q, ell=ell, v=v, families=fam)
 
 
-def cone_slack(model: BranchFlowSOC, feeder: Feeder) -> np.ndarray:
-    """v_i·ℓ − P² − Q² per (branch, snapshot) at the solution (0 where the relaxation is exact)."""
-    v_from = model.v.value[feeder.f]
-    return v_from * model.ell.value - model.P.value**2 - model.Q.value**2
+@dataclass
+class Substation:
+    """The feeder's head: active import/export and reactive supply per snapshot (per unit)."""
+
+    p: cp.Expression  # net import (positive: from the upstream grid)
+    q: cp.Variable
+    p_import: cp.Variable | None  # split form only
+    p_export: cp.Variable | None
+    families: Families
+
+    def injection(self, n_bus: int) -> tuple[cp.Expression, cp.Expression]:
+        """Bus × snapshot injections of the substation (bus 0)."""
+        S = self.q.size
+        e0 = at_buses(n_bus, np.array([0]))
+        return e0 @ cp.reshape(self.p, (1, S), order="F"), e0 @ cp.reshape(self.q, (1, S), order="F")
+
+
+def substation_block(n_snap: int, limits: NetworkLimits, *, split: bool) -> Substation:
+    """Substation exchange with its limits (``substation.import_limit``, ``substation.export_limit``).
+
+    ``split`` gives import and export their own non-negative variables, for
+    models that price them differently (the plan buys and sells at different
+    tariffs); otherwise one signed variable.
+    """
+    fam = Families()
+    q = cp.Variable(n_snap, name="q_substation")
+    if split:
+        p_imp = cp.Variable(n_snap, name="p_import", nonneg=True)
+        p_exp = cp.Variable(n_snap, name="p_export", nonneg=True)
+        if limits.p_import_max_pu is not None:
+            fam.add("substation.import_limit", p_imp <= limits.p_import_max_pu)
+        if limits.p_export_max_pu is not None:
+            fam.add("substation.export_limit", p_exp <= limits.p_export_max_pu)
+        return Substation(p=p_imp - p_exp, q=q, p_import=p_imp, p_export=p_exp, families=fam)
+    p = cp.Variable(n_snap, name="p_substation")
+    if limits.p_import_max_pu is not None:
+        fam.add("substation.import_limit", p <= limits.p_import_max_pu)
+    if limits.p_export_max_pu is not None:
+        fam.add("substation.export_limit", p >= -limits.p_export_max_pu)
+    return Substation(p=p, q=q, p_import=None, p_export=None, families=fam)

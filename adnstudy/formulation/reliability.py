@@ -26,12 +26,14 @@ MISOCP.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cvxpy as cp
 import numpy as np
 
+from adnstudy.formulation.families import Families
 from adnstudy.reliability.data import ReliabilityData
+from adnstudy.solve.integer import IntegerBlock, integer_variable
 
 
 @dataclass(frozen=True)
@@ -92,37 +94,63 @@ def reliability_matrices(rd: ReliabilityData) -> ReliabilityMatrices:
     )
 
 
+def island_reachable(rd: ReliabilityData, island_sites: np.ndarray, island_load_mw: np.ndarray,
+                     max_mw: np.ndarray) -> np.ndarray:
+    """Islands whose sites, all built at their maximum, would cover the island's load (credited)."""
+    most = island_sites @ (rd.site_credit * max_mw)
+    return most >= island_load_mw - 1e-7
+
+
 @dataclass
 class ReliabilityBlock:
     matrices: ReliabilityMatrices
     island: cp.Variable  # z, one per island
+    reachable: np.ndarray  # islands that can succeed at all (z ≤ this)
     unavail: cp.Expression  # per bus, h/yr
     saidi: cp.Expression
     saifi: float
     eens: cp.Expression  # MWh/yr
-    constraints: list[cp.Constraint]
-    limit_constraints: dict[str, cp.Constraint]
+    families: Families
+    integers: list[IntegerBlock] = field(default_factory=list)
 
 
-def reliability_block(rd: ReliabilityData, cap_mw: cp.Expression, limits: dict[str, float | None], native: bool) -> ReliabilityBlock:
-    """Island variables, index expressions and limit constraints for the plan model."""
+def reliability_block(
+    rd: ReliabilityData, capacity_mw: cp.Expression, build: cp.Expression, max_mw: np.ndarray,
+    limits: dict[str, float | None], voll_usd_per_mwh: float, *, native: bool,
+) -> ReliabilityBlock:
+    """Island variables, index expressions and limit constraints (see the module docstring).
+
+    Families: ``reliability.islands`` (z bounds and L̄ z ≤ Σ κ c), ``reliability.island_cuts``
+    (valid tightenings), ``reliability.limits`` (SAIDI, EENS).
+    """
     mat = reliability_matrices(rd)
     n_isl = len(mat.island_switch)
-    z = cp.Variable(n_isl, name="island_success", boolean=native and n_isl > 0)
-    cons: list[cp.Constraint] = [z >= 0, z <= 1]
+    fam = Families()
+    reachable = island_reachable(rd, mat.island_sites, mat.island_load_mw, max_mw)
+    # a successful island is worth the outage hours it saves (× VOLL) to the branching rule
+    value = voll_usd_per_mwh * (rd.load_avg_mw @ mat.G) + 1.0
+    blk = None
     if n_isl:
-        supply = (mat.island_sites * rd.site_credit[None, :]) @ cap_mw
-        cons.append(cp.multiply(mat.island_load_mw, z) <= supply)
+        z, blk, cons = integer_variable(n_isl, np.zeros(n_isl), reachable.astype(float), value, "island_success",
+                                        native=native, boolean=True)
+        fam.add("reliability.islands", *cons)
+        supply = (mat.island_sites * rd.site_credit[None, :]) @ capacity_mw
+        fam.add("reliability.islands", cp.multiply(mat.island_load_mw, z) <= supply)
+        # valid tightenings: an island needs a built site in it:
+        # z_s = 1 needs Σ κ_i c_i ≥ L_s with c_i ≤ max_i b_i, so z_s ≤ Σ_i min(1, κ_i max_i / L_s) b_i
+        reach = rd.site_credit * max_mw
+        share = np.minimum(1.0, reach[None, :] / np.maximum(mat.island_load_mw[:, None], 1e-12))
+        fam.add("reliability.island_cuts", z <= (mat.island_sites * share) @ build)
         unavail = mat.unavail0 - mat.G @ z
     else:
+        z = cp.Variable(0, name="island_success")
         unavail = cp.Constant(mat.unavail0)
     n_cust = rd.customers.sum()
     saidi = rd.customers @ unavail / n_cust
     saifi = float(rd.customers @ mat.failures / n_cust)
     eens = rd.load_avg_mw @ unavail
-    limit_cons: dict[str, cp.Constraint] = {}
     if limits.get("SAIDI") is not None:
-        limit_cons["SAIDI"] = saidi <= limits["SAIDI"]
+        fam.add("reliability.limits", saidi <= limits["SAIDI"])
     if limits.get("EENS") is not None:
-        limit_cons["EENS"] = eens <= limits["EENS"]
-    return ReliabilityBlock(mat, z, unavail, saidi, saifi, eens, cons, limit_cons)
+        fam.add("reliability.limits", eens <= limits["EENS"])
+    return ReliabilityBlock(mat, z, reachable, unavail, saidi, saifi, eens, fam, [blk] if blk is not None else [])

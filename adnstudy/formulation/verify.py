@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adnstudy.formulation.distflow import BranchFlowSOC, cone_slack
+from adnstudy.formulation.distflow import FlowSolution
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.powerflow import run_powerflow
 
@@ -46,19 +46,19 @@ class Verification:
         }
 
 
-def verify_against_ac(feeder: Feeder, flow: BranchFlowSOC, p_net_load_pu: np.ndarray, q_net_load_pu: np.ndarray) -> Verification:
+def verify_against_ac(feeder: Feeder, flow: FlowSolution, p_net_load_pu: np.ndarray, q_net_load_pu: np.ndarray) -> Verification:
     """AC power flow of every snapshot with the bus net loads (load − injections, pu) of the solution."""
     base = feeder.base_mva
-    v_socp = np.sqrt(np.maximum(flow.v.value, 0.0))
+    v_socp = flow.v_pu
     res = run_powerflow(feeder, p_net_load_pu * base, q_net_load_pu * base, v0_pu=v_socp[0])
-    slack = cone_slack(flow, feeder)
-    v_from = flow.v.value[feeder.f]
-    rel = slack / np.maximum(v_from * flow.ell.value, REL_SLACK_FLOOR)
+    slack = flow.cone_slack(feeder)
+    carried = flow.v[feeder.f] * flow.ell
+    rel = slack / np.maximum(carried, REL_SLACK_FLOOR)
     return Verification(
         max_dv_pu=float(np.max(np.abs(v_socp - res.v_pu))),
         max_cone_slack_pu=float(np.max(slack)),
-            max_rel_cone_slack=float(np.max(np.where(v_from * flow.ell.value > REL_SLACK_FLOOR, rel, 0.0))),
+        max_rel_cone_slack=float(np.max(np.where(carried > REL_SLACK_FLOOR, rel, 0.0))),
         ac_loss_mw=res.p_loss_mw,
-        socp_loss_mw=(feeder.r_pu[:, None] * flow.ell.value).sum(axis=0) * base,
+        socp_loss_mw=flow.loss_pu(feeder).sum(axis=0) * base,
         v_ac_pu=res.v_pu,
     )

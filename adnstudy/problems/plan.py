@@ -14,10 +14,14 @@ Annual cost (USD), the objective::
 with CRF = i (1+i)^n / ((1+i)^n − 1). Network: :func:`branch_flow_soc`. The
 equations, per-unit conventions and solving strategy are in ``docs/plan.md``.
 
-The model is built once. Integer variables are continuous variables whose
-bounds are ``cp.Parameter``s, so a branch-and-bound re-solves the same compiled
-problem with new bounds (``integral="relaxed"``); ``integral="native"`` declares
-them boolean/integer for a CVXPY mixed-integer solver instead.
+The model is a short list of blocks (:func:`build_plan_model`): investment,
+renewables, storage, substation, network, feeder-wide caps, reliability, and
+the cost terms above. It is built once. Integer variables are continuous
+variables whose bounds are ``cp.Parameter``s, so a branch-and-bound re-solves
+the same compiled problem with new bounds (``integral="relaxed"``);
+``integral="native"`` declares them boolean/integer for a CVXPY mixed-integer
+solver instead. :class:`PlanModel` is what :mod:`adnstudy.solve.mip` needs of a
+model (:class:`~adnstudy.solve.integer.MixedIntegerModel`).
 """
 
 from __future__ import annotations
@@ -31,20 +35,24 @@ import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import HOURS, typical_days
-from adnstudy.formulation.distflow import BranchFlowSOC, branch_flow_soc
-from adnstudy.formulation.reliability import ReliabilityBlock, reliability_block
+from adnstudy.formulation.assets import Renewables, Storage, renewable_block, storage_block
+from adnstudy.formulation.distflow import (
+    BranchFlowSOC,
+    FlowSolution,
+    Substation,
+    at_buses,
+    branch_flow_soc,
+    substation_block,
+)
+from adnstudy.formulation.families import Families
+from adnstudy.formulation.investment import Investment, capacity_caps, crf, investment_block
+from adnstudy.formulation.reliability import ReliabilityBlock, island_reachable, reliability_block
 from adnstudy.network.feeder import Feeder
+from adnstudy.network.limits import NetworkLimits
 from adnstudy.reliability.data import ReliabilityData
+from adnstudy.solve.integer import IntegerBlock, Relaxation
 
 COST_SCALE = 1e-6  # the solver sees millions of USD
-
-
-def crf(rate: float, years: int) -> float:
-    """Capital recovery factor: annuity per unit of capital over ``years`` at ``rate``."""
-    if rate == 0:
-        return 1.0 / years
-    g = (1 + rate) ** years
-    return rate * g / (g - 1)
 
 
 @dataclass(frozen=True)
@@ -61,12 +69,7 @@ class PlanData:
     avail: np.ndarray  # site × snapshot, per unit of capacity (storage rows: 1)
     price_buy: np.ndarray  # snapshot, USD/MWh
     price_sell: np.ndarray
-    v_min_pu: float
-    v_max_pu: float
-    v_sub_range_pu: tuple[float, float]
-    i_max_pu: np.ndarray  # branch, NaN = unrated
-    p_import_max_pu: float | None
-    p_export_max_pu: float | None
+    limits: NetworkLimits
     max_total_mw: float | None
     budget_usd: float | None
     reliability: ReliabilityData | None = None  # None: no reliability constraints or indices
@@ -81,6 +84,15 @@ class PlanData:
     def snap_weight(self) -> np.ndarray:
         """Hours of the year each snapshot stands for."""
         return np.repeat(self.days_weight, self.hours).astype(float)
+
+    @property
+    def res_rows(self) -> np.ndarray:
+        """Candidates that generate from a resource (PV, wind)."""
+        return np.flatnonzero((self.sites["tech"] != "storage").to_numpy())
+
+    @property
+    def storage_rows(self) -> np.ndarray:
+        return np.flatnonzero((self.sites["tech"] == "storage").to_numpy())
 
 
 def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.DataFrame) -> PlanData:
@@ -113,21 +125,15 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
         else:
             avail.append(series_values[site.profile or first_of[site.tech]].ravel())
     sites = pd.DataFrame(rows)
-    net = cfg.network
     eco = cfg.economics
     buy = np.tile(np.asarray(eco.purchase_price_usd_per_mwh, dtype=float), K)
     sell = np.tile(np.asarray(eco.sell_price_usd_per_mwh or [0.0] * 24, dtype=float), K)
-    i_max = feeder.branches["rating_a"].to_numpy() / 1000.0 / feeder.i_base_ka
     peak = float(feeder.buses["p_mw"].sum())
     cand = cfg.candidates
     return PlanData(
         feeder=feeder, n_days=K, hours=H, days_weight=td.days_weight,
         p_load=p_load, q_load=q_load, sites=sites, avail=np.array(avail).reshape(len(rows), K * H),
-        price_buy=buy, price_sell=sell, v_min_pu=net.v_min_pu, v_max_pu=net.v_max_pu,
-        v_sub_range_pu=net.v_substation_range_pu or (net.v_substation_pu, net.v_substation_pu),
-        i_max_pu=i_max,
-        p_import_max_pu=None if net.p_import_max_mw is None else net.p_import_max_mw / feeder.base_mva,
-        p_export_max_pu=None if net.p_export_max_mw is None else net.p_export_max_mw / feeder.base_mva,
+        price_buy=buy, price_sell=sell, limits=NetworkLimits.of(cfg.network, feeder),
         max_total_mw=None if cand.max_penetration is None else cand.max_penetration * peak,
         budget_usd=cand.budget_usd,
     )
@@ -172,56 +178,73 @@ def with_reliability(case: Case, data: PlanData) -> PlanData:
     return replace(data, reliability=rd, reliability_limits=limits, voll_usd_per_mwh=cfg.voll_usd_per_mwh)
 
 
-@dataclass
-class IntegerBlock:
-    """Integer decisions relaxed to [lo, hi] bounds that a branch-and-bound tightens.
+#: What makes an infeasible plan infeasible: each step drops these families and, if that solves, says this.
+RELAXATIONS = (
+    Relaxation("voltage", ("network.voltage_limits",),
+               "the voltage limits cannot be met: widen network.v_min_pu / v_max_pu or the substation range "
+               "network.v_substation_range_pu (the 33-bus base case reaches 0.913 pu at 1.0 pu)"),
+    Relaxation("current", ("network.current_limits",),
+               "the branch ratings cannot be met: raise rating_a or network.branch_rating_factor"),
+    Relaxation("substation", ("substation.import_limit", "substation.export_limit"),
+               "the substation import/export limits cannot be met: raise network.p_import_max_mw / p_export_max_mw"),
+    Relaxation("caps", ("caps.penetration", "caps.budget"),
+               "the feeder-wide caps leave no feasible plan: raise candidates.max_penetration or candidates.budget_usd"),
+    Relaxation("reliability", ("reliability.limits",),
+               "the reliability constraint (reliability.saidi_limit_h / eens_limit_mwh) cannot be met even with every "
+               "candidate built and islanding: relax the limit, add switches, or add candidates"),
+)
 
-    The bound constraints are kept: their duals are the reduced costs that let
-    the search fix variables (moving off a bound costs at least the dual).
-    """
 
-    var: cp.Variable
-    lo: cp.Parameter
-    hi: cp.Parameter
-    lo0: np.ndarray  # original bounds
-    hi0: np.ndarray
-    cost: np.ndarray  # annual USD a unit step costs (branching priority)
-    lo_con: cp.Constraint
-    hi_con: cp.Constraint
+@dataclass(frozen=True)
+class PlanSolution:
+    """A solved plan, copied out of the model right after its final solve (per unit unless named)."""
 
-    @classmethod
-    def create(cls, var: cp.Variable, lo0: np.ndarray, hi0: np.ndarray, cost: np.ndarray, name: str) -> IntegerBlock:
-        n = var.size
-        lo = cp.Parameter(n, name=f"{name}_lo", value=np.asarray(lo0, float))
-        hi = cp.Parameter(n, name=f"{name}_hi", value=np.asarray(hi0, float))
-        return cls(var, lo, hi, np.asarray(lo0, float), np.asarray(hi0, float), np.asarray(cost, float),
-                   var >= lo, var <= hi)
+    build: np.ndarray  # 0/1 per candidate
+    capacity_mw: np.ndarray  # the capacity variable per candidate, as solved
+    p_res: np.ndarray  # RES candidate × snapshot (rows: PlanData.res_rows)
+    q_res: np.ndarray
+    charge: np.ndarray  # storage candidate × snapshot (rows: PlanData.storage_rows)
+    discharge: np.ndarray
+    soc: np.ndarray
+    p_import: np.ndarray  # per snapshot
+    p_export: np.ndarray
+    flow: FlowSolution
+    costs_usd: dict[str, float]
+    island: np.ndarray  # 0/1 per island (empty without reliability)
+    unavailability_h: np.ndarray | None  # per bus, h/yr (None without reliability)
+    saidi_h: float | None
+    saifi: float | None
+    eens_mwh: float | None
 
     @property
-    def constraints(self) -> list[cp.Constraint]:
-        return [self.lo_con, self.hi_con]
+    def built_mw(self) -> np.ndarray:
+        """Capacity of the built candidates (0 where not built)."""
+        return np.where(self.build > 0, np.maximum(self.capacity_mw, 0.0), 0.0)
+
+    @property
+    def total_usd(self) -> float:
+        return sum(self.costs_usd.values())
 
 
 @dataclass
 class PlanModel:
+    """The planning model: its blocks, named constraint families and annual cost terms."""
+
     data: PlanData
+    objective: cp.Minimize
     problem: cp.Problem
-    build: cp.Variable  # b, site
-    modules: cp.Variable | None  # y for modular sites
-    cap_mw: cp.Variable  # site capacity, MW
-    cap: cp.Expression  # site capacity, pu
-    p_dg: cp.Variable  # site × snapshot, pu (storage: discharge − charge in p_net)
-    q_dg: cp.Variable
-    p_imp: cp.Variable
-    p_exp: cp.Variable
-    q_sub: cp.Variable
-    charge: cp.Variable | None
-    discharge: cp.Variable | None
-    soc: cp.Variable | None
-    flow: BranchFlowSOC
+    families: Families
+    investment: Investment
+    renewables: Renewables  # over PlanData.res_rows
+    storage: Storage | None  # over PlanData.storage_rows
+    substation: Substation
+    network: BranchFlowSOC
+    reliability: ReliabilityBlock | None
     costs: dict[str, cp.Expression]  # annual USD
     integers: list[IntegerBlock] = field(default_factory=list)
-    reliability: ReliabilityBlock | None = None
+    label = "the planning model"
+    usd_per_unit = 1.0 / COST_SCALE
+    relaxations = RELAXATIONS
 
     @property
     def objective_usd(self) -> float:
@@ -229,208 +252,142 @@ class PlanModel:
 
     def integer_vars(self) -> list[cp.Variable]:
         """The integer decisions, in the order of :attr:`integers` (build, modules, island success)."""
-        out = [self.build] + ([self.modules] if self.modules is not None else [])
+        inv = self.investment
+        out = [inv.build] + ([inv.modules] if inv.modules is not None else [])
         if self.reliability is not None and self.reliability.island.size:
             out.append(self.reliability.island)
         return out
 
     def fix_integers(self, values: list[np.ndarray]) -> None:
-        """Fix the integer decisions of a relaxed model (lower = upper bound)."""
         for blk, v in zip(self.integers, values, strict=True):
-            blk.lo.value = np.round(v)
-            blk.hi.value = np.round(v)
+            blk.set_bounds(np.round(v), np.round(v))
 
     def rounding_inputs(self) -> list[np.ndarray]:
-        """What :func:`round_plan` reads from a node's solution: capacities (MW), modules, islands."""
-        y = self.modules.value if self.modules is not None else np.empty(0)
-        z = self.reliability.island.value if self.reliability is not None and self.reliability.island.size else np.empty(0)
-        return [np.asarray(self.cap_mw.value, dtype=float), np.asarray(y, dtype=float), np.asarray(z, dtype=float)]
+        """Capacities (MW), modules and islands of the current solution."""
+        inv, rel = self.investment, self.reliability
+        y = inv.modules.value if inv.modules is not None else np.empty(0)
+        z = rel.island.value if rel is not None and rel.island.size else np.empty(0)
+        return [np.array(inv.capacity_mw.value, dtype=float), np.array(y, dtype=float), np.array(z, dtype=float)]
 
-    def islands_by_rule(self) -> np.ndarray:
-        """Island success as the evaluator decides it for the current capacities: credited DG ≥ average load."""
+    def round(self, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
+        """Integer patterns from a relaxed solution, most promising first.
+
+        Build where the relaxation uses at least half of a site's fixed cost
+        (b ≥ 0.5, i.e. capacity ≥ half the maximum), then where it installs at least
+        1 % or any capacity at all; modules rounded to nearest and up; islands that
+        the relaxation mostly takes and that can succeed with the build, or none.
+        """
+        cap_mw, y, z = inputs
+        max_mw = self.data.sites["max_mw"].to_numpy()
+        frac = cap_mw / max_mw
+        modular = self.investment.modules is not None
+        builds = [(frac >= threshold).astype(float) for threshold in (0.5, 1e-2, 1e-4)]
+        if modular:
+            builds.append((frac >= 1e-4).astype(float))
+        patterns = []
+        for i, build in enumerate(builds):
+            out = [build]
+            if modular:
+                out.append(np.round(y) if i < 3 else np.ceil(y - 1e-6))
+            if not z.size:
+                patterns.append(out)
+                continue
+            mat = self.reliability.matrices
+            reachable = island_reachable(self.data.reliability, mat.island_sites * build[None, :], mat.island_load_mw,
+                                         max_mw)
+            for z_pattern in ((z >= 0.5) & reachable, (z >= 1e-2) & reachable, np.zeros(z.size, dtype=bool)):
+                patterns.append([*out, z_pattern.astype(float)])
+        return patterns
+
+    def settle_integers(self) -> list[np.ndarray] | None:
+        """Island success as the fault-enumeration evaluator rules it for the solved capacities.
+
+        A success the search left at 0 only shortens outages, so every limit still
+        holds; the solver repeats the final solve while the rule disagrees.
+        """
+        rel = self.reliability
+        if rel is None or not rel.island.size:
+            return None
         from adnstudy.reliability.evaluate import ISLAND_TOL_MW
 
-        mat = self.reliability.matrices
-        supply = (mat.island_sites * self.data.reliability.site_credit[None, :]) @ np.maximum(self.cap_mw.value, 0)
-        return ((supply > 0) & (supply >= mat.island_load_mw - ISLAND_TOL_MW)).astype(float)
+        mat = rel.matrices
+        supply = (mat.island_sites * self.data.reliability.site_credit[None, :]) @ np.maximum(
+            self.investment.capacity_mw.value, 0)
+        rule = ((supply > 0) & (supply >= mat.island_load_mw - ISLAND_TOL_MW)).astype(float)
+        if np.array_equal(rule, np.round(rel.island.value)):
+            return None
+        return [np.round(v.value) for v in self.integer_vars()[:-1]] + [rule]
+
+    def no_integer_solution(self, detail: str) -> str:
+        d = self.data
+        limits = {k: v for k, v in d.reliability_limits.items() if v is not None} if d.reliability else {}
+        if limits:
+            named = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
+            return (f"the planning model has no feasible 0-1 plan ({detail}); the likely cause is the reliability "
+                    f"constraint ({named}): islands succeed only as whole areas, so the relaxation's partial islands "
+                    "reach limits no real plan can; relax reliability.saidi_limit_h / eens_limit_mwh")
+        return f"the planning model has no feasible 0-1 plan: {detail}; check min_mw, modules and caps"
+
+    def solution(self) -> PlanSolution:
+        """The solved plan as arrays (call right after the final solve)."""
+        val = lambda x: np.array(x.value, dtype=float)  # noqa: E731
+        inv, sto, rel = self.investment, self.storage, self.reliability
+        empty = np.zeros((0, self.data.n_snap))
+        return PlanSolution(
+            build=np.round(val(inv.build)), capacity_mw=val(inv.capacity_mw),
+            p_res=val(self.renewables.p), q_res=val(self.renewables.q),
+            charge=val(sto.charge) if sto else empty, discharge=val(sto.discharge) if sto else empty,
+            soc=val(sto.soc) if sto else empty,
+            p_import=val(self.substation.p_import), p_export=val(self.substation.p_export),
+            flow=self.network.solution(), costs_usd={k: float(v.value) for k, v in self.costs.items()},
+            island=np.round(val(rel.island)) if rel is not None else np.empty(0),
+            unavailability_h=val(rel.unavail) if rel is not None else None,
+            saidi_h=float(rel.saidi.value) if rel is not None else None,
+            saifi=rel.saifi if rel is not None else None,
+            eens_mwh=float(rel.eens.value) if rel is not None else None,
+        )
 
 
-def island_reachable(data: PlanData, island_sites: np.ndarray, island_load_mw: np.ndarray) -> np.ndarray:
-    """Islands whose sites, all built at their maximum, would cover the island's load (credited)."""
-    rd = data.reliability
-    assert rd is not None
-    most = island_sites @ (rd.site_credit * data.sites["max_mw"].to_numpy())
-    return most >= island_load_mw - 1e-7
-
-
-def round_plan(model: PlanModel, inputs: list[np.ndarray]) -> list[list[np.ndarray]]:
-    """Rounding heuristic: candidate integer patterns from a relaxed solution, most promising first.
-
-    Build where the relaxation uses at least half of a site's fixed cost
-    (b ≥ 0.5, i.e. capacity ≥ half the maximum), then where it installs at least
-    1 % or any capacity at all; modules rounded to nearest and up.
-    """
-    cap_mw, y, z = inputs
-    st = model.data.sites
-    frac = cap_mw / st["max_mw"].to_numpy()
-    patterns = []
-    builds = [(frac >= threshold).astype(float) for threshold in (0.5, 1e-2, 1e-4)]
-    if model.modules is not None:
-        builds.append((frac >= 1e-4).astype(float))
-    for i, build in enumerate(builds):
-        out = [build]
-        if model.modules is not None:
-            out.append(np.round(y) if i < 3 else np.ceil(y - 1e-6))
-        if not z.size:
-            patterns.append(out)
-            continue
-        # islands: those the relaxation mostly takes and that can succeed with this build, or none
-        mat = model.reliability.matrices
-        reachable = island_reachable(model.data, mat.island_sites * build[None, :], mat.island_load_mw)
-        for z_pattern in ((z >= 0.5) & reachable, (z >= 1e-2) & reachable, np.zeros(z.size, dtype=bool)):
-            patterns.append([*out, z_pattern.astype(float)])
-    return patterns
-
-
-RELAXABLE = ("voltage", "current", "substation", "caps", "reliability")
-
-
-def build_plan_model(
-    data: PlanData, integral: Literal["relaxed", "native"] = "relaxed", relax: frozenset[str] = frozenset()
-) -> PlanModel:
-    """Build the planning model once (see the module docstring for the maths).
-
-    ``relax`` drops constraint families (:data:`RELAXABLE`); it serves only to
-    name the family that makes an infeasible case infeasible.
-    """
-    fd = data.feeder
-    base = fd.base_mva
-    S, J = data.n_snap, len(data.sites)
-    st = data.sites
-    is_sto = (st["tech"] == "storage").to_numpy()
-    is_res = ~is_sto
-    modular = np.flatnonzero(st["module_mw"].notna().to_numpy())
+def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "relaxed") -> PlanModel:
+    """Build the planning model once, from its blocks (the maths: module docstring, docs/plan.md)."""
+    fd, st = data.feeder, data.sites
+    base, S, w = fd.base_mva, data.n_snap, data.snap_weight
     native = integral == "native"
-    b = cp.Variable(J, name="build", boolean=native)
-    cons: list[cp.Constraint] = []
-    integers: list[IntegerBlock] = []
-    fixed_ann = (st["crf"] * st["fixed_capex_usd"]).to_numpy()
-    if not native:
-        blk = IntegerBlock.create(b, np.zeros(J), np.ones(J), fixed_ann + 1e-9, "build")
-        cons += blk.constraints
-        integers.append(blk)
-    else:
-        cons += [b >= 0, b <= 1]
-    cap_mw = cp.Variable(J, name="capacity_mw", nonneg=True)
-    cons += [cap_mw <= cp.multiply(st["max_mw"].to_numpy(), b), cap_mw >= cp.multiply(st["min_mw"].to_numpy(), b)]
-    y = None
-    if len(modular):
-        mod = st["module_mw"].to_numpy()[modular]
-        n_max = np.floor(st["max_mw"].to_numpy()[modular] / mod + 1e-9)
-        y = cp.Variable(len(modular), name="modules", integer=native)
-        cons += [cap_mw[modular] == cp.multiply(mod, y), y >= 0, y <= n_max]
-        if not native:
-            step = (st["crf"] * st["capex_usd_per_mw"]).to_numpy()[modular] * mod
-            blk = IntegerBlock.create(y, np.zeros(len(modular)), n_max, step, "modules")
-            cons += blk.constraints
-            integers.append(blk)
-    cap = cap_mw / base  # pu
-    # ---- operation
-    p = cp.Variable((J, S), name="p_dg", nonneg=True)  # RES output (storage rows unused)
-    q = cp.Variable((J, S), name="q_dg")
-    avail = data.avail
-    res_rows = np.flatnonzero(is_res)
-    if len(res_rows):
-        cons.append(p[res_rows] <= cp.multiply(avail[res_rows], cp.reshape(cap[res_rows], (len(res_rows), 1), order="F")))
-    sto_rows = np.flatnonzero(is_sto)
-    if len(sto_rows):
-        cons.append(p[sto_rows] == 0)
-    tan_phi = st["tan_phi"].to_numpy()[:, None]
-    cons += [q <= cp.multiply(tan_phi, p), q >= -cp.multiply(tan_phi, p)]
-    ch = dis = soc = None
-    p_net = p
-    if len(sto_rows):
-        ns = len(sto_rows)
-        ch = cp.Variable((ns, S), name="charge", nonneg=True)
-        dis = cp.Variable((ns, S), name="discharge", nonneg=True)
-        soc = cp.Variable((ns, S), name="soc", nonneg=True)
-        eta = st["efficiency"].to_numpy()[sto_rows][:, None]
-        e_ratio = st["energy_mwh_per_mw"].to_numpy()[sto_rows][:, None]
-        cap_s = cp.reshape(cap[sto_rows], (ns, 1), order="F")
-        cons += [ch <= cap_s, dis <= cap_s, soc <= cp.multiply(e_ratio, cap_s)]
-        # hourly energy balance, cyclic within each typical day: soc_h = soc_{h−1} + η ch_h − dis_h / η
-        H = data.hours
-        idx = np.arange(S)
-        prev = np.where(idx % H == 0, idx + H - 1, idx - 1)
-        cons.append(soc == soc[:, prev] + cp.multiply(eta, ch) - cp.multiply(1 / eta, dis))
-        sel = np.zeros((J, ns))
-        sel[sto_rows, np.arange(ns)] = 1.0
-        p_net = p + sel @ (dis - ch)
-        cons += [q[sto_rows] <= cp.multiply(tan_phi[sto_rows], cap_s), q[sto_rows] >= -cp.multiply(tan_phi[sto_rows], cap_s)]
-    # ---- substation and network
-    p_imp = cp.Variable(S, name="p_import", nonneg=True)
-    p_exp = cp.Variable(S, name="p_export", nonneg=True)
-    q_sub = cp.Variable(S, name="q_substation")
-    if data.p_import_max_pu is not None and "substation" not in relax:
-        cons.append(p_imp <= data.p_import_max_pu)
-    if data.p_export_max_pu is not None and "substation" not in relax:
-        cons.append(p_exp <= data.p_export_max_pu)
-    n = fd.n_bus
-    import scipy.sparse as sp
-
-    C = sp.csr_matrix((np.ones(J), (st["pos"].to_numpy(), np.arange(J))), shape=(n, J))  # site → bus
-    e0 = sp.csr_matrix((np.ones(1), ([0], [0])), shape=(n, 1))
-    p_inj = C @ p_net + e0 @ cp.reshape(p_imp - p_exp, (1, S), order="F")
-    q_inj = C @ q + e0 @ cp.reshape(q_sub, (1, S), order="F")
-    flow = branch_flow_soc(
-        fd, S, p_inj, q_inj, data.p_load, data.q_load,
-        v_min_pu=data.v_min_pu, v_max_pu=data.v_max_pu, v_sub_range_pu=data.v_sub_range_pu, i_max_pu=data.i_max_pu,
-        relax=relax,
-    )
-    cons += flow.constraints
-    # ---- feeder-wide caps
-    res_cap_total = cp.sum(cap_mw[res_rows]) if len(res_rows) else 0
-    if data.max_total_mw is not None and len(res_rows) and "caps" not in relax:
-        cons.append(res_cap_total <= data.max_total_mw)
-    capex = cp.multiply(st["capex_usd_per_mw"].to_numpy(), cap_mw) + cp.multiply(st["fixed_capex_usd"].to_numpy(), b)
-    if data.budget_usd is not None and "caps" not in relax:
-        cons.append(cp.sum(capex) <= data.budget_usd)
-    # ---- annual costs, USD
-    w = data.snap_weight
+    res, sto = data.res_rows, data.storage_rows
+    inv = investment_block(st, native=native)
+    cap = inv.capacity_mw / base
+    dg = renewable_block(data.avail[res], cap[res], tan_phi=st["tan_phi"].to_numpy()[res], name="dg")
+    storage = None
+    if len(sto):
+        eta = st["efficiency"].to_numpy()[sto]
+        storage = storage_block(S, data.hours, cap[sto], cp.multiply(st["energy_mwh_per_mw"].to_numpy()[sto], cap[sto]),
+                                eta_charge=eta, eta_discharge=eta, units=len(sto))
+    sub = substation_block(S, data.limits, split=True)
+    p_sub, q_sub = sub.injection(fd.n_bus)
+    p_inj = at_buses(fd.n_bus, st["pos"].to_numpy()[res]) @ dg.p + p_sub
+    q_inj = at_buses(fd.n_bus, st["pos"].to_numpy()[res]) @ dg.q + q_sub
+    if storage is not None:
+        p_inj = p_inj + at_buses(fd.n_bus, st["pos"].to_numpy()[sto]) @ storage.net
+    network = branch_flow_soc(fd, data.limits, S, p_inj, q_inj, data.p_load, data.q_load)
+    caps = capacity_caps(inv, res, data.max_total_mw, data.budget_usd)
     rel = None
     if data.reliability is not None:
-        rel = reliability_block(data.reliability, cap_mw, data.reliability_limits, native)
-        cons += rel.constraints
-        if "reliability" not in relax:
-            cons += list(rel.limit_constraints.values())
-        n_isl = rel.island.size
-        if n_isl:
-            # valid tightenings: an island needs a built site in it, and cannot succeed if even every
-            # site in it at its maximum falls short of its load
-            # z_s = 1 needs Σ κ_i c_i ≥ L_s with c_i ≤ max_i b_i, so z_s ≤ Σ_i min(1, κ_i max_i / L_s) b_i
-            sites_in = rel.matrices.island_sites
-            reach = data.reliability.site_credit * st["max_mw"].to_numpy()
-            share = np.minimum(1.0, reach[None, :] / np.maximum(rel.matrices.island_load_mw[:, None], 1e-12))
-            cons.append(rel.island <= (sites_in * share) @ b)
-            reachable = island_reachable(data, sites_in, rel.matrices.island_load_mw)
-            cons.append(rel.island <= reachable.astype(float))
-        if n_isl and not native:
-            value = data.voll_usd_per_mwh * (data.reliability.load_avg_mw @ rel.matrices.G) + 1.0
-            blk = IntegerBlock.create(rel.island, np.zeros(n_isl), reachable.astype(float), value, "island")
-            cons += blk.constraints
-            integers.append(blk)
+        rel = reliability_block(data.reliability, inv.capacity_mw, inv.build, st["max_mw"].to_numpy(),
+                                data.reliability_limits, data.voll_usd_per_mwh, native=native)
     costs = {
-        "investment_annualised": cp.sum(cp.multiply(st["crf"].to_numpy(), capex)),
-        "purchase": base * (cp.sum(cp.multiply(w * data.price_buy, p_imp)) - cp.sum(cp.multiply(w * data.price_sell, p_exp))),
-        "om_fixed": cp.sum(cp.multiply(st["om_usd_per_mw_yr"].to_numpy(), cap_mw)),
-        "om_energy": base * cp.sum(cp.multiply(st["om_usd_per_mwh"].to_numpy()[:, None] * w[None, :], p)),
+        "investment_annualised": inv.annualised_usd,
+        "purchase": base * (cp.sum(cp.multiply(w * data.price_buy, sub.p_import))
+                            - cp.sum(cp.multiply(w * data.price_sell, sub.p_export))),
+        "om_fixed": cp.sum(cp.multiply(st["om_usd_per_mw_yr"].to_numpy(), inv.capacity_mw)),
+        "om_energy": base * cp.sum(cp.multiply(st["om_usd_per_mwh"].to_numpy()[res][:, None] * w[None, :], dg.p)),
     }
     if rel is not None and data.voll_usd_per_mwh > 0:
         costs["eens"] = data.voll_usd_per_mwh * rel.eens
+    families = Families().update_from(inv.families, dg.families, storage.families if storage else None,
+                                      sub.families, network.families, caps, rel.families if rel else None)
     objective = cp.Minimize(COST_SCALE * sum(costs.values()))
-    problem = cp.Problem(objective, cons)
     return PlanModel(
-        data=data, problem=problem, build=b, modules=y, cap_mw=cap_mw, cap=cap, p_dg=p, q_dg=q, p_imp=p_imp,
-        p_exp=p_exp, q_sub=q_sub,
-        charge=ch, discharge=dis, soc=soc, flow=flow, costs=costs, integers=integers, reliability=rel,
+        data=data, objective=objective, problem=families.problem(objective), families=families, investment=inv,
+        renewables=dg, storage=storage, substation=sub, network=network, reliability=rel, costs=costs,
+        integers=inv.integers + (rel.integers if rel is not None else []),
     )

@@ -25,13 +25,12 @@ closed form as the trade agreement of stage 1. Gains are scaled by G inside.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from adnstudy.errors import SolveError
 from adnstudy.solve.coordination import agree_trades
+from adnstudy.solve.iterate import Row, iterate
 
 
 def payment_update(gain: float, power: float, z: np.ndarray, lam: np.ndarray, rho: float) -> np.ndarray:
@@ -60,12 +59,62 @@ def trading_groups(M: int, pairs: list[tuple[int, int]]) -> list[list[int]]:
     return sorted(groups.values())
 
 
+class PaymentAdmm:
+    """The payment ADMM of one group of traders, as a plug-in of :func:`~adnstudy.solve.iterate.iterate`.
+
+    Gains are scaled by the group's total gain G (``gains`` sum to 1); residual
+    rows are reported in USD (× G).
+    """
+
+    def __init__(self, gains: np.ndarray, powers: np.ndarray, edges: list[tuple[int, int]], *, rho: float, tol: float,
+                 total_usd: float) -> None:
+        self.g, self.w, self.edges, self.rho, self.tol, self.G = gains, powers, edges, rho, tol, total_usd
+        k = len(gains)
+        self.nbr = [[j for a, b in edges for i, j in ((a, b), (b, a)) if i == q] for q in range(k)]
+
+    def initialise(self) -> None:
+        k = len(self.g)
+        self.p = np.zeros((k, k, 1))
+        self.z = np.zeros_like(self.p)
+        self.lam = np.zeros_like(self.p)
+
+    def solve(self, k: int) -> None:
+        for q, nbr in enumerate(self.nbr):
+            self.p[q, nbr, 0] = payment_update(self.g[q], self.w[q], self.z[q, nbr, 0], self.lam[q, nbr, 0], self.rho)
+
+    def update(self, k: int) -> Row:
+        z_old = self.z
+        self.z = agree_trades(self.p, self.lam, self.rho, self.edges)
+        self.lam = self.lam + self.rho * (self.p - self.z)
+        self.primal = float(np.max(np.abs(self.p - self.z)))
+        self.dual = float(self.rho * np.max(np.abs(self.z - z_old)))
+        return {"primal_residual": self.primal * self.G, "dual_residual": self.dual * self.G}
+
+    def converged(self, row: Row) -> bool:
+        return self.primal <= self.tol and self.dual <= self.tol
+
+    def adapt(self, k: int, row: Row) -> None:
+        """The penalty stays fixed (scaled to the group size in :func:`bargain`)."""
+
+    def not_converged(self, row: Row) -> str:
+        return (
+            f"the payment ADMM did not converge in {int(row['iteration'])} iterations: payment disagreement "
+            f"{row['primal_residual']:.2e} USD, change {row['dual_residual']:.2e} USD (tolerance {self.tol:g} of the "
+            f"group's gain {self.G:.2f} USD); raise market.coordination.payment_max_iter; no results were written"
+        )
+
+    @property
+    def payments(self) -> np.ndarray:
+        """Agreed payments in USD, member × member."""
+        return self.z[:, :, 0] * self.G
+
+
 @dataclass
 class BargainResult:
     payments_usd: np.ndarray  # M × M, p_mn paid by m to n (antisymmetric, zero off the traded pairs)
     gains_usd: np.ndarray  # after payments
     groups: list[list[int]]
-    history: list[dict[str, float]]
+    history: list[Row]
     iterations: int
 
 
@@ -86,9 +135,8 @@ def bargain(
     """
     M = len(gains_usd)
     pay = np.zeros((M, M))
-    history: list[dict[str, float]] = []
+    history: list[Row] = []
     groups = trading_groups(M, traded)
-    t0 = time.perf_counter()
     iterations = 0
     for group in groups:
         if len(group) < 2:
@@ -98,35 +146,13 @@ def bargain(
             continue
         idx = {m: i for i, m in enumerate(group)}
         edges = [(idx[m], idx[n]) for m, n in traded if m in idx]
-        k_m = len(group)
-        nbr = [[j for a, b in edges for i, j in ((a, b), (b, a)) if i == q] for q in range(k_m)]
-        g = gains_usd[group] / G
-        w = powers[group] / powers[group].sum()
         # curvature of w log(y) at the answer y = w is 1/w ≈ group size: scale ρ with it
-        rho = rho_per_member * k_m
-        p = np.zeros((k_m, k_m, 1))
-        z = np.zeros_like(p)
-        lam = np.zeros_like(p)
-        for it in range(1, max_iter + 1):
-            for q in range(k_m):
-                p[q, nbr[q], 0] = payment_update(g[q], w[q], z[q, nbr[q], 0], lam[q, nbr[q], 0], rho)
-            z_old = z
-            z = agree_trades(p, lam, rho, edges)
-            lam = lam + rho * (p - z)
-            primal = float(np.max(np.abs(p - z)))
-            dual = float(rho * np.max(np.abs(z - z_old)))
-            history.append({"iteration": it, "primal_residual": primal * G, "dual_residual": dual * G,
-                            "seconds": time.perf_counter() - t0})
-            if primal <= tol and dual <= tol:
-                break
-        else:
-            raise SolveError(
-                f"the payment ADMM did not converge in {max_iter} iterations: payment disagreement "
-                f"{primal * G:.2e} USD, change {dual * G:.2e} USD (tolerance {tol:g} of the group's gain "
-                f"{G:.2f} USD); raise market.coordination.payment_max_iter; no results were written"
-            )
-        iterations = max(iterations, it)
-        sub = z[:, :, 0] * G
+        method = PaymentAdmm(gains_usd[group] / G, powers[group] / powers[group].sum(), edges,
+                             rho=rho_per_member * len(group), tol=tol, total_usd=G)
+        loop = iterate(method, max_iter=max_iter)
+        history += loop.history
+        iterations = max(iterations, loop.iterations)
+        sub = method.payments
         for a, m in enumerate(group):
             for b, n in enumerate(group):
                 pay[m, n] = sub[a, b]

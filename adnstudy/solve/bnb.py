@@ -1,7 +1,7 @@
 """Branch-and-bound over conic relaxations, the default mixed-integer strategy.
 
 The model is compiled once: integer variables are continuous variables bounded
-by ``cp.Parameter``s (:class:`~adnstudy.problems.plan.IntegerBlock`). A node is a
+by ``cp.Parameter``s (:class:`~adnstudy.solve.integer.IntegerBlock`). A node is a
 set of bounds; solving it is one re-solve of the same DPP problem with Clarabel.
 Each worker thread owns a copy of the model (Clarabel releases the GIL, so two
 nodes solve at once on two cores). Search:
@@ -26,36 +26,31 @@ import itertools
 import logging
 import math
 import queue
-import threading
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-import cvxpy as cp
 import numpy as np
 
-from adnstudy.errors import SolveError
+from adnstudy.errors import InfeasibleError, SolveError, SolverFailedError
+from adnstudy.solve.conic import NODE, ConicSettings, quiet_solver, solve_conic
+from adnstudy.solve.integer import MixedIntegerModel
 
 log = logging.getLogger(__name__)
 INT_TOL = 1e-5
 HEURISTIC_DEPTH = 3
-CLARABEL_OPTIONS = {"tol_gap_abs": 1e-10, "tol_gap_rel": 1e-5}
-#: Tighter settings for the final operating point: losses are a small part of the objective,
-#: so a loose duality gap leaves slack in the cones (and voltages off the AC solution).
-CLARABEL_FINAL_OPTIONS = {"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-9, "tol_feas": 1e-9}
-OK = (cp.OPTIMAL, cp.OPTIMAL_INACCURATE)
+
+Bounds = list[np.ndarray]
 
 
 class IntegerInfeasible(SolveError):
     """The relaxation is feasible but no integer assignment is."""
 
 
-class RelaxedModel(Protocol):
-    problem: cp.Problem
-    integers: list  # IntegerBlock
+class RelaxationInfeasible(InfeasibleError):
+    """The continuous relaxation (the root) is infeasible: so is the model."""
 
 
 @dataclass(order=True)
@@ -63,8 +58,22 @@ class Node:
     bound: float
     neg_depth: int
     seq: int
-    lo: list[np.ndarray] = field(compare=False)
-    hi: list[np.ndarray] = field(compare=False)
+    lo: Bounds = field(compare=False)
+    hi: Bounds = field(compare=False)
+
+
+@dataclass
+class Solve:
+    """One relaxation solve of a node or a rounding pattern, as the worker thread left it."""
+
+    kind: str  # "node" or "heuristic"
+    lo: Bounds
+    hi: Bounds
+    status: str
+    value: float = math.nan
+    ints: Bounds | None = None  # integer variables' values; None if the solve gave no point
+    rounding: Bounds | None = None  # the model's rounding inputs (nodes only)
+    duals: list[tuple[np.ndarray, np.ndarray]] | None = None  # reduced costs of the bounds (nodes only)
 
 
 @dataclass
@@ -75,257 +84,261 @@ class BnBResult:
     gap: float
     nodes: int
     heuristic_solves: int
-    incumbent: list[np.ndarray]  # integer values of each block
+    incumbent: Bounds  # integer values of each block
     seconds: float
     history: list[dict[str, Any]]
     failed_nodes: int
     fixed_by_reduced_cost: int = 0
 
 
-def _solve(model: RelaxedModel, lo: list[np.ndarray], hi: list[np.ndarray], options: dict) -> tuple[str, float, list[np.ndarray] | None]:
-    for blk, a, b in zip(model.integers, lo, hi, strict=True):
-        blk.lo.value = a
-        blk.hi.value = b
-    try:
-        model.problem.solve(solver="CLARABEL", **options)
-    except cp.SolverError:
-        return "solver_error", math.nan, None
-    status = model.problem.status
-    if status not in OK:
-        return status, math.nan, None
-    return status, float(model.problem.value), [np.asarray(blk.var.value, dtype=float).copy() for blk in model.integers]
+class BranchAndBound:
+    """The search state and its steps; :meth:`run` is the whole search."""
 
+    def __init__(
+        self,
+        models: list[MixedIntegerModel],
+        *,
+        gap: float = 1e-3,
+        time_limit: float | None = None,
+        settings: ConicSettings = NODE,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+        initial: list[Bounds] | None = None,
+    ) -> None:
+        if not models:
+            raise ValueError("branch-and-bound needs at least one model")
+        self.first = models[0]
+        self.threads = len(models)
+        self.models: queue.Queue = queue.Queue()
+        for m in models:
+            self.models.put(m)
+        self.gap, self.time_limit, self.settings = gap, time_limit, settings
+        self.progress, self.initial = progress, initial or []
+        self.lo0 = [blk.lo0.copy() for blk in self.first.integers]
+        self.hi0 = [blk.hi0.copy() for blk in self.first.integers]
+        self.costs = [np.asarray(blk.cost, dtype=float) for blk in self.first.integers]
+        self.incumbent_value = math.inf
+        self.incumbent: Bounds | None = None
+        self.heap: list[Node] = []
+        self.running: dict[Future, tuple[str, float, int]] = {}  # future -> (kind, parent bound, depth)
+        self.tried: set[bytes] = set()
+        self.history: list[dict[str, Any]] = []
+        self.nodes, self.heuristic_solves, self.failed, self.fixed_by_cost = 1, 0, 0, 0
+        self.pruned_min = math.inf  # smallest bound pruned: with the open nodes, the proven bound
+        self._seq = itertools.count()
+        self._t0 = time.perf_counter()
+        self._pool: ThreadPoolExecutor | None = None
 
-def _reduced_costs(model: RelaxedModel) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Duals of each block's lower and upper bound constraints (0 where the solver gives none)."""
-    out = []
-    for blk in model.integers:
-        d_lo = getattr(blk, "lo_con", None)
-        d_hi = getattr(blk, "hi_con", None)
-        lo = np.asarray(d_lo.dual_value, float) if d_lo is not None and d_lo.dual_value is not None else np.zeros(blk.var.size)
-        hi = np.asarray(d_hi.dual_value, float) if d_hi is not None and d_hi.dual_value is not None else np.zeros(blk.var.size)
-        out.append((np.maximum(lo, 0.0), np.maximum(hi, 0.0)))
-    return out
-
-
-def _is_integral(values: list[np.ndarray]) -> bool:
-    return all(np.all(np.abs(v - np.round(v)) <= INT_TOL) for v in values)
-
-
-def branch_and_bound(
-    make_model: Callable[[], RelaxedModel],
-    *,
-    rounding: Callable[[RelaxedModel, list[np.ndarray]], list[list[np.ndarray]]],
-    gap: float = 1e-3,
-    time_limit: float | None = None,
-    threads: int = 2,
-    options: dict | None = None,
-    progress: Callable[[dict[str, Any]], None] | None = None,
-    initial: list[list[np.ndarray]] | None = None,
-) -> BnBResult:
-    """Minimise a relaxed model over its integer blocks (see the module docstring)."""
-    t0 = time.perf_counter()
-    # statuses are handled below ("optimal_inaccurate" counts as solved); CVXPY's warning adds nothing
-    warnings.filterwarnings("ignore", message="Solution may be inaccurate", category=UserWarning)
-    opts = {**CLARABEL_OPTIONS, **(options or {})}
-    threads = max(1, threads)
-    models: queue.Queue = queue.Queue()
-    first = make_model()
-    models.put(first)
-    for _ in range(threads - 1):
-        models.put(make_model())
-    lo0 = [blk.lo0.copy() for blk in first.integers]
-    hi0 = [blk.hi0.copy() for blk in first.integers]
-    costs = [np.asarray(blk.cost, dtype=float) for blk in first.integers]
-    lock = threading.Lock()
-
-    def work(kind: str, lo, hi):
-        model = models.get()
+    # ------------------------------------------------------------------ worker side
+    def _work(self, kind: str, lo: Bounds, hi: Bounds) -> Solve:
+        """Solve one relaxation on a free model copy (runs in a worker thread)."""
+        model = self.models.get()
         try:
-            status, value, ints = _solve(model, lo, hi, opts)
-            extra = None
-            if kind == "node" and ints is not None:
-                extra = ([np.asarray(v, dtype=float).copy() for v in _values_for_rounding(model)], _reduced_costs(model))
-            return kind, lo, hi, status, value, ints, extra
+            for blk, a, b in zip(model.integers, lo, hi, strict=True):
+                blk.set_bounds(a, b)
+            try:
+                status = solve_conic(model.problem, self.settings, "node relaxation", quiet=False)
+            except SolveError as exc:
+                return Solve(kind, lo, hi, getattr(exc, "status", "solver_error"))
+            out = Solve(kind, lo, hi, status, float(model.problem.value),
+                        [np.array(blk.var.value, dtype=float) for blk in model.integers])
+            if kind == "node":
+                out.rounding = [np.array(v, dtype=float) for v in model.rounding_inputs()]
+                out.duals = [blk.reduced_costs() for blk in model.integers]
+            return out
         finally:
-            models.put(model)
+            self.models.put(model)
 
-    incumbent_value = math.inf
-    incumbent: list[np.ndarray] | None = None
-    seq = itertools.count()
-    heap: list[Node] = []
-    tried: set[bytes] = set()
-    history: list[dict[str, Any]] = []
-    nodes, heur, failed = 1, 0, 0
-    pruned_min = math.inf  # smallest bound of a node pruned by bound: with the open nodes, the proven bound
-    fixed_by_cost = 0
-    running: dict[Future, tuple[str, float, int]] = {}
-    pool = ThreadPoolExecutor(max_workers=threads)
+    # ------------------------------------------------------------------ search side
+    def _threshold(self) -> float:
+        return self.incumbent_value - self.gap * abs(self.incumbent_value)
 
-    def record(event: str) -> None:
-        lb = min(_lower_bound(heap, running, incumbent_value), pruned_min, incumbent_value)
-        g = _gap(incumbent_value, lb)
-        row = {"seconds": time.perf_counter() - t0, "nodes": nodes, "heuristic_solves": heur,
-               "incumbent": incumbent_value, "bound": lb, "gap": g, "event": event}
-        history.append(row)
-        if progress:
-            progress(row)
+    def _lower_bound(self) -> float:
+        bounds = [n.bound for n in self.heap] + [b for (k, b, _) in self.running.values() if k == "node"]
+        return min(bounds) if bounds else self.incumbent_value
 
-    def accept(value: float, ints: list[np.ndarray]) -> None:
-        nonlocal incumbent_value, incumbent
-        if value < incumbent_value:
-            incumbent_value, incumbent = value, [np.round(v) for v in ints]
+    def _record(self, event: str) -> None:
+        lb = min(self._lower_bound(), self.pruned_min, self.incumbent_value)
+        row = {"seconds": time.perf_counter() - self._t0, "nodes": self.nodes,
+               "heuristic_solves": self.heuristic_solves, "incumbent": self.incumbent_value, "bound": lb,
+               "gap": _gap(self.incumbent_value, lb), "event": event}
+        self.history.append(row)
+        if self.progress:
+            self.progress(row)
 
-    def submit_patterns(patterns, limit: int | None = None) -> None:
-        nonlocal heur
+    def _accept(self, value: float, ints: Bounds) -> None:
+        if value < self.incumbent_value:
+            self.incumbent_value, self.incumbent = value, [np.round(v) for v in ints]
+
+    def _submit(self, kind: str, lo: Bounds, hi: Bounds, parent_bound: float = math.nan, depth: int = 0) -> None:
+        assert self._pool is not None
+        self.running[self._pool.submit(self._work, kind, lo, hi)] = (kind, parent_bound, depth)
+
+    def _submit_patterns(self, patterns: list[Bounds], limit: int | None = None) -> None:
         submitted = 0
         for fixed in patterns:
             if limit is not None and submitted >= limit:
                 return
-            fixed = [np.clip(f, a, b) for f, a, b in zip(fixed, lo0, hi0, strict=True)]
+            fixed = [np.clip(f, a, b) for f, a, b in zip(fixed, self.lo0, self.hi0, strict=True)]
             key = b"".join(np.round(f).astype(np.int64).tobytes() for f in fixed)
-            if key in tried:
+            if key in self.tried:
                 continue
-            tried.add(key)
-            heur += 1
+            self.tried.add(key)
+            self.heuristic_solves += 1
             submitted += 1
-            running[pool.submit(work, "heuristic", fixed, fixed)] = ("heuristic", math.nan, 0)
+            self._submit("heuristic", fixed, fixed)
 
-    def submit_heuristic(ints: list[np.ndarray], extra, limit: int | None = None) -> None:
-        submit_patterns(rounding(first, extra[0]), limit)
-
-    def expand(value: float, lo, hi, ints: list[np.ndarray], depth: int, duals=None) -> None:
-        nonlocal pruned_min, fixed_by_cost
-        if _is_integral(ints):
-            accept(value, ints)
+    def _expand(self, s: Solve, value: float, depth: int) -> None:
+        """Accept an integral node, prune a dominated one, or fix by reduced cost and branch."""
+        assert s.ints is not None
+        if _is_integral(s.ints):
+            self._accept(value, s.ints)
             return
-        threshold = incumbent_value - gap * abs(incumbent_value)
+        threshold = self._threshold()
         if value >= threshold:
-            pruned_min = min(pruned_min, value)
+            self.pruned_min = min(self.pruned_min, value)
             return
-        if duals is not None and math.isfinite(threshold):
-            # reduced-cost fixing: leaving a bound costs at least its dual, so a variable whose move
-            # would lift the bound past the incumbent keeps its bound in the whole subtree
+        lo, hi = s.lo, s.hi
+        if s.duals is not None and math.isfinite(threshold):
+            # leaving a bound costs at least its dual, so a variable whose move would lift the
+            # bound past the incumbent keeps its bound in the whole subtree
             lo, hi = [a.copy() for a in lo], [b.copy() for b in hi]
-            for bi, (v, (d_lo, d_hi)) in enumerate(zip(ints, duals, strict=True)):
+            for bi, (v, (d_lo, d_hi)) in enumerate(zip(s.ints, s.duals, strict=True)):
                 free = lo[bi] < hi[bi]
                 at_lo = free & (np.abs(v - lo[bi]) <= INT_TOL) & (value + d_lo >= threshold)
                 at_hi = free & (np.abs(v - hi[bi]) <= INT_TOL) & (value + d_hi >= threshold)
                 hi[bi][at_lo] = lo[bi][at_lo]
                 lo[bi][at_hi] = hi[bi][at_hi]
-                fixed_by_cost += int(at_lo.sum() + at_hi.sum())
-        # branch on the largest fractionality × unit cost
-        best, where = -1.0, None
-        for bi, (v, c) in enumerate(zip(ints, costs, strict=True)):
-            frac = np.minimum(v - np.floor(v), np.ceil(v) - v)
-            frac[frac <= INT_TOL] = 0.0
-            score = frac * np.maximum(c, 1e-12)
-            j = int(np.argmax(score))
-            if score[j] > best:
-                best, where = float(score[j]), (bi, j)
-        assert where is not None
-        bi, j = where
-        x = ints[bi][j]
+                self.fixed_by_cost += int(at_lo.sum() + at_hi.sum())
+        bi, j = _branching_variable(s.ints, self.costs)
+        x = s.ints[bi][j]
         down_hi = [h.copy() for h in hi]
         down_hi[bi][j] = math.floor(x)
         up_lo = [a.copy() for a in lo]
         up_lo[bi][j] = math.ceil(x)
-        heapq.heappush(heap, Node(value, -(depth + 1), next(seq), lo, down_hi))
-        heapq.heappush(heap, Node(value, -(depth + 1), next(seq), up_lo, hi))
+        heapq.heappush(self.heap, Node(value, -(depth + 1), next(self._seq), lo, down_hi))
+        heapq.heappush(self.heap, Node(value, -(depth + 1), next(self._seq), up_lo, hi))
 
-    try:
-        # the root, and beside it any patterns the caller already has (e.g. from a coarse model);
-        # an infeasible or failed root is the model's problem, not the search's
-        root_future = pool.submit(work, "node", lo0, hi0)
-        submit_patterns(initial or [])
-        _, _, _, status, root_value, root_ints, root_extra = root_future.result()
-        if root_ints is None:
-            raise SolveError(f"the continuous relaxation could not be solved (Clarabel status: {status})")
-        submit_heuristic(root_ints, root_extra)
-        expand(root_value, lo0, hi0, root_ints, 0, root_extra[1])
-        record("root")
-        status_out = "optimal"
-        while heap or running:
-            if time_limit is not None and time.perf_counter() - t0 > time_limit:
-                status_out = "time_limit"
-                break
-            # fill the workers with the best open nodes
-            while heap and len(running) < threads:
-                node = heapq.heappop(heap)
-                if node.bound >= incumbent_value - gap * abs(incumbent_value):
-                    pruned_min = min(pruned_min, node.bound)
-                    continue
-                nodes += 1
-                running[pool.submit(work, "node", node.lo, node.hi)] = ("node", node.bound, -node.neg_depth)
-            if not running:
-                continue
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED,
-                           timeout=None if time_limit is None else max(0.0, time_limit - (time.perf_counter() - t0)))
-            for fut in done:
-                kind, parent_bound, depth = running.pop(fut)
-                _, lo, hi, status, value, ints, extra = fut.result()
-                with lock:
-                    if kind == "heuristic":
-                        if ints is not None:
-                            accept(value, ints)
-                            record("heuristic")
+    def _on_done(self, s: Solve, parent_bound: float, depth: int) -> None:
+        if s.kind == "heuristic":
+            if s.ints is not None:
+                self._accept(s.value, s.ints)
+                self._record("heuristic")
+            return
+        if s.ints is None:
+            if s.status not in ("infeasible", "infeasible_inaccurate"):
+                self.failed += 1
+                log.warning("node relaxation failed with status %s; node dropped", s.status)
+            return
+        value = max(s.value, parent_bound)  # a child is never better than its parent
+        # rounding is cheap insurance while there is no incumbent; later it rarely pays,
+        # so only shallow nodes (whose patterns differ most) try one pattern
+        if not _is_integral(s.ints) and value < self._threshold():
+            if not math.isfinite(self.incumbent_value):
+                self._submit_patterns(self.first.round(s.rounding), limit=2)
+            elif depth <= HEURISTIC_DEPTH:
+                self._submit_patterns(self.first.round(s.rounding), limit=1)
+        self._expand(s, value, depth)
+        self._record("node")
+
+    def _gap_proven(self) -> bool:
+        return math.isfinite(self.incumbent_value) and _gap(
+            self.incumbent_value, min(self._lower_bound(), self.pruned_min)) <= self.gap
+
+    def _root(self) -> None:
+        """The root, and beside it any patterns the caller already has (e.g. from a coarse model)."""
+        self._submit("node", self.lo0, self.hi0)
+        root_future = next(iter(self.running))
+        self._submit_patterns(self.initial)
+        root = root_future.result()
+        del self.running[root_future]
+        if root.ints is None:  # an infeasible or failed root is the model's problem, not the search's
+            what = f"the continuous relaxation could not be solved (Clarabel status: {root.status})"
+            if root.status in ("infeasible", "infeasible_inaccurate"):
+                raise RelaxationInfeasible(what, status=root.status)
+            raise SolverFailedError(what, status=root.status)
+        self._submit_patterns(self.first.round(root.rounding))
+        self._expand(root, root.value, 0)
+        self._record("root")
+
+    def run(self) -> BnBResult:
+        """Minimise the model over its integer blocks (see the module docstring)."""
+        self._t0 = time.perf_counter()
+        status = "optimal"
+        with quiet_solver():  # statuses are handled; workers' warnings are filtered here, in the owning thread
+            self._pool = ThreadPoolExecutor(max_workers=self.threads)
+            try:
+                self._root()
+                while self.heap or self.running:
+                    elapsed = time.perf_counter() - self._t0
+                    if self.time_limit is not None and elapsed > self.time_limit:
+                        status = "time_limit"
+                        break
+                    while self.heap and len(self.running) < self.threads:  # fill the workers with the best nodes
+                        node = heapq.heappop(self.heap)
+                        if node.bound >= self._threshold():
+                            self.pruned_min = min(self.pruned_min, node.bound)
+                            continue
+                        self.nodes += 1
+                        self._submit("node", node.lo, node.hi, node.bound, -node.neg_depth)
+                    if not self.running:
                         continue
-                    if ints is None:
-                        if status not in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
-                            failed += 1
-                            log.warning("node relaxation failed with status %s; node dropped", status)
-                        continue
-                    value = max(value, parent_bound)  # a child is never better than its parent
-                    # rounding is cheap insurance while there is no incumbent; later it rarely pays,
-                    # so only shallow nodes (whose patterns differ most) try one pattern
-                    if not _is_integral(ints) and value < incumbent_value - gap * abs(incumbent_value):
-                        if not math.isfinite(incumbent_value):
-                            submit_heuristic(ints, extra, limit=2)
-                        elif depth <= HEURISTIC_DEPTH:
-                            submit_heuristic(ints, extra, limit=1)
-                    expand(value, lo, hi, ints, depth, extra[1])
-                    record("node")
-            # the open and running nodes' bounds already prove the target gap: stop
-            if math.isfinite(incumbent_value) and _gap(
-                incumbent_value, min(_lower_bound(heap, running, incumbent_value), pruned_min)
-            ) <= gap:
-                break
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    # solves that finished while the search stopped: keep any plan they found
-    for fut, (kind, _, _) in list(running.items()):
-        if fut.done() and not fut.cancelled() and fut.exception() is None:
-            _, _, _, _, value, ints, _ = fut.result()
-            if ints is not None and (kind == "heuristic" or _is_integral(ints)):
-                accept(value, ints)  # unexpanded nodes keep their parent's bound in the lower bound
-    if incumbent is None:
-        if status_out == "time_limit":
-            raise SolveError("branch-and-bound found no integer-feasible plan before the time limit")
-        raise IntegerInfeasible(
-            f"no integer-feasible solution exists: the continuous relaxation is feasible, but all {nodes} "
-            "branch-and-bound nodes were infeasible or failed"
+                    timeout = None if self.time_limit is None else max(0.0, self.time_limit - elapsed)
+                    done, _ = wait(list(self.running), return_when=FIRST_COMPLETED, timeout=timeout)
+                    for fut in done:
+                        kind, parent_bound, depth = self.running.pop(fut)
+                        self._on_done(fut.result(), parent_bound, depth)
+                    if self._gap_proven():  # the open and running nodes' bounds prove the target gap
+                        break
+            finally:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+        return self._result(status)
+
+    def _result(self, status: str) -> BnBResult:
+        # solves that finished while the search stopped: keep any plan they found
+        for fut, (kind, _, _) in list(self.running.items()):
+            if fut.done() and not fut.cancelled() and fut.exception() is None:
+                s = fut.result()
+                if s.ints is not None and (kind == "heuristic" or _is_integral(s.ints)):
+                    self._accept(s.value, s.ints)  # unexpanded nodes keep their parent's bound
+        if self.incumbent is None:
+            if status == "time_limit":
+                raise SolveError("branch-and-bound found no integer-feasible plan before the time limit")
+            raise IntegerInfeasible(
+                f"no integer-feasible solution exists: the continuous relaxation is feasible, but all {self.nodes} "
+                "branch-and-bound nodes were infeasible or failed"
+            )
+        lb = min(self._lower_bound(), self.pruned_min, self.incumbent_value)
+        if status == "optimal" and self.failed:
+            status = "gap_not_proven"
+        self._record("end")
+        return BnBResult(
+            status=status, objective=self.incumbent_value, bound=lb, gap=_gap(self.incumbent_value, lb),
+            nodes=self.nodes, heuristic_solves=self.heuristic_solves, incumbent=self.incumbent,
+            seconds=time.perf_counter() - self._t0, history=self.history, failed_nodes=self.failed,
+            fixed_by_reduced_cost=self.fixed_by_cost,
         )
-    lb = min(_lower_bound(heap, running, incumbent_value), pruned_min, incumbent_value)
-    g = _gap(incumbent_value, lb)
-    if status_out == "optimal" and failed:
-        status_out = "gap_not_proven"
-    record("end")
-    return BnBResult(
-        status=status_out, objective=incumbent_value, bound=lb, gap=g, nodes=nodes, heuristic_solves=heur,
-        incumbent=incumbent, seconds=time.perf_counter() - t0, history=history, failed_nodes=failed,
-        fixed_by_reduced_cost=fixed_by_cost,
-    )
 
 
-def _values_for_rounding(model: RelaxedModel) -> list[np.ndarray]:
-    """What the rounding heuristic reads from a node's solution (the model says, via ``rounding_inputs``)."""
-    inputs = getattr(model, "rounding_inputs", None)
-    return inputs() if inputs is not None else [np.asarray(b.var.value) for b in model.integers]
+def branch_and_bound(models: list[MixedIntegerModel], **options: Any) -> BnBResult:
+    """Minimise over the integer blocks of ``models`` (copies of one model, one per worker thread)."""
+    return BranchAndBound(models, **options).run()
 
 
-def _lower_bound(heap: list[Node], running: dict, incumbent: float) -> float:
-    bounds = [n.bound for n in heap] + [b for (k, b, _) in running.values() if k == "node"]
-    return min(bounds) if bounds else incumbent
+def _branching_variable(ints: Bounds, costs: list[np.ndarray]) -> tuple[int, int]:
+    """(block, index) of the largest fractionality × unit cost."""
+    best, where = -1.0, (0, 0)
+    for bi, (v, c) in enumerate(zip(ints, costs, strict=True)):
+        frac = np.minimum(v - np.floor(v), np.ceil(v) - v)
+        frac[frac <= INT_TOL] = 0.0
+        score = frac * np.maximum(c, 1e-12)
+        j = int(np.argmax(score)) if score.size else 0
+        if score.size and score[j] > best:
+            best, where = float(score[j]), (bi, j)
+    return where
+
+
+def _is_integral(values: Bounds) -> bool:
+    return all(np.all(np.abs(v - np.round(v)) <= INT_TOL) for v in values)
 
 
 def _gap(upper: float, lower: float) -> float:

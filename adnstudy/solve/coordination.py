@@ -18,18 +18,20 @@ converges for the convex clearing problem. Penalties follow residual balancing
 (an augmented-Lagrangian update: grow ρ while the primal residual dominates,
 shrink it while the dual one does) over the first iterations, then stay fixed;
 the multipliers are unscaled, so changing ρ needs no rescaling.
+
+:class:`AtcAdmm` is the plug-in for the loop of :mod:`adnstudy.solve.iterate`;
+the agents meet it through :class:`UpperLevel` and :class:`LowerLevel`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
-from adnstudy.errors import SolveError
-from adnstudy.problems.dispatch import ADNAgent, MicrogridAgent, MicrogridSchedule, partner_row
+from adnstudy.solve.iterate import Row, iterate
 
 #: Residual balancing: change a penalty by this factor when one residual exceeds the other MU times,
 #: during the first ADAPT_ITER iterations only (then ρ is fixed, which keeps ADMM's convergence
@@ -37,23 +39,54 @@ from adnstudy.problems.dispatch import ADNAgent, MicrogridAgent, MicrogridSchedu
 TAU, MU, ADAPT_ITER = 2.0, 5.0, 60
 
 
+def partner_row(m: int, n: int) -> int:
+    """Row of partner n in agent m's trade matrix (partners are the other agents in order)."""
+    return n - 1 if n > m else n
+
+
+class UpperResponse(Protocol):
+    targets_pu: np.ndarray  # agent × hour, the exchange the upper level plans for
+    cost_usd: float
+
+
+class LowerResponse(Protocol):
+    export_pu: np.ndarray  # hour, the agent's exchange with the upper level
+    trade_pu: np.ndarray  # partner × hour, signed sales (zeros without trades)
+    cost_usd: float
+
+
+class UpperLevel(Protocol):
+    """The ADN: network subproblem given the agents' responses, ATC multipliers and weight."""
+
+    def respond(self, responses_pu: np.ndarray, mult: np.ndarray, weight: float) -> UpperResponse: ...
+
+
+class LowerLevel(Protocol):
+    """An MG: its subproblem given the target, ATC terms and (when trading) the agreed trades."""
+
+    def respond(self, target_pu: np.ndarray, mult: np.ndarray, weight: float, agreed_pu: np.ndarray | None = None,
+                trade_mult: np.ndarray | None = None, rho_trade: float = 0.0) -> LowerResponse: ...
+
+
 @dataclass
 class CoordinationResult:
-    schedules: list[MicrogridSchedule]
-    targets_pu: np.ndarray  # MG × H, the ADN's PCC targets
-    agreed_pu: np.ndarray  # MG × MG × H, agreed sale of m to n (antisymmetric)
-    adn_loss_cost_usd: float
+    responses: list[Any]  # the lower levels' last responses (LowerResponse)
+    upper: Any  # the upper level's last response (UpperResponse)
+    agreed_pu: np.ndarray  # agent × agent × hour, agreed sale of m to n (antisymmetric)
     objective_usd: float
-    history: list[dict[str, float]]
+    history: list[Row]
     iterations: int
     seconds: float
-    converged: bool
+
+    @property
+    def targets_pu(self) -> np.ndarray:
+        return self.upper.targets_pu
 
 
 def agree_trades(s: np.ndarray, mu: np.ndarray, rho: float, pairs: list[tuple[int, int]]) -> np.ndarray:
     """Closed-form trade agreement: z minimising Σ μ·(s − z) + ρ/2‖s − z‖² with z_nm = −z_mn.
 
-    ``s`` and ``mu`` are MG × MG × H (m's proposed sale to n, its multiplier).
+    ``s`` and ``mu`` are agent × agent × H (m's proposed sale to n, its multiplier).
     """
     z = np.zeros_like(s)
     for m, n in pairs:
@@ -62,12 +95,109 @@ def agree_trades(s: np.ndarray, mu: np.ndarray, rho: float, pairs: list[tuple[in
     return z
 
 
+class AtcAdmm:
+    """ATC (upper ↔ lower levels) with trade-agreement ADMM (among the lower levels)."""
+
+    def __init__(self, upper: UpperLevel, lowers: list[LowerLevel], pairs: list[tuple[int, int]],
+                 initial: list[LowerResponse], *, hours: int, base_mva: float, rho_pcc: float, rho_trade: float,
+                 tol_pu: float, tol_dual_pu: float, tol_objective: float, adaptive: bool, trading: bool) -> None:
+        self.upper, self.lowers, self.initial = upper, lowers, initial
+        self.pairs = pairs if trading else []
+        self.trading, self.adaptive = trading, adaptive
+        self.H, self.B = hours, base_mva
+        self.rho_pcc0, self.rho_trade0 = rho_pcc, rho_trade
+        self.tol, self.tol_dual, self.tol_objective = tol_pu, tol_dual_pu, tol_objective
+
+    def initialise(self) -> None:
+        M, H = len(self.lowers), self.H
+        self.R = np.array([r.export_pu for r in self.initial])
+        self.s = np.zeros((M, M, H))
+        self.mu = np.zeros((M, M, H))
+        self.v = np.zeros((M, H))
+        self.z = np.zeros((M, M, H))
+        self.w, self.rho = self.rho_pcc0, self.rho_trade0
+        self.responses: list[Any] = list(self.initial)
+        self.prev_obj = np.nan
+        self.upper_response: Any = None
+
+    def solve(self, k: int) -> None:
+        M = len(self.lowers)
+        self.upper_response = self.upper.respond(self.R, self.v, self.w)
+        T = self.upper_response.targets_pu
+        self.z_old = self.z
+        self.z = agree_trades(self.s, self.mu, self.rho, self.pairs)
+        responses = []
+        for m, agent in enumerate(self.lowers):
+            if self.trading:
+                others = [n for n in range(M) if n != m]
+                responses.append(agent.respond(T[m], self.v[m], self.w, self.z[m, others], self.mu[m, others], self.rho))
+            else:
+                responses.append(agent.respond(T[m], self.v[m], self.w))
+        self.responses = responses
+
+    def update(self, k: int) -> Row:
+        M, B = len(self.lowers), self.B
+        T = self.upper_response.targets_pu
+        R_old, self.R = self.R, np.array([r.export_pu for r in self.responses])
+        s = np.zeros((M, M, self.H))
+        for m, r in enumerate(self.responses):
+            for n in range(M):
+                if n != m:
+                    s[m, n] = r.trade_pu[partner_row(m, n)]
+        self.s = s
+        mask = np.ones((M, M, 1)) - np.eye(M)[:, :, None]
+        r_pcc = T - self.R
+        self.v = self.v + 2 * self.w * r_pcc
+        self.mu = self.mu + self.rho * (s - self.z) * mask
+        self.recip = max((float(np.max(np.abs(s[m, n] + s[n, m]))) for m, n in self.pairs), default=0.0)
+        self.pcc = float(np.max(np.abs(r_pcc)))
+        self.dual_pcc = float(np.max(np.abs(self.R - R_old)))
+        self.dual_trade = float(np.max(np.abs(self.z - self.z_old))) if self.pairs else 0.0
+        primal, dual = max(self.pcc, self.recip), max(self.dual_pcc, self.dual_trade)
+        obj = sum(r.cost_usd for r in self.responses) + self.upper_response.cost_usd
+        self.steady = abs(obj - self.prev_obj) <= self.tol_objective * max(abs(obj), 1.0)
+        self.prev_obj = obj
+        self.primal, self.dual = primal, dual
+        return {"primal_residual": primal * B, "dual_residual": dual * B, "pcc_mismatch_mw": self.pcc * B,
+                "reciprocity_mw": self.recip * B, "objective_usd": obj, "rho_pcc": self.w / B**2,
+                "rho_trade": self.rho / B**2}
+
+    def converged(self, row: Row) -> bool:
+        return self.primal <= self.tol and self.dual <= self.tol_dual and self.steady
+
+    def adapt(self, k: int, row: Row) -> None:
+        if not self.adaptive or k > ADAPT_ITER:
+            return
+        if self.pcc > MU * self.dual_pcc:
+            self.w *= TAU
+        elif self.dual_pcc > MU * self.pcc:
+            self.w /= TAU
+        if self.pairs:
+            if self.recip > MU * self.dual_trade:
+                self.rho *= TAU
+            elif self.dual_trade > MU * self.recip:
+                self.rho /= TAU
+
+    def not_converged(self, row: Row) -> str:
+        B = self.B
+        return (
+            f"the distributed clearing{'' if self.trading else ' without trades'} (ATC + ADMM) did not converge in "
+            f"{int(row['iteration'])} iterations: "
+            f"primal residual {row['primal_residual']:.2e} MW (PCC mismatch {row['pcc_mismatch_mw']:.2e}, trade "
+            f"reciprocity {row['reciprocity_mw']:.2e}), dual residual {row['dual_residual']:.2e} MW, tolerances "
+            f"{self.tol * B:.1e} / {self.tol_dual * B:.1e} MW; raise market.coordination.max_iter or tune "
+            "rho_pcc_usd_per_mw2h / rho_trade_usd_per_mw2h; no results were written"
+        )
+
+
 def coordinate(
-    adn: ADNAgent,
-    mgs: list[MicrogridAgent],
+    upper: UpperLevel,
+    lowers: list[LowerLevel],
     pairs: list[tuple[int, int]],
-    initial: list[MicrogridSchedule],
+    initial: list[LowerResponse],
     *,
+    hours: int,
+    base_mva: float,
     rho_pcc: float,
     rho_trade: float,
     tol_pu: float,
@@ -76,88 +206,22 @@ def coordinate(
     max_iter: int,
     adaptive: bool = True,
     trading: bool = True,
-    on_iteration: Callable[[dict[str, float]], None] | None = None,
+    on_iteration: Callable[[Row], None] | None = None,
 ) -> CoordinationResult:
-    """Run ATC + ADMM from the MGs' stand-alone schedules until the residuals reach ``tol_pu``.
+    """Run ATC + ADMM from the lower levels' ``initial`` responses until the residuals reach ``tol_pu``.
 
     Penalties are in USD per pu² (per hour). ``trading=False`` clears the
-    disagreement market: ATC only, the MGs trade with the ADN alone. Raises :class:`SolveError` with the
-    residuals reached when ``max_iter`` passes without convergence.
+    disagreement market: ATC only, the MGs trade with the ADN alone. Raises
+    :class:`~adnstudy.errors.NotConvergedError` with the residuals reached when
+    ``max_iter`` passes without convergence.
     """
-    M, H = len(mgs), adn.data.hours
-    pairs = pairs if trading else []
-    tol_dual = tol_pu if tol_dual_pu is None else tol_dual_pu
-    B = adn.data.feeder.base_mva
-    t0 = time.perf_counter()
-    R = np.array([s.export_pu for s in initial])
-    s = np.zeros((M, M, H))
-    mu = np.zeros((M, M, H))
-    v = np.zeros((M, H))
-    z = np.zeros((M, M, H))
-    w, rho = rho_pcc, rho_trade
-    history: list[dict[str, float]] = []
-    prev_obj = np.nan
-    schedules = initial
-    T = R.copy()
-    for k in range(1, max_iter + 1):
-        T = adn.set_targets(R, v, w)
-        z_old = z
-        z = agree_trades(s, mu, rho, pairs)
-        schedules = []
-        for m, agent in enumerate(mgs):
-            others = [n for n in range(M) if n != m]
-            if trading:
-                schedules.append(agent.respond(T[m], v[m], w, z[m, others], mu[m, others], rho))
-            else:
-                schedules.append(agent.respond(T[m], v[m], w))
-        R_old = R
-        R = np.array([sc.export_pu for sc in schedules])
-        s = np.zeros((M, M, H))
-        for m, sc in enumerate(schedules):
-            for n in range(M):
-                if n != m:
-                    s[m, n] = sc.trade_pu[partner_row(m, n)]
-        mask = np.ones((M, M, 1)) - np.eye(M)[:, :, None]
-        r_pcc = T - R
-        v = v + 2 * w * r_pcc
-        mu = mu + rho * (s - z) * mask
-        recip = max((float(np.max(np.abs(s[m, n] + s[n, m]))) for m, n in pairs), default=0.0)
-        pcc = float(np.max(np.abs(r_pcc)))
-        primal = max(pcc, recip)
-        dual_pcc = float(np.max(np.abs(R - R_old)))
-        dual_trade = float(np.max(np.abs(z - z_old))) if pairs else 0.0
-        dual = max(dual_pcc, dual_trade)
-        obj = sum(sc.cost_usd for sc in schedules) + adn.loss_cost_usd
-        row = {
-            "iteration": k, "primal_residual": primal * B, "dual_residual": dual * B,
-            "pcc_mismatch_mw": pcc * B, "reciprocity_mw": recip * B, "objective_usd": obj,
-            "rho_pcc": w / B**2, "rho_trade": rho / B**2, "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        if on_iteration:
-            on_iteration(row)
-        steady = abs(obj - prev_obj) <= tol_objective * max(abs(obj), 1.0)
-        if primal <= tol_pu and dual <= tol_dual and steady:
-            return CoordinationResult(
-                schedules=schedules, targets_pu=T, agreed_pu=z, adn_loss_cost_usd=adn.loss_cost_usd,
-                objective_usd=obj, history=history, iterations=k, seconds=time.perf_counter() - t0, converged=True,
-            )
-        prev_obj = obj
-        if adaptive and k <= ADAPT_ITER:
-            if pcc > MU * dual_pcc:
-                w *= TAU
-            elif dual_pcc > MU * pcc:
-                w /= TAU
-            if pairs:
-                if recip > MU * dual_trade:
-                    rho *= TAU
-                elif dual_trade > MU * recip:
-                    rho /= TAU
-    last = history[-1]
-    raise SolveError(
-        f"the distributed clearing{'' if trading else ' without trades'} (ATC + ADMM) did not converge in {max_iter} iterations: primal residual "
-        f"{last['primal_residual']:.2e} MW (PCC mismatch {last['pcc_mismatch_mw']:.2e}, trade reciprocity "
-        f"{last['reciprocity_mw']:.2e}), dual residual {last['dual_residual']:.2e} MW, tolerances "
-        f"{tol_pu * B:.1e} / {tol_dual * B:.1e} MW; raise market.coordination.max_iter or tune rho_pcc_usd_per_mw2h / "
-        "rho_trade_usd_per_mw2h; no results were written"
+    method = AtcAdmm(upper, lowers, pairs, initial, hours=hours, base_mva=base_mva, rho_pcc=rho_pcc,
+                     rho_trade=rho_trade, tol_pu=tol_pu, tol_dual_pu=tol_pu if tol_dual_pu is None else tol_dual_pu,
+                     tol_objective=tol_objective, adaptive=adaptive, trading=trading)
+    loop = iterate(method, max_iter=max_iter, on_iteration=on_iteration)
+    return CoordinationResult(
+        responses=method.responses, upper=method.upper_response, agreed_pu=method.z,
+        objective_usd=loop.history[-1]["objective_usd"], history=loop.history, iterations=loop.iterations,
+        seconds=loop.seconds,
     )
+

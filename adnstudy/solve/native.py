@@ -62,9 +62,14 @@ def _child(conn, build: Callable[[], Any], name: str, options: dict, verbose: bo
 
 
 def solve_native(
-    build: Callable[[], Any], name: str, *, gap: float, time_limit: float | None, threads: int, verbose: bool = False
+    build: Callable[[], Any], name: str, *, gap: float, time_limit: float | None, threads: int,
+    options: dict[str, Any] | None = None, verbose: bool = False,
 ) -> dict[str, Any]:
-    """Solve ``build()``'s native mixed-integer problem with solver ``name`` in a child process."""
+    """Solve ``build()``'s native mixed-integer problem with solver ``name`` in a child process.
+
+    ``options`` (the case's ``solver.options``) are laid over the gap, time and
+    thread settings in the solver's own words.
+    """
     name = name.upper()
     if name not in cp.installed_solvers():
         raise SolveError(
@@ -73,7 +78,8 @@ def solve_native(
         )
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, build, name, solver_options(name, gap, time_limit, threads), verbose))
+    settings = {**solver_options(name, gap, time_limit, threads), **(options or {})}
+    proc = ctx.Process(target=_child, args=(child, build, name, settings, verbose))
     t0 = time.perf_counter()
     proc.start()
     child.close()

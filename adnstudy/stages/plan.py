@@ -8,11 +8,9 @@ with the solve record (status, bound, gap, nodes, seconds) and the AC check.
 from __future__ import annotations
 
 import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
-import cvxpy as cp
 import numpy as np
 import pandas as pd
 
@@ -22,26 +20,18 @@ from adnstudy.errors import SolveError
 from adnstudy.formulation.reliability import reliability_matrices
 from adnstudy.formulation.verify import verify_against_ac
 from adnstudy.problems.plan import (
-    COST_SCALE,
-    RELAXABLE,
     PlanData,
-    PlanModel,
+    PlanSolution,
     build_plan_model,
     coarse_data,
     plan_data,
-    round_plan,
     with_reliability,
 )
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
+from adnstudy.results.figures import new_figure
 from adnstudy.results.store import StageWriter, manifest_digest, read_table
-from adnstudy.solve.bnb import (
-    CLARABEL_FINAL_OPTIONS,
-    CLARABEL_OPTIONS,
-    OK,
-    IntegerInfeasible,
-    branch_and_bound,
-)
-from adnstudy.solve.native import solve_native
+from adnstudy.results.tables import branch_table, bus_table, scenario_index
+from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
 
 log = logging.getLogger(__name__)
 
@@ -64,125 +54,16 @@ def load_plan_inputs(case: Case, out_dir: Path) -> PlanData:
     return plan_data(case, feeder, typical, weights)
 
 
-def diagnose_infeasible(data: PlanData) -> str:
-    """Name the constraint family whose removal makes the continuous relaxation feasible."""
-    for family in RELAXABLE:
-        model = build_plan_model(data, relax=frozenset({family}))
-        try:
-            model.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
-        except cp.SolverError:
-            continue
-        if model.problem.status in OK:
-            return RELAX_HINT[family]
-    return "no single constraint family explains it; check the loads, ratings and voltage limits together"
+def solve_plan(data: PlanData, settings: MipSettings) -> MipResult:
+    """The MISOCP by the case's strategy (:func:`~adnstudy.solve.mip.solve_mip`), seeded by the one-day model."""
+    coarse = (lambda: build_plan_model(coarse_data(data))) if data.n_days > 1 else None
+    return solve_mip(lambda native: build_plan_model(data, "native" if native else "relaxed"), settings, coarse=coarse)
 
 
-def coarse_patterns(data: PlanData) -> list[list[np.ndarray]]:
-    """Integer patterns from the relaxation of the one-day (weighted mean) model; none if it fails."""
-    coarse = build_plan_model(coarse_data(data))
-    try:
-        coarse.problem.solve(solver="CLARABEL", **CLARABEL_OPTIONS)
-    except cp.SolverError:
-        return []
-    if coarse.problem.status not in OK:
-        return []
-    return round_plan(coarse, coarse.rounding_inputs())
-
-
-def solve_plan(
-    data: PlanData, *, solver: str, gap: float, time_limit: float | None, threads: int, verbose: bool = False
-) -> tuple[PlanModel, dict[str, Any], dict[str, float]]:
-    """Solve the MISOCP; return a relaxed model holding the plan's full solution, the solve record, timings."""
-    import time
-
-    timings: dict[str, float] = {}
-    t = time.perf_counter()
-    if solver.lower() == "default":
-        models = [build_plan_model(data) for _ in range(max(1, threads))]
-        timings["build"] = time.perf_counter() - t
-        pool = iter(models)
-        t = time.perf_counter()
-        initial = coarse_patterns(data) if data.n_days > 1 else None
-        try:
-            res = branch_and_bound(
-                lambda: next(pool), rounding=round_plan, gap=gap, time_limit=time_limit, threads=threads,
-                progress=(lambda row: log.info("B&B %s", row)) if verbose else None, initial=initial,
-            )
-        except IntegerInfeasible as exc:
-            limits = {k: v for k, v in data.reliability_limits.items() if v is not None} if data.reliability else {}
-            if limits:
-                named = ", ".join(f"{k} <= {v:g}" for k, v in limits.items())
-                raise SolveError(
-                    f"the planning model has no feasible 0-1 plan ({exc}); the likely cause is the reliability "
-                    f"constraint ({named}): islands succeed only as whole areas, so the relaxation's partial islands "
-                    "reach limits no real plan can; relax reliability.saidi_limit_h / eens_limit_mwh"
-                ) from None
-            raise SolveError(f"the planning model has no feasible 0-1 plan: {exc}; check min_mw, modules and caps") from None
-        except SolveError as exc:
-            if "relaxation could not be solved" in str(exc):
-                status = models[0].problem.status
-                if status in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
-                    raise SolveError(f"the planning model is infeasible (Clarabel: {status}): {diagnose_infeasible(data)}") from None
-            raise
-        timings["solve"] = time.perf_counter() - t
-        integers = res.incumbent
-        record = {
-            "name": "default", "strategy": "branch-and-bound on Clarabel SOCP relaxations",
-            "status": res.status, "objective_usd": res.objective / COST_SCALE, "bound_usd": res.bound / COST_SCALE,
-            "gap": res.gap, "gap_target": gap, "nodes": res.nodes, "heuristic_solves": res.heuristic_solves,
-            "failed_nodes": res.failed_nodes, "threads": threads, "time_limit_s": time_limit,
-        }
-        final = models[0]
-    else:
-        out = solve_native(lambda: build_plan_model(data, integral="native"), solver, gap=gap,
-                           time_limit=time_limit, threads=threads, verbose=verbose)
-        timings["solve"] = time.perf_counter() - t
-        if out["status"] in (cp.INFEASIBLE, cp.INFEASIBLE_INACCURATE):
-            raise SolveError(f"the planning model is infeasible ({solver}: {out['status']}): {diagnose_infeasible(data)}")
-        if out["status"] not in OK or any(v is None for v in out["integers"]):
-            raise SolveError(f"{solver} returned no plan (status: {out['status']})")
-        integers = out["integers"]
-        record = {
-            "name": solver.upper(), "strategy": "native mixed-integer solve through CVXPY",
-            "status": out["status"], "objective_usd": float(out["objective"]) / COST_SCALE, "bound_usd": None,
-            "gap": None, "gap_target": gap, "nodes": None, "threads": threads, "time_limit_s": time_limit,
-        }
-        t = time.perf_counter()
-        final = build_plan_model(data)
-        timings["build"] = time.perf_counter() - t
-    # the plan's full operating point: the continuous model with the integers fixed
-    t = time.perf_counter()
-    final.fix_integers(integers)
-    with warnings.catch_warnings():  # "optimal_inaccurate" is reported, and the AC check judges the point
-        warnings.simplefilter("ignore", UserWarning)
-        final.problem.solve(solver="CLARABEL", **CLARABEL_FINAL_OPTIONS)
-    if final.problem.status not in OK:
-        raise SolveError(f"re-solving the chosen plan failed (Clarabel: {final.problem.status})")
-    if final.reliability is not None and final.reliability.island.size:
-        # island success as the evaluator rules it for the final capacities (a success the search left
-        # at 0 only shortens outages, so every limit still holds); repeat if capacities move across a threshold
-        for _ in range(3):
-            rule = final.islands_by_rule()
-            if np.array_equal(rule, np.round(final.reliability.island.value)):
-                break
-            fixed = [np.round(v.value) for v in final.integer_vars()[:-1]] + [rule]
-            final.fix_integers(fixed)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                final.problem.solve(solver="CLARABEL", **CLARABEL_FINAL_OPTIONS)
-            if final.problem.status not in OK:
-                raise SolveError(f"re-solving the chosen plan with its islands failed (Clarabel: {final.problem.status})")
-    timings["resolve"] = time.perf_counter() - t
-    record["resolved_objective_usd"] = final.objective_usd
-    record["resolve_status"] = final.problem.status
-    return final, record, timings
-
-
-def check_reliability_consistency(model: PlanModel, result: ReliabilityResult, rtol: float = 1e-6) -> dict[str, float]:
+def check_reliability_consistency(sol: PlanSolution, result: ReliabilityResult, rtol: float = 1e-6) -> dict[str, float]:
     """The optimiser's linear reliability model against the fault-enumeration evaluator; raise if they differ."""
-    rel = model.reliability
-    assert rel is not None
-    ours = {"SAIFI": rel.saifi, "SAIDI": float(rel.saidi.value), "EENS": float(rel.eens.value)}
+    assert sol.unavailability_h is not None
+    ours = {"SAIFI": sol.saifi, "SAIDI": sol.saidi_h, "EENS": sol.eens_mwh}
     theirs = result.indices()
     worst = 0.0
     for name, v in ours.items():
@@ -193,7 +74,7 @@ def check_reliability_consistency(model: PlanModel, result: ReliabilityResult, r
                 f"reliability check failed: the plan's {name} is {v:.9g} in the optimiser but {theirs[name]:.9g} "
                 "by fault enumeration; the linear reliability model does not describe this network (please report it)"
             )
-    bus_diff = np.max(np.abs(np.asarray(rel.unavail.value) - result.unavailability_h_per_yr))
+    bus_diff = np.max(np.abs(sol.unavailability_h - result.unavailability_h_per_yr))
     scale = max(np.max(result.unavailability_h_per_yr), 1e-12)
     if bus_diff / scale > rtol:
         raise SolveError(f"reliability check failed: bus unavailability differs by {bus_diff:.3g} h/yr between "
@@ -219,148 +100,116 @@ def plan_stage(
                     "raise reliability.saifi_limit"
                 )
     scfg = case.config.solver
-    name = solver or scfg.name
-    limit = time_limit if time_limit is not None else scfg.time_limit_s
+    settings = MipSettings(
+        name=solver or scfg.name, gap=scfg.mip_gap, time_limit_s=time_limit if time_limit is not None else scfg.time_limit_s,
+        threads=scfg.threads, options=dict(scfg.options), verbose=verbose,
+    )
     with StageWriter(out_dir, "plan", case, inputs={"cluster": manifest_digest(out_dir, "cluster")}) as w:
-        model, record, timings = solve_plan(data, solver=name, gap=scfg.mip_gap, time_limit=limit,
-                                            threads=scfg.threads, verbose=verbose)
-        for k, v in timings.items():
-            w.timings[k] = v
+        result = solve_plan(data, settings)
+        sol = result.model.solution()
+        w.timings.update(result.timings)
         with w.phase("verify"):
-            p_bus, q_bus = net_loads(model)
-            check = verify_against_ac(data.feeder, model.flow, p_bus, q_bus)
+            p_bus, q_bus = net_loads(data, sol)
+            check = verify_against_ac(data.feeder, sol.flow, p_bus, q_bus)
         rel_record = None
-        if model.reliability is not None:
+        if data.reliability is not None:
             with w.phase("reliability"):
-                built = np.where(np.round(model.build.value) > 0, np.maximum(model.cap_mw.value, 0.0), 0.0)
-                rel_result = evaluate(data.reliability, built)
-                rel_record = check_reliability_consistency(model, rel_result)
+                rel_result = evaluate(data.reliability, sol.built_mw)
+                rel_record = check_reliability_consistency(sol, rel_result)
                 rel_record.update(rel_result.indices())
                 for name, table in reliability_tables(data.reliability, rel_result, data.reliability_limits).items():
                     w.table(name, table)
         with w.phase("write"):
-            tables = plan_tables(model, check.v_ac_pu)
-            for table, df in tables.items():
+            for table, df in plan_tables(data, sol, check.v_ac_pu).items():
                 w.table(table, df)
-            w.figure("voltage_profile", voltage_figure(model))
-            w.figure("sited_capacity", capacity_figure(model))
-        costs = {k: float(v.value) for k, v in model.costs.items()}
+            w.figure("voltage_profile", voltage_figure(data, sol))
+            w.figure("sited_capacity", capacity_figure(data, sol))
         summary = {
-            "status": record["status"],
-            "total_usd": sum(costs.values()),
-            "gap": record["gap"],
-            "built": int(np.round(model.build.value).sum()),
-            "capacity_mw": float(np.round(model.cap_mw.value, 6).sum()),
+            "status": result.record["status"],
+            "total_usd": sol.total_usd,
+            "gap": result.record["gap"],
+            "built": int(sol.build.sum()),
+            "capacity_mw": float(np.round(sol.capacity_mw, 6).sum()),
             "max_dv_pu": check.max_dv_pu,
             "tight": check.tight,
         }
         if rel_record is not None:
             summary["SAIDI_h"] = rel_record["SAIDI"]
             summary["EENS_mwh"] = rel_record["EENS"]
-        w.record(run_key=run_key, solver=record, objective=sum(costs.values()), verification=check.as_dict(),
-                 reliability=rel_record,
-                 scenarios=data.n_days, snapshots=data.n_snap, summary=summary)
+        w.record(run_key=run_key, solver=result.record, objective=sol.total_usd, verification=check.as_dict(),
+                 reliability=rel_record, scenarios=data.n_days, snapshots=data.n_snap, summary=summary)
     if not check.tight:
         log.warning("relaxation not tight")
     return summary
 
 
-def net_loads(model: PlanModel) -> tuple[np.ndarray, np.ndarray]:
+def injections(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarray]:
+    """Bus injections of the candidates (DG output, storage discharge − charge), per unit, bus × snapshot."""
+    n, pos = data.feeder.n_bus, data.sites["pos"].to_numpy()
+    p_inj = np.zeros((n, data.n_snap))
+    q_inj = np.zeros((n, data.n_snap))
+    np.add.at(p_inj, pos[data.res_rows], sol.p_res)
+    np.add.at(q_inj, pos[data.res_rows], sol.q_res)
+    np.add.at(p_inj, pos[data.storage_rows], sol.discharge - sol.charge)
+    return p_inj, q_inj
+
+
+def net_loads(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarray]:
     """Bus net loads (load − DG/storage injection) of the solution, per unit, bus × snapshot."""
-    d = model.data
-    n = d.feeder.n_bus
-    pos = d.sites["pos"].to_numpy()
-    p_site = model.p_dg.value.copy()
-    if model.charge is not None:
-        sto = np.flatnonzero((d.sites["tech"] == "storage").to_numpy())
-        p_site[sto] += model.discharge.value - model.charge.value
-    p_inj = np.zeros((n, d.n_snap))
-    q_inj = np.zeros((n, d.n_snap))
-    np.add.at(p_inj, pos, p_site)
-    np.add.at(q_inj, pos, model.q_dg.value)
-    return d.p_load - p_inj, d.q_load - q_inj
+    p_inj, q_inj = injections(data, sol)
+    return data.p_load - p_inj, data.q_load - q_inj
 
 
-def plan_tables(model: PlanModel, v_ac: np.ndarray) -> dict[str, pd.DataFrame]:
-    d = model.data
-    fd = d.feeder
+def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray) -> dict[str, pd.DataFrame]:
+    fd, st = data.feeder, data.sites
     base = fd.base_mva
-    st = d.sites
-    K, H = d.n_days, d.hours
-    build = np.round(model.build.value)
-    cap = np.where(build > 0, np.maximum(model.cap_mw.value, 0.0), 0.0)
-    capex = st["capex_usd_per_mw"].to_numpy() * cap + st["fixed_capex_usd"].to_numpy() * build
+    cap = sol.built_mw
+    capex = st["capex_usd_per_mw"].to_numpy() * cap + st["fixed_capex_usd"].to_numpy() * sol.build
     investment = pd.DataFrame({
-        "bus": st["bus"].to_numpy(), "tech": st["tech"].to_numpy(), "build": build.astype(bool),
+        "bus": st["bus"].to_numpy(), "tech": st["tech"].to_numpy(), "build": sol.build.astype(bool),
         "capacity_mw": cap, "capex_usd": capex, "annualised_usd": capex * st["crf"].to_numpy(),
     })
-    scen = np.repeat(np.arange(K), H)
-    hour = np.tile(np.arange(H), K)
-    n, m, S = fd.n_bus, fd.n_branch, d.n_snap
-    pos = st["pos"].to_numpy()
-    p_load, q_load = d.p_load, d.q_load
-    p_bus_load, q_bus_load = net_loads(model)
-    p_dg = (p_load - p_bus_load) * base
-    q_dg = (q_load - q_bus_load) * base
-    curtailed = np.zeros((n, S))
-    res_rows = np.flatnonzero((st["tech"] != "storage").to_numpy())
-    avail = d.avail[res_rows] * (cap[res_rows, None] / base)
-    np.add.at(curtailed, pos[res_rows], np.maximum(avail - model.p_dg.value[res_rows], 0.0))
-    v = np.sqrt(np.maximum(model.flow.v.value, 0.0))
-    bus = pd.DataFrame({
-        "scenario": np.repeat(scen, n), "hour": np.repeat(hour, n), "bus": np.tile(fd.bus_ids, S),
-        "v_pu": v.T.ravel(), "v_ac_pu": v_ac.T.ravel(),
-        "p_load_mw": (p_load * base).T.ravel(), "q_load_mvar": (q_load * base).T.ravel(),
-        "p_dg_mw": p_dg.T.ravel(), "q_dg_mvar": q_dg.T.ravel(), "p_curtailed_mw": (curtailed * base).T.ravel(),
+    index = scenario_index(np.arange(data.n_days), data.hours)
+    p_inj, q_inj = injections(data, sol)
+    res = data.res_rows
+    curtailed = np.zeros((fd.n_bus, data.n_snap))
+    avail = data.avail[res] * (cap[res, None] / base)
+    np.add.at(curtailed, st["pos"].to_numpy()[res], np.maximum(avail - sol.p_res, 0.0))
+    bus = bus_table(fd, index, {
+        "v_pu": sol.flow.v_pu, "v_ac_pu": v_ac, "p_load_mw": data.p_load * base, "q_load_mvar": data.q_load * base,
+        "p_dg_mw": p_inj * base, "q_dg_mvar": q_inj * base, "p_curtailed_mw": curtailed * base,
     })
-    fl = model.flow
-    branch = pd.DataFrame({
-        "scenario": np.repeat(scen, m), "hour": np.repeat(hour, m),
-        "from_bus": np.tile(fd.branches["from_bus"].to_numpy(), S), "to_bus": np.tile(fd.branches["to_bus"].to_numpy(), S),
-        "p_mw": (fl.P.value * base).T.ravel(), "q_mvar": (fl.Q.value * base).T.ravel(),
-        "i_pu": np.sqrt(np.maximum(fl.ell.value, 0.0)).T.ravel(),
-        "loss_mw": (fd.r_pu[:, None] * fl.ell.value * base).T.ravel(),
+    branch = branch_table(fd, index, {
+        "p_mw": sol.flow.P * base, "q_mvar": sol.flow.Q * base, "i_pu": sol.flow.i_pu,
+        "loss_mw": sol.flow.loss_pu(fd) * base,
     })
-    costs = {k: float(v.value) for k, v in model.costs.items()}
-    cost = pd.DataFrame({"item": [*costs, "total"], "annual_usd": [*costs.values(), sum(costs.values())]})
+    cost = pd.DataFrame({"item": [*sol.costs_usd, "total"], "annual_usd": [*sol.costs_usd.values(), sol.total_usd]})
     return {"investment": investment, "bus": bus, "branch": branch, "cost": cost}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def voltage_figure(model: PlanModel):
-    plt = _plt()
-    d = model.data
-    v = np.sqrt(np.maximum(model.flow.v.value, 0.0))
+def voltage_figure(data: PlanData, sol: PlanSolution):
+    v = sol.flow.v_pu
     worst = int(np.argmin(v.min(axis=0)))
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot(np.arange(d.feeder.n_bus), v[:, worst], marker="o", ms=3, label="planned (SOCP)")
-    ax.axhline(d.v_min_pu, color="C3", ls="--", lw=1, label="limits")
-    ax.axhline(d.v_max_pu, color="C3", ls="--", lw=1)
-    step = max(1, d.feeder.n_bus // 16)
-    ax.set_xticks(np.arange(d.feeder.n_bus)[::step])
-    ax.set_xticklabels(d.feeder.bus_ids[::step])
+    n = data.feeder.n_bus
+    fig, ax = new_figure(7, 3.2)
+    ax.plot(np.arange(n), v[:, worst], marker="o", ms=3, label="planned (SOCP)")
+    ax.axhline(data.limits.v_min_pu, color="C3", ls="--", lw=1, label="limits")
+    ax.axhline(data.limits.v_max_pu, color="C3", ls="--", lw=1)
+    step = max(1, n // 16)
+    ax.set_xticks(np.arange(n)[::step])
+    ax.set_xticklabels(data.feeder.bus_ids[::step])
     ax.set_xlabel("bus")
     ax.set_ylabel("voltage (pu)")
-    ax.set_title(f"worst hour: scenario {worst // d.hours}, hour {worst % d.hours} (min {v[:, worst].min():.4f} pu)")
+    ax.set_title(f"worst hour: scenario {worst // data.hours}, hour {worst % data.hours} (min {v[:, worst].min():.4f} pu)")
     ax.grid(alpha=0.3)
     ax.legend()
-    plt.close(fig)
     return fig
 
 
-def capacity_figure(model: PlanModel):
-    plt = _plt()
-    st = model.data.sites
-    cap = np.where(np.round(model.build.value) > 0, model.cap_mw.value, 0.0)
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+def capacity_figure(data: PlanData, sol: PlanSolution):
+    st = data.sites
+    cap = np.where(sol.build > 0, sol.capacity_mw, 0.0)
+    fig, ax = new_figure(7, 3.2)
     x = np.arange(len(st))
     colors = {"pv": "C1", "wind": "C0", "storage": "C2"}
     ax.bar(x, st["max_mw"], color="0.85", label="candidate maximum")
@@ -371,6 +220,4 @@ def capacity_figure(model: PlanModel):
     ax.set_ylabel("capacity (MW)")
     ax.set_title(f"sited capacity: {cap.sum():.3f} MW")
     ax.legend()
-    plt.close(fig)
     return fig
-

@@ -1,0 +1,50 @@
+"""Tidy result tables shared by the stages: one bus table shape and one branch table shape.
+
+Like pandapower's ``res_bus``/``res_line`` for power flow and OPF alike, every
+stage that reports bus or branch quantities builds its table here: one row per
+(index…, bus) or (index…, from_bus, to_bus), snapshots in order, buses in the
+feeder's order. The index vocabulary (docs/results.md): ``snapshot`` for an
+hour of a power flow, ``scenario`` and ``hour`` for an hour of a typical day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from adnstudy.network.feeder import Feeder
+
+Index = Mapping[str, np.ndarray]
+
+
+def scenario_index(scenarios: np.ndarray, hours: int) -> dict[str, np.ndarray]:
+    """Per snapshot, its typical day (``scenario``) and ``hour``, for snapshots ordered day by day."""
+    scenarios = np.asarray(scenarios)
+    return {"scenario": np.repeat(scenarios, hours), "hour": np.tile(np.arange(hours), len(scenarios))}
+
+
+def _rows(index: Index, per_snapshot: int) -> dict[str, np.ndarray]:
+    return {k: np.repeat(np.asarray(v), per_snapshot) for k, v in index.items()}
+
+
+def bus_table(feeder: Feeder, index: Index, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """One row per (snapshot, bus); ``columns`` are bus × snapshot arrays."""
+    n_snap = len(next(iter(index.values())))
+    out = _rows(index, feeder.n_bus)
+    out["bus"] = np.tile(feeder.bus_ids, n_snap)
+    for name, values in columns.items():
+        out[name] = np.asarray(values).T.ravel()
+    return pd.DataFrame(out)
+
+
+def branch_table(feeder: Feeder, index: Index, columns: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """One row per (snapshot, branch), branches as (from_bus, to_bus); ``columns`` are branch × snapshot arrays."""
+    n_snap = len(next(iter(index.values())))
+    out = _rows(index, feeder.n_branch)
+    out["from_bus"] = np.tile(feeder.branches["from_bus"].to_numpy(), n_snap)
+    out["to_bus"] = np.tile(feeder.branches["to_bus"].to_numpy(), n_snap)
+    for name, values in columns.items():
+        out[name] = np.asarray(values).T.ravel()
+    return pd.DataFrame(out)

@@ -1,0 +1,167 @@
+"""Solve a mixed-integer conic model: the default branch-and-bound or a named CVXPY solver, then its final point.
+
+:func:`solve_mip` is the strategy behind ``plan`` (and any model implementing
+:class:`~adnstudy.solve.integer.MixedIntegerModel`):
+
+1. ``default``: branch-and-bound on Clarabel relaxations (:mod:`.bnb`), one
+   model copy per thread, seeded with rounding patterns from a coarse model when
+   the caller has one; any other name: that CVXPY solver in a child process
+   (:mod:`.native`).
+2. The chosen integer values are fixed in the relaxed model and its continuous
+   part solved once more at tight tolerances; the model may then settle its
+   integers by a rule of its own (the plan: island success as the evaluator
+   rules it), each change re-solved.
+3. An infeasible model is diagnosed by dropping its named constraint families
+   one relaxation at a time (:func:`diagnose_infeasible`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from adnstudy.errors import InfeasibleError, SolveError, SolverFailedError
+from adnstudy.solve.bnb import IntegerInfeasible, RelaxationInfeasible, branch_and_bound
+from adnstudy.solve.conic import FINAL, INFEASIBLE, NODE, OK, ConicSettings, solve_conic
+from adnstudy.solve.integer import MixedIntegerModel
+from adnstudy.solve.native import solve_native
+
+log = logging.getLogger(__name__)
+#: How often the final point is re-solved while the model's rule changes its integers.
+SETTLE_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class MipSettings:
+    """The case's ``solver`` section as the strategies read it."""
+
+    name: str = "default"
+    gap: float = 1e-3
+    time_limit_s: float | None = None
+    threads: int = 2
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the solver as given
+    verbose: bool = False
+
+    @property
+    def default(self) -> bool:
+        return self.name.lower() == "default"
+
+    def conic(self, profile: ConicSettings) -> ConicSettings:
+        """A Clarabel profile with the user's options on top (default strategy only)."""
+        return profile.with_user(self.options) if self.default else profile
+
+
+@dataclass
+class MipResult:
+    model: MixedIntegerModel  # relaxed model holding the final solution
+    record: dict[str, Any]  # the manifest's solver record
+    timings: dict[str, float]
+
+
+def diagnose_infeasible(model: MixedIntegerModel, settings: ConicSettings = NODE) -> str:
+    """The hint of the first relaxation (dropped families) that makes the continuous model feasible."""
+    for relaxation in model.relaxations:
+        present = [f for f in relaxation.families if f in model.families]
+        if not present:  # dropping nothing leaves the same infeasible problem
+            continue
+        try:
+            solve_conic(model.families.problem(model.objective, drop=present), settings, "diagnosis")
+        except SolveError:
+            continue
+        return relaxation.hint
+    return "no single constraint family explains it; check the loads, ratings and voltage limits together"
+
+
+def coarse_patterns(coarse: MixedIntegerModel, settings: ConicSettings) -> list[list[np.ndarray]]:
+    """Integer patterns from the relaxation of a coarse model; none if it does not solve."""
+    try:
+        solve_conic(coarse.problem, settings, "coarse relaxation")
+    except SolveError:
+        return []
+    return coarse.round(coarse.rounding_inputs())
+
+
+def solve_mip(
+    build: Callable[[bool], MixedIntegerModel],
+    settings: MipSettings,
+    *,
+    coarse: Callable[[], MixedIntegerModel] | None = None,
+) -> MipResult:
+    """Solve ``build(native)``'s model; return the relaxed model at the plan's final point.
+
+    ``build(False)`` gives the relaxed model (integer blocks as parameter
+    bounds), ``build(True)`` the same model with CVXPY integer variables.
+    """
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    if settings.default:
+        models = [build(False) for _ in range(max(1, settings.threads))]
+        timings["build"] = time.perf_counter() - t
+        t = time.perf_counter()
+        node = settings.conic(NODE)
+        initial = coarse_patterns(coarse(), node) if coarse is not None else None
+        first = models[0]
+        try:
+            res = branch_and_bound(
+                models, gap=settings.gap, time_limit=settings.time_limit_s, settings=node, initial=initial,
+                progress=(lambda row: log.info("B&B %s", row)) if settings.verbose else None,
+            )
+        except IntegerInfeasible as exc:
+            raise SolveError(first.no_integer_solution(str(exc))) from None
+        except RelaxationInfeasible as exc:
+            raise InfeasibleError(f"{first.label} is infeasible (Clarabel: {exc.status}): "
+                                  f"{diagnose_infeasible(first, node)}", status=exc.status) from None
+        timings["solve"] = time.perf_counter() - t
+        integers = res.incumbent
+        record: dict[str, Any] = {
+            "name": "default", "strategy": "branch-and-bound on Clarabel SOCP relaxations",
+            "status": res.status, "objective_usd": res.objective * first.usd_per_unit,
+            "bound_usd": res.bound * first.usd_per_unit, "gap": res.gap, "gap_target": settings.gap,
+            "nodes": res.nodes, "heuristic_solves": res.heuristic_solves, "failed_nodes": res.failed_nodes,
+            "threads": settings.threads, "time_limit_s": settings.time_limit_s,
+        }
+        final = first
+    else:
+        out = solve_native(lambda: build(True), settings.name, gap=settings.gap, time_limit=settings.time_limit_s,
+                           threads=settings.threads, options=settings.options, verbose=settings.verbose)
+        timings["solve"] = time.perf_counter() - t
+        t = time.perf_counter()
+        final = build(False)
+        timings["build"] = time.perf_counter() - t
+        name = settings.name.upper()
+        if out["status"] in INFEASIBLE:
+            raise InfeasibleError(f"{final.label} is infeasible ({name}: {out['status']}): "
+                                  f"{diagnose_infeasible(final)}", status=out["status"])
+        if out["status"] not in OK or any(v is None for v in out["integers"]):
+            raise SolverFailedError(f"{name} returned no solution (status: {out['status']})", status=out["status"])
+        integers = out["integers"]
+        record = {
+            "name": name, "strategy": "native mixed-integer solve through CVXPY",
+            "status": out["status"], "objective_usd": float(out["objective"]) * final.usd_per_unit, "bound_usd": None,
+            "gap": None, "gap_target": settings.gap, "nodes": None, "threads": settings.threads,
+            "time_limit_s": settings.time_limit_s,
+        }
+    t = time.perf_counter()
+    status = final_point(final, integers, settings.conic(FINAL))
+    timings["resolve"] = time.perf_counter() - t
+    record["resolved_objective_usd"] = float(final.problem.value) * final.usd_per_unit
+    record["resolve_status"] = status
+    return MipResult(model=final, record=record, timings=timings)
+
+
+def final_point(model: MixedIntegerModel, integers: list[np.ndarray], settings: ConicSettings = FINAL) -> str:
+    """Fix the integers, solve the continuous rest, and let the model settle its integers by its rule."""
+    model.fix_integers(integers)
+    status = solve_conic(model.problem, settings, "re-solving the chosen plan")
+    for _ in range(SETTLE_ROUNDS):
+        settled = model.settle_integers()
+        if settled is None:
+            break
+        model.fix_integers(settled)
+        status = solve_conic(model.problem, settings, "re-solving the chosen plan with its settled integers")
+    return status
