@@ -126,11 +126,11 @@ def validate(case: CaseArg) -> None:
 
     Example: adnstudy validate cases/ieee33.yaml
     """
-    from adnstudy.config.references import case_feeder
-    from adnstudy.data.profiles import bus_load_profiles, load_profiles
+    from adnstudy.checks import validate_case
 
     c = _load(case)
-    feeder = case_feeder(c)
+    inputs, stages = validate_case(c)
+    feeder = inputs.feeder
     lines = [
         f"case {c.name}: valid ({c.path})",
         f"  feeder {feeder.name}: {feeder.n_bus} buses, {feeder.n_branch} branches, "
@@ -138,8 +138,7 @@ def validate(case: CaseArg) -> None:
         f"{feeder.buses['q_mvar'].sum():.4g} Mvar",
     ]
     if c.config.profiles is not None:
-        profiles = load_profiles(c)
-        bus_load_profiles(c, feeder.buses, profiles)
+        profiles = inputs.profiles
         lines.append(
             f"  profiles: {', '.join(profiles.columns)}; {len(profiles)} hours from "
             f"{profiles.index[0]:%Y-%m-%d} to {profiles.index[-1]:%Y-%m-%d}"
@@ -147,6 +146,7 @@ def validate(case: CaseArg) -> None:
     sections = [s for s in ("clustering", "candidates", "economics", "reliability", "microgrids", "market")
                 if getattr(c.config, s) is not None]
     lines.append(f"  sections: {', '.join(sections) or 'none beyond network'}")
+    lines.append(f"  checked for: {', '.join(stages)}")
     typer.echo("\n".join(lines))
 
 

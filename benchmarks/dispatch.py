@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from adnstudy.checks import case_feeder
 from adnstudy.cluster.typical_days import aggregate, day_data
 from adnstudy.config.load import Case, load_case
-from adnstudy.config.references import case_feeder
 from adnstudy.data.profiles import load_profiles
 from adnstudy.data.typical import TypicalDays, typical_days
 from adnstudy.errors import SolveError

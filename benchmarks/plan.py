@@ -24,9 +24,9 @@ from pathlib import Path
 
 import cvxpy as cp
 
+from adnstudy.checks import case_feeder
 from adnstudy.cluster.typical_days import aggregate, day_data
 from adnstudy.config.load import load_case
-from adnstudy.config.references import case_feeder
 from adnstudy.data.profiles import load_profiles
 from adnstudy.errors import SolveError
 from adnstudy.problems.plan import build_plan_model, plan_data, with_reliability

@@ -285,8 +285,8 @@ def test_unknown_scenario_is_named(clustered: Path, tmp_path: Path) -> None:
 
 def test_distance_fee_is_the_path_resistance_between_the_pccs(tmp_path: Path) -> None:
     """fee_mode distance: the pair's fee = fee × Σ r of the branches between the two PCCs (walked by hand here)."""
+    from adnstudy.checks import case_feeder
     from adnstudy.config.load import load_case
-    from adnstudy.config.references import case_feeder
     from adnstudy.problems.dispatch import pair_fees
 
     case = load_case(variant(tmp_path, "dist", ("name: ieee33", "name: ieee33\nmarket: {fee_mode: distance, fee_usd_per_mwh: 2}")))

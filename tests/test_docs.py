@@ -194,8 +194,8 @@ def plan_tables() -> dict[str, list[str]]:
     """Columns of the plan tables, from a 3-bus plan (no full 33-bus solve)."""
     import tempfile
 
+    from adnstudy.checks import case_feeder
     from adnstudy.config.load import load_case
-    from adnstudy.config.references import case_feeder
     from adnstudy.problems.plan import build_plan_model, plan_data
     from adnstudy.solve.conic import solve_conic
     from adnstudy.stages.plan import plan_tables as tables
@@ -242,8 +242,8 @@ def dispatch_tables() -> dict[str, list[str]]:
     """Columns of the dispatch tables, from two MGs on a 3-bus feeder for one day."""
     import tempfile
 
+    from adnstudy.checks import case_feeder
     from adnstudy.config.load import load_case
-    from adnstudy.config.references import case_feeder
     from adnstudy.data.typical import typical_days
     from adnstudy.problems.dispatch import dispatch_days
     from adnstudy.stages.dispatch import _tables, solve_day

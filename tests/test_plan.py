@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from adnstudy.checks import case_feeder
 from adnstudy.cli import app
 from adnstudy.config.load import load_case
-from adnstudy.config.references import case_feeder
 from adnstudy.formulation.investment import crf
 from adnstudy.problems.plan import COST_SCALE, build_plan_model, plan_data
 from adnstudy.solve.bnb import branch_and_bound
@@ -224,3 +224,16 @@ def test_time_limit_keeps_the_best_plan_with_its_gap(tiny):
                            initial=[[np.ones(3), np.array([4.0])]])
     assert res.status == "time_limit"
     assert np.isfinite(res.objective) and res.gap > 0 and res.bound <= res.objective
+
+
+def test_case_solver_options_reach_clarabel(tiny):
+    """solver.options go to Clarabel in every solve of the default strategy: two iterations cannot solve the root."""
+    from adnstudy.errors import SolveError
+    from adnstudy.stages.plan import solve_plan
+
+    with pytest.raises(SolveError, match="user_limit"):
+        solve_plan(tiny, MipSettings(options={"max_iter": 2}))
+    # and a harmless option leaves the plan as it was
+    a = solve_plan(tiny, MipSettings(gap=1e-6))
+    b = solve_plan(tiny, MipSettings(gap=1e-6, options={"max_iter": 500}))
+    assert b.record["resolved_objective_usd"] == pytest.approx(a.record["resolved_objective_usd"], rel=1e-9)

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from adnstudy.checks import case_feeder
 from adnstudy.cli import app
 from adnstudy.config.load import load_case
-from adnstudy.config.references import case_feeder
 from adnstudy.formulation.reliability import reliability_matrices
 from adnstudy.reliability.data import HOURS_PER_YEAR, reliability_data
 from adnstudy.reliability.evaluate import evaluate
@@ -199,10 +199,3 @@ def test_unreachable_limit_is_named(study, tmp_path):
     assert result.exit_code == 1
     assert "reliability constraint" in result.stderr and "saidi_limit_h" in result.stderr
     assert not (tmp_path / "out" / "plan").exists()
-
-
-def test_unreachable_saifi_limit(study, tmp_path):
-    case = shipped_variant(tmp_path, "saifi", **{"saidi_limit_h: 8.0": "saifi_limit: 1.0"})
-    shutil.copytree(study["none"][1] / "cluster", tmp_path / "out" / "cluster")
-    result = runner.invoke(app, ["plan", str(case), "--out", str(tmp_path / "out")])
-    assert result.exit_code == 1 and "SAIFI <= 1" in result.stderr

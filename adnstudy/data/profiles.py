@@ -182,7 +182,7 @@ def bus_load_profiles(case: Case, feeder_buses: pd.DataFrame, profiles: pd.DataF
 
     A bus follows the series named in its ``load_profile`` column, or the case's
     first ``load`` series when the column is empty (names are checked on load by
-    :func:`adnstudy.config.references.check_references`).
+    :func:`adnstudy.checks.check_references`).
     """
     cfg = case.config.profiles
     assert cfg is not None

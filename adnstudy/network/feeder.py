@@ -19,7 +19,7 @@ each, for any number of snapshots.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -104,6 +104,18 @@ class Feeder:
             raise KeyError(bus_id)
         return int(hits[0])
 
+    def with_loads_scaled(self, factor: float) -> Feeder:
+        """The same feeder with every bus's peak load times ``factor`` (a new object)."""
+        buses = self.buses.copy()
+        buses[["p_mw", "q_mvar"]] *= factor
+        return replace(self, buses=buses)
+
+    def with_ratings(self, rating_a: np.ndarray) -> Feeder:
+        """The same feeder with these branch ratings (A) (a new object)."""
+        branches = self.branches.copy()
+        branches["rating_a"] = np.asarray(rating_a, dtype=float)
+        return replace(self, branches=branches)
+
     def incidence(self) -> sp.csr_matrix:
         """Bus × branch incidence: +1 at the sending end, −1 at the receiving end."""
         m = self.n_branch
@@ -135,10 +147,9 @@ def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Fe
     branches = _read_table(branch_file)
     feeder = build_feeder(name, buses, branches, net.base_mva, bus_file, branch_file)
     if net.load_scale != 1.0:
-        feeder.buses["p_mw"] *= net.load_scale
-        feeder.buses["q_mvar"] *= net.load_scale
+        feeder = feeder.with_loads_scaled(net.load_scale)
     if net.branch_rating_factor is not None:
-        _assign_ratings(feeder, net.branch_rating_factor, net.v_substation_pu)
+        feeder = with_assumed_ratings(feeder, net.branch_rating_factor, net.v_substation_pu)
     return feeder
 
 
@@ -369,11 +380,11 @@ def _path_matrix(f: np.ndarray, t: np.ndarray, parent_branch: np.ndarray, n: int
     return sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(f), n))
 
 
-def _assign_ratings(feeder: Feeder, factor: float, v0: float) -> None:
+def with_assumed_ratings(feeder: Feeder, factor: float, v0: float) -> Feeder:
     """Unrated branches get ``factor`` × their base-case peak current (stated assumption)."""
     from adnstudy.network.powerflow import run_powerflow
 
     res = run_powerflow(feeder, feeder.buses["p_mw"].to_numpy(), feeder.buses["q_mvar"].to_numpy(), v0_pu=v0)
     i_a = res.i_branch_ka[:, 0] * 1000.0
     rating = feeder.branches["rating_a"].to_numpy()
-    feeder.branches["rating_a"] = np.where(np.isnan(rating), np.ceil(factor * i_a), rating)
+    return feeder.with_ratings(np.where(np.isnan(rating), np.ceil(factor * i_a), rating))

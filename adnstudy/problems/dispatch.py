@@ -45,7 +45,7 @@ from adnstudy.problems.microgrid import (
     MicrogridData,
     microgrid_block,
 )
-from adnstudy.solve.conic import solve_conic
+from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
 
 
 # ----------------------------------------------------------------------------- data
@@ -105,16 +105,7 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
     B = feeder.base_mva
     buy = np.asarray(eco.purchase_price_usd_per_mwh, dtype=float)
     sell = np.asarray(eco.sell_price_usd_per_mwh or [0.0] * HOURS, dtype=float)
-    over = np.flatnonzero(sell > buy)
-    if len(over):
-        raise case.error(
-            f"the feed-in price exceeds the purchase price at hour {int(over[0])} "
-            f"({sell[over[0]]:g} > {buy[over[0]]:g} USD/MWh): an MG could buy and resell without limit",
-            "economics", "sell_price_usd_per_mwh",
-        )
-    if eco.wholesale_price_usd_per_mwh is None:
-        raise case.error("dispatch values the ADN's losses at this price; give it", "economics",
-                         "wholesale_price_usd_per_mwh")
+    assert eco.wholesale_price_usd_per_mwh is not None  # checks.check_wholesale_price
     fees = pair_fees(case, feeder)
     share = {"seller": 1.0, "buyer": 0.0, "split": 0.5}[mk.fee_payer]
     names = [mg.name for mg in cfg.microgrids]
@@ -184,8 +175,8 @@ class ADNAgent:
     responses R and the multipliers v (DPP parameters, compiled once).
     """
 
-    def __init__(self, data: ADNData):
-        self.data = data
+    def __init__(self, data: ADNData, settings: ConicSettings = DEFAULT):
+        self.data, self.settings = data, settings
         M, H = len(data.mg_pos), data.hours
         self.target = cp.Variable((M, H), name="pcc_target")
         self.block = adn_block(data, self.target)
@@ -202,7 +193,7 @@ class ADNAgent:
         """PCC targets given the MGs' responses, the ATC multipliers and weight."""
         self.quad.value = weight
         self.lin.value = mult - 2 * weight * responses_pu
-        solve_conic(self.problem, what="ADN upper-level subproblem (network with the PCC targets)", hint=MG_HINT)
+        solve_conic(self.problem, self.settings, what="ADN upper-level subproblem (network with the PCC targets)", hint=MG_HINT)
         return ADNSolution(
             targets_pu=np.array(self.target.value, dtype=float), flow=self.block.network.solution(),
             p_substation_pu=np.array(self.block.substation.p.value, dtype=float),
@@ -241,11 +232,11 @@ NETWORK_RELAXATIONS = (
 )
 
 
-def diagnose_day(day: DayData) -> str:
+def diagnose_day(day: DayData, settings: ConicSettings = DEFAULT) -> str:
     """Why a day's market is infeasible: an MG that cannot balance alone, or the network limit family to blame."""
     for i, d in enumerate(day.mgs):
         try:
-            MicrogridAgent(d).solve_alone()
+            MicrogridAgent(d, settings).solve_alone()
         except SolveError:
             B = d.base_mva
             supply = (d.generator.p_max_mw if d.generator else 0.0) + (d.storage.power_mw if d.storage else 0.0)
@@ -259,7 +250,7 @@ def diagnose_day(day: DayData) -> str:
         if not present:
             continue
         try:
-            solve_conic(model.families.problem(model.objective, drop=present), what="diagnosis")
+            solve_conic(model.families.problem(model.objective, drop=present), settings, what="diagnosis")
         except SolveError:
             continue
         return f"the network cannot carry the MGs' exchanges and its loads within {hint}"

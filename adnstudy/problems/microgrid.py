@@ -34,7 +34,7 @@ from adnstudy.formulation.assets import (
 )
 from adnstudy.formulation.families import Families
 from adnstudy.formulation.market import trade_block
-from adnstudy.solve.conic import solve_conic
+from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
 
 #: What an infeasible MG subproblem most likely means.
 MG_HINT = ("the MG cannot balance its load within its PCC limit, unit and storage, or the network cannot carry the "
@@ -208,8 +208,8 @@ class MicrogridAgent:
     problem is compiled once and re-solved.
     """
 
-    def __init__(self, data: MicrogridData):
-        self.data = data
+    def __init__(self, data: MicrogridData, settings: ConicSettings = DEFAULT):
+        self.data, self.settings = data, settings
         H, n_p = data.hours, len(data.partners)
         self.pcc_quad = cp.Parameter(nonneg=True, name="pcc_quad")
         self.pcc_lin = cp.Parameter(H, name="pcc_lin")
@@ -231,7 +231,7 @@ class MicrogridAgent:
         return self.pcc_quad * cp.sum_squares(b.export) + self.pcc_lin @ b.export
 
     def solve_alone(self) -> MicrogridSchedule:
-        solve_conic(self._alone, what=f"microgrid {self.data.name} alone (tariffs only)", hint=MG_HINT)
+        solve_conic(self._alone, self.settings, what=f"microgrid {self.data.name} alone (tariffs only)", hint=MG_HINT)
         return read_schedule(self.data, self._alone_block)
 
     def respond(self, target_pu: np.ndarray, mult: np.ndarray, weight: float,
@@ -244,10 +244,10 @@ class MicrogridAgent:
         self.pcc_quad.value = weight
         self.pcc_lin.value = -mult - 2 * weight * target_pu
         if agreed_pu is None:
-            solve_conic(self._notrade, what=f"microgrid {self.data.name} subproblem without trades", hint=MG_HINT)
+            solve_conic(self._notrade, self.settings, what=f"microgrid {self.data.name} subproblem without trades", hint=MG_HINT)
             return read_schedule(self.data, self._alone_block)
         if self.block.trade is not None:
             self.trade_quad.value = rho_trade / 2
             self.trade_lin.value = trade_mult - rho_trade * agreed_pu
-        solve_conic(self._coord, what=f"microgrid {self.data.name} subproblem", hint=MG_HINT)
+        solve_conic(self._coord, self.settings, what=f"microgrid {self.data.name} subproblem", hint=MG_HINT)
         return read_schedule(self.data, self.block)

@@ -13,19 +13,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adnstudy.checks import checked_inputs
 from adnstudy.cluster.density_peaks import DensityPeaks, density_peaks, pairwise
 from adnstudy.cluster.typical_days import (
     METHODS,
     DayData,
     TypicalDays,
     aggregate,
-    day_data,
     elbow,
     score,
     sse_curve,
 )
 from adnstudy.config.load import Case
-from adnstudy.data.profiles import load_profiles
 from adnstudy.results.store import StageWriter
 
 K_MAX_SUGGEST = 15
@@ -33,27 +32,7 @@ K_MAX_SUGGEST = 15
 
 def case_days(case: Case) -> DayData:
     """The case's year as days, with the checks clustering needs (clear errors on bad data)."""
-    case.require("cluster")
-    cfg = case.config.clustering
-    assert cfg is not None and case.config.profiles is not None
-    profiles = load_profiles(case)
-    kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
-    data = day_data(profiles, kinds)
-    if data.n_days < 2:
-        raise case.error(f"clustering needs at least 2 whole days of data; the profiles hold {data.n_days}", "profiles")
-    constant = [s for s, lo, hi in zip(data.series, data.lo, data.hi, strict=True) if not hi > lo]
-    if constant:
-        raise case.error(
-            f"series '{constant[0]}' is constant over the year and cannot be scaled for clustering",
-            "profiles", "series", constant[0],
-        )
-    n_extreme = len(set(cfg.extreme_days))
-    if cfg.k > data.n_days - n_extreme:
-        raise case.error(
-            f"k = {cfg.k} is larger than the {data.n_days - n_extreme} days available to cluster",
-            "clustering", "k",
-        )
-    return data
+    return checked_inputs(case, "cluster").days
 
 
 def _warm_up() -> None:

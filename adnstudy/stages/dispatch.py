@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adnstudy.checks import checked_inputs
 from adnstudy.config.load import Case
-from adnstudy.config.references import case_feeder
 from adnstudy.data.typical import typical_days
 from adnstudy.errors import CaseError, SolveError, SolverStatusError
 from adnstudy.formulation.verify import Verification, verify_against_ac
@@ -41,7 +41,7 @@ from adnstudy.results.figures import new_figure
 from adnstudy.results.store import StageWriter, manifest_digest, read_table
 from adnstudy.results.tables import bus_table, scenario_index
 from adnstudy.solve.bargaining import BargainResult, bargain
-from adnstudy.solve.conic import quiet_solver, solve_conic
+from adnstudy.solve.conic import DEFAULT, ConicSettings, quiet_solver, solve_conic
 from adnstudy.solve.coordination import CoordinationResult, coordinate, partner_row
 
 #: A pair counts as trading partners when it traded more than this in some hour (MW).
@@ -52,8 +52,7 @@ NO_POINT = ("infeasible", "infeasible_inaccurate", "user_limit")
 
 
 def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = None) -> list[DayData]:
-    case.require("dispatch")
-    feeder = case_feeder(case)
+    feeder = checked_inputs(case, "dispatch").feeder
     typical = read_table(out_dir, "cluster", "typical", case)
     weights = read_table(out_dir, "cluster", "weights", case)
     days = dispatch_days(case, feeder, typical_days(case, typical, weights))
@@ -99,17 +98,17 @@ class ScenarioResult:
         return self.clearing.responses
 
 
-def _central(day: DayData, trading: bool) -> CentralSolve:
+def _central(day: DayData, trading: bool, settings: ConicSettings) -> CentralSolve:
     t = time.perf_counter()
     model = centralised_model(day, trading=trading)
     what = "clearing" if trading else "disagreement market (no bilateral trades)"
     try:
-        status = solve_conic(model.problem, what=f"centralised {what} of typical day {day.scenario}")
+        status = solve_conic(model.problem, settings, what=f"centralised {what} of typical day {day.scenario}")
     except SolverStatusError as exc:
         if exc.status not in NO_POINT:
             raise
         raise SolveError(f"the {what} of typical day {day.scenario} is infeasible (solver status "
-                         f"'{exc.status}'): {diagnose_day(day)}; no results were written") from None
+                         f"'{exc.status}'): {diagnose_day(day, settings)}; no results were written") from None
     return CentralSolve(float(model.problem.value), status, time.perf_counter() - t)
 
 
@@ -120,12 +119,14 @@ def solve_day(day: DayData, case: Case) -> ScenarioResult:
     settings = dict(hours=H, base_mva=B, rho_pcc=co.rho_pcc_usd_per_mw2h * B**2,
                     rho_trade=co.rho_trade_usd_per_mw2h * B**2, tol_pu=co.tol_mw / B, tol_dual_pu=co.dual_tol_mw / B,
                     tol_objective=co.tol_objective, max_iter=co.max_iter)
+    solver = case.config.solver
+    conic = DEFAULT.with_user(solver.options) if solver.name.lower() == "default" else DEFAULT
     with quiet_solver():
-        central_notrade = _central(day, trading=False)
-        central = _central(day, trading=True)
+        central_notrade = _central(day, False, conic)
+        central = _central(day, True, conic)
         t = time.perf_counter()
-        adn = ADNAgent(day.adn)
-        mgs = [MicrogridAgent(d) for d in day.mgs]
+        adn = ADNAgent(day.adn, conic)
+        mgs = [MicrogridAgent(d, conic) for d in day.mgs]
         alone = [a.solve_alone() for a in mgs]  # network-blind: the starting point of both markets
         build_s = time.perf_counter() - t
         notrade = coordinate(adn, mgs, day.pairs, alone, trading=False, **settings)

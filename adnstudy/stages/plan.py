@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from adnstudy.checks import check_solver, checked_inputs
 from adnstudy.config.load import Case
-from adnstudy.config.references import case_feeder
 from adnstudy.errors import SolveError
-from adnstudy.formulation.reliability import reliability_matrices
 from adnstudy.formulation.verify import verify_against_ac
 from adnstudy.problems.plan import (
     PlanData,
@@ -47,11 +46,10 @@ RELAX_HINT = {
 
 
 def load_plan_inputs(case: Case, out_dir: Path) -> PlanData:
-    case.require("plan")
-    feeder = case_feeder(case)
+    inputs = checked_inputs(case, "plan")
     typical = read_table(out_dir, "cluster", "typical", case)
     weights = read_table(out_dir, "cluster", "weights", case)
-    return plan_data(case, feeder, typical, weights)
+    return plan_data(case, inputs.feeder, typical, weights)
 
 
 def solve_plan(data: PlanData, settings: MipSettings) -> MipResult:
@@ -89,16 +87,8 @@ def plan_stage(
     data = load_plan_inputs(case, out_dir)
     if reliability and case.config.reliability is not None:
         data = with_reliability(case, data)
-        saifi_limit = data.reliability_limits.get("SAIFI")
-        if saifi_limit is not None:
-            saifi = reliability_matrices(data.reliability)
-            value = float(data.reliability.customers @ saifi.failures / data.reliability.customers.sum())
-            if value > saifi_limit:
-                raise SolveError(
-                    f"the reliability constraint SAIFI <= {saifi_limit} cannot be met: SAIFI is {value:.4g} "
-                    "whatever the plan (island DG shortens outages but does not prevent them); add fuses or "
-                    "raise reliability.saifi_limit"
-                )
+    if solver is not None:
+        check_solver(case, solver, field="--solver")
     scfg = case.config.solver
     settings = MipSettings(
         name=solver or scfg.name, gap=scfg.mip_gap, time_limit_s=time_limit if time_limit is not None else scfg.time_limit_s,

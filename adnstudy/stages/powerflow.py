@@ -14,9 +14,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from adnstudy.checks import checked_inputs
 from adnstudy.config.load import Case
-from adnstudy.config.references import case_feeder
-from adnstudy.data.profiles import bus_load_profiles, load_profiles
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.powerflow import PowerFlowResult, run_powerflow
 from adnstudy.results.store import StageWriter
@@ -29,14 +28,14 @@ def powerflow_stage(case: Case, out_dir: Path, mode: Mode = "peak", run_key: str
     net = case.config.network
     with StageWriter(out_dir, "powerflow", case) as w:
         with w.phase("load"):
-            feeder = case_feeder(case)
+            inputs = checked_inputs(case, "powerflow")
+            feeder = inputs.feeder
             if mode == "peak":
                 mult = np.ones((feeder.n_bus, 1))
                 times = None
             else:
-                profiles = load_profiles(case)
-                mult = bus_load_profiles(case, feeder.buses, profiles)
-                times = profiles.index
+                mult = inputs.bus_load_multipliers
+                times = inputs.profiles.index
             p = feeder.buses["p_mw"].to_numpy()[:, None] * mult
             q = feeder.buses["q_mvar"].to_numpy()[:, None] * mult
         with w.phase("solve"):

@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from adnstudy.checks import checked_inputs
 from adnstudy.config.load import Case
-from adnstudy.config.references import case_feeder
-from adnstudy.data.profiles import bus_load_profiles, load_profiles
 from adnstudy.problems.plan import plan_data, with_reliability
 from adnstudy.reliability.data import reliability_data
 from adnstudy.reliability.evaluate import evaluate, reliability_tables
@@ -24,10 +23,10 @@ from adnstudy.results.store import StageWriter, manifest_digest, read_table
 
 
 def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, plan_dir: Path | None = None) -> dict[str, Any]:
-    case.require("reliability")
+    checked = checked_inputs(case, "reliability")
     cfg = case.config.reliability
     assert cfg is not None
-    feeder = case_feeder(case)
+    feeder = checked.feeder
     inputs: dict[str, str | None] = {}
     if plan_dir is not None:
         investment = read_table(plan_dir, "plan", "investment", case)
@@ -44,8 +43,7 @@ def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, pla
         inputs = {"plan": manifest_digest(plan_dir, "plan")}
     else:
         if case.config.profiles is not None:
-            profiles = load_profiles(case)
-            mean = bus_load_profiles(case, feeder.buses, profiles).mean(axis=1)
+            mean = checked.bus_load_multipliers.mean(axis=1)
         else:
             mean = np.ones(feeder.n_bus)
         load_avg = feeder.buses["p_mw"].to_numpy() * mean

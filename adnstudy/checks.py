@@ -1,0 +1,273 @@
+"""Every check of a case, in one place: ``adnstudy validate`` runs them all, each stage runs its own.
+
+A check looks at the case and what it reads (the feeder, the profiles) and
+raises a :class:`~adnstudy.errors.CaseError` naming the file, field or bus and
+what is wrong. :data:`STAGE_CHECKS` says which checks each stage relies on; a
+stage runs them (:func:`checked_inputs`) before it solves anything, and
+``validate`` runs those of every stage the case has sections for, so a case
+that validates is never rejected later for a reason in the case file.
+
+:class:`CaseInputs` loads the feeder and the profiles once, on first use, and
+hands them to the stage that asked for the checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from adnstudy.config.load import Case
+from adnstudy.config.schema import STAGE_SECTIONS
+from adnstudy.errors import CaseError
+from adnstudy.network.feeder import Feeder, load_feeder
+
+if TYPE_CHECKING:
+    from adnstudy.cluster.typical_days import DayData
+
+
+class CaseInputs:
+    """A case with its feeder, profiles and clustering days, each loaded (and checked) once."""
+
+    def __init__(self, case: Case) -> None:
+        self.case = case
+
+    @cached_property
+    def feeder(self) -> Feeder:
+        return case_feeder(self.case)
+
+    @cached_property
+    def profiles(self) -> pd.DataFrame:
+        from adnstudy.data.profiles import load_profiles
+
+        return load_profiles(self.case)
+
+    @cached_property
+    def bus_load_multipliers(self) -> np.ndarray:
+        """Bus × hour multiplier of each bus's peak load over the profiles' year."""
+        from adnstudy.data.profiles import bus_load_profiles
+
+        return bus_load_profiles(self.case, self.feeder.buses, self.profiles)
+
+    @cached_property
+    def days(self) -> DayData:
+        """The profiles' year as days for clustering (checked: enough days, no constant series, k fits)."""
+        from adnstudy.cluster.typical_days import day_data
+
+        case = self.case
+        cfg = case.config.clustering
+        assert cfg is not None and case.config.profiles is not None
+        kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
+        data = day_data(self.profiles, kinds)
+        if data.n_days < 2:
+            raise case.error(f"clustering needs at least 2 whole days of data; the profiles hold {data.n_days}",
+                             "profiles")
+        constant = [s for s, lo, hi in zip(data.series, data.lo, data.hi, strict=True) if not hi > lo]
+        if constant:
+            raise case.error(f"series '{constant[0]}' is constant over the year and cannot be scaled for clustering",
+                             "profiles", "series", constant[0])
+        n_extreme = len(set(cfg.extreme_days))
+        if cfg.k > data.n_days - n_extreme:
+            raise case.error(f"k = {cfg.k} is larger than the {data.n_days - n_extreme} days available to cluster",
+                             "clustering", "k")
+        return data
+
+
+# ------------------------------------------------------------------------------ the checks
+def case_feeder(case: Case) -> Feeder:
+    """The case's feeder, loaded, checked, and cross-checked against the case's sections."""
+    net = case.config.network
+    for label in ("buses", "branches"):  # checked here too, for the line in the case file
+        table = getattr(net, label)
+        if table is not None and not case.resolve(table).is_file():
+            raise case.error(f"feeder table not found: {case.resolve(table)}", "network", label)
+    feeder = load_feeder(case.config.network, case.base_dir, case.path)
+    check_references(case, feeder)
+    return feeder
+
+
+def check_references(c: Case, feeder: Feeder) -> None:
+    """Buses named by candidates and microgrids exist on the feeder; series named exist and fit.
+
+    A candidate's ``profile`` must be a series of its technology's kind (pv or
+    wind); without one it follows the case's first series of that kind. A
+    microgrid's and a bus's ``load_profile`` must be a ``load`` series.
+    """
+    ids = set(int(b) for b in feeder.bus_ids)
+    prof = c.config.profiles
+    kind_of = {n: s.kind for n, s in prof.series.items()} if prof is not None else {}
+
+    def fits(name: str, kind: str) -> str | None:
+        if name not in kind_of:
+            return f"profile '{name}' is not in profiles.series ({', '.join(kind_of)})"
+        if kind_of[name] != kind:
+            return f"profile '{name}' is a {kind_of[name]} series, not {kind}"
+        return None
+
+    if prof is not None:
+        for bus, name in zip(feeder.buses["bus"], feeder.buses["load_profile"], strict=True):
+            if name and (why := fits(name, "load")):
+                raise CaseError(f"bus {bus}: {why}", file=feeder.bus_file, field="load_profile")
+    if c.config.candidates is not None:
+        for i, site in enumerate(c.config.candidates.sites):
+            if site.bus not in ids:
+                raise c.error(f"bus {site.bus} is not on feeder {feeder.name}", "candidates", "sites", i, "bus")
+            if prof is None or site.tech == "storage":
+                continue
+            if site.profile is not None:
+                if why := fits(site.profile, site.tech):
+                    raise c.error(why, "candidates", "sites", i, "profile")
+            elif site.tech not in kind_of.values():
+                raise c.error(f"no {site.tech} series in profiles.series for this candidate", "candidates", "sites", i,
+                              "tech")
+    for i, mg in enumerate(c.config.microgrids or []):
+        if mg.bus not in ids:
+            raise c.error(f"bus {mg.bus} is not on feeder {feeder.name}", "microgrids", i, "bus")
+        if mg.bus == int(feeder.bus_ids[0]):
+            raise c.error(f"bus {mg.bus} is the substation; a microgrid's PCC must be a feeder bus", "microgrids", i,
+                          "bus")
+        if prof is not None and (why := fits(mg.load_profile, "load")):
+            raise c.error(why, "microgrids", i, "load_profile")
+        for tech in ("pv", "wind"):
+            if prof is not None and getattr(mg, f"{tech}_mw") > 0 and tech not in kind_of.values():
+                raise c.error(f"the microgrid has {tech}_mw but profiles.series has no {tech} series", "microgrids", i,
+                              f"{tech}_mw")
+
+
+def check_prices(case: Case) -> None:
+    """The feed-in price never exceeds the purchase price: else buying to resell pays without limit."""
+    eco = case.config.economics
+    assert eco is not None
+    if eco.sell_price_usd_per_mwh is None:
+        return
+    buy = np.asarray(eco.purchase_price_usd_per_mwh, dtype=float)
+    sell = np.asarray(eco.sell_price_usd_per_mwh, dtype=float)
+    over = np.flatnonzero(sell > buy)
+    if len(over):
+        h = int(over[0])
+        raise case.error(
+            f"the feed-in price exceeds the purchase price at hour {h} ({sell[h]:g} > {buy[h]:g} USD/MWh): "
+            "energy bought to be resold would pay without limit (an MG, or the substation in plan)",
+            "economics", "sell_price_usd_per_mwh",
+        )
+
+
+def check_wholesale_price(case: Case) -> None:
+    eco = case.config.economics
+    assert eco is not None
+    if eco.wholesale_price_usd_per_mwh is None:
+        raise case.error("dispatch values the ADN's losses at this price; give it", "economics",
+                         "wholesale_price_usd_per_mwh")
+
+
+def check_outage_data(inputs: CaseInputs) -> None:
+    """Every branch has a failure rate, repair ≥ switching time, switches sit on branches (reliability.data)."""
+    from adnstudy.reliability.data import reliability_data
+
+    fd = inputs.feeder
+    reliability_data(inputs.case, fd, np.zeros(fd.n_bus), np.empty(0, dtype=int), np.empty(0))
+
+
+def check_saifi_limit(inputs: CaseInputs) -> None:
+    """A SAIFI limit the feeder cannot meet whatever the plan (island DG does not prevent interruptions)."""
+    from adnstudy.reliability.data import reliability_data
+    from adnstudy.reliability.evaluate import evaluate
+
+    case = inputs.case
+    limit = case.config.reliability.saifi_limit if case.config.reliability is not None else None
+    if limit is None:
+        return
+    fd = inputs.feeder
+    saifi = evaluate(reliability_data(case, fd, np.zeros(fd.n_bus), np.empty(0, dtype=int), np.empty(0))).saifi
+    if saifi > limit:
+        raise case.error(
+            f"SAIFI is {saifi:.4g} interruptions per customer and year whatever the plan (island DG shortens "
+            f"outages but does not prevent them), above the limit {limit:g}: add fuses or raise the limit",
+            "reliability", "saifi_limit",
+        )
+
+
+def check_solver(case: Case, name: str | None = None, field: str = "solver.name") -> None:
+    """The named solver is installed, and with the default strategy every option is a Clarabel setting."""
+    import cvxpy as cp
+
+    cfg = case.config.solver
+    name = name or cfg.name
+    if name.lower() != "default" and name.upper() not in cp.installed_solvers():
+        raise CaseError(f"solver '{name}' is not installed (installed: {', '.join(cp.installed_solvers())}); "
+                        "use 'default' or install it", file=case.path, field=field)
+    if name.lower() == "default" and cfg.options:
+        import clarabel
+
+        settings = clarabel.DefaultSettings()
+        for key, value in cfg.options.items():
+            try:
+                setattr(settings, key, value)
+            except AttributeError:
+                raise case.error("not a setting of Clarabel, the default strategy's solver", "solver", "options",
+                                 key) from None
+            except TypeError:
+                raise case.error(f"Clarabel's {key} cannot be {value!r}", "solver", "options", key) from None
+
+
+# ------------------------------------------------------------------------- per stage
+@dataclass(frozen=True)
+class Check:
+    name: str
+    run: Callable[[CaseInputs], object]
+    applies: Callable[[Case], bool] = lambda case: True
+
+    def __call__(self, inputs: CaseInputs) -> None:
+        if self.applies(inputs.case):
+            self.run(inputs)
+
+
+FEEDER = Check("feeder", lambda i: i.feeder)
+PROFILES = Check("profiles", lambda i: i.bus_load_multipliers)
+CLUSTER_DAYS = Check("clustering days", lambda i: i.days)
+PRICES = Check("prices", lambda i: check_prices(i.case))
+WHOLESALE_PRICE = Check("wholesale price", lambda i: check_wholesale_price(i.case))
+OUTAGE_DATA = Check("outage data", check_outage_data, lambda case: case.config.reliability is not None)
+SAIFI_LIMIT = Check("SAIFI limit", check_saifi_limit, lambda case: case.config.reliability is not None)
+SOLVER = Check("solver", lambda i: check_solver(i.case))
+
+#: The checks each stage relies on, in the order they run.
+STAGE_CHECKS: dict[str, tuple[Check, ...]] = {
+    "powerflow": (FEEDER,),
+    "cluster": (FEEDER, PROFILES, CLUSTER_DAYS),
+    "reliability": (FEEDER, OUTAGE_DATA),
+    "plan": (FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
+    "dispatch": (FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, SOLVER),
+}
+
+
+def checked_inputs(case: Case, stage: str, inputs: CaseInputs | None = None) -> CaseInputs:
+    """The stage's sections are present and its checks pass; its inputs, loaded once."""
+    case.require(stage)
+    inputs = inputs or CaseInputs(case)
+    for check in STAGE_CHECKS.get(stage, (FEEDER,)):
+        check(inputs)
+    return inputs
+
+
+def applicable_stages(case: Case) -> list[str]:
+    """Stages whose case sections are all present."""
+    return [s for s, sections in STAGE_SECTIONS.items()
+            if s in STAGE_CHECKS and all(getattr(case.config, x) is not None for x in sections)]
+
+
+def validate_case(case: Case) -> tuple[CaseInputs, list[str]]:
+    """Run the checks of every stage the case has sections for; return the inputs and those stages."""
+    inputs = CaseInputs(case)
+    stages = applicable_stages(case)
+    done: set[str] = set()
+    for stage in stages:
+        for check in STAGE_CHECKS[stage]:
+            if check.name not in done:
+                check(inputs)
+                done.add(check.name)
+    return inputs, stages
