@@ -138,15 +138,15 @@ def test_shipped_case_tables(shipped):
     weights = pd.read_parquet(shipped / "weights.parquet")
     assignment = pd.read_parquet(shipped / "assignment.parquet")
     assert weights["days"].sum() == 366 and weights["weight"].sum() == pytest.approx(1.0)
-    counts = assignment.groupby("cluster").size()
-    assert counts.reindex(weights["cluster"]).tolist() == weights["days"].tolist()
+    counts = assignment.groupby("scenario").size()
+    assert counts.reindex(weights["scenario"]).tolist() == weights["days"].tolist()
     # recompute the reconstruction RMSE from the written tables alone
     profiles = pd.read_parquet(shipped / "profiles.parquet")
     typical = pd.read_parquet(shipped / "typical.parquet")
     year = profiles.pivot_table(index=["day", "hour"], columns="series", values="value")
     lo, hi = year.min(), year.max()
-    rep = typical.pivot_table(index=["cluster", "hour"], columns="series", values="value")
-    recon = rep.loc[list(zip(assignment.set_index("day").loc[year.index.get_level_values("day"), "cluster"], year.index.get_level_values("hour"), strict=True))]
+    rep = typical.pivot_table(index=["scenario", "hour"], columns="series", values="value")
+    recon = rep.loc[list(zip(assignment.set_index("day").loc[year.index.get_level_values("day"), "scenario"], year.index.get_level_values("hour"), strict=True))]
     err = ((year.to_numpy() - recon.to_numpy()) / (hi - lo).to_numpy()) ** 2
     metrics = pd.read_parquet(shipped / "metrics.parquet").set_index("method")
     assert metrics.loc["density_peaks", "rmse"] == pytest.approx(np.sqrt(err.mean()), rel=1e-9)

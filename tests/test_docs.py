@@ -211,8 +211,8 @@ def plan_tables() -> dict[str, list[str]]:
             "economics: {purchase_price_usd_per_mwh: [50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50, 50]}\n"
         )
         case = load_case(d / "c.yaml")
-        typical = pd.DataFrame([{"cluster": 0, "hour": h, "series": s, "value": 0.5} for h in range(24) for s in ("load", "pv")])
-        weights = pd.DataFrame({"cluster": [0], "days": [365]})
+        typical = pd.DataFrame([{"scenario": 0, "hour": h, "series": s, "value": 0.5} for h in range(24) for s in ("load", "pv")])
+        weights = pd.DataFrame({"scenario": [0], "days": [365]})
         data = plan_data(case, case_feeder(case), typical, weights)
         model = build_plan_model(data)
         solve_conic(model.problem)
@@ -265,9 +265,9 @@ def dispatch_tables() -> dict[str, list[str]]:
         )
         case = load_case(d / "c.yaml")
         pv = np.clip(np.sin((np.arange(24) - 6) / 12 * np.pi), 0, None)
-        typical = pd.DataFrame([{"cluster": 0, "hour": h, "series": s, "value": v}
+        typical = pd.DataFrame([{"scenario": 0, "hour": h, "series": s, "value": v}
                                 for h in range(24) for s, v in (("load", 0.7), ("pv", pv[h]))])
-        weights = pd.DataFrame({"cluster": [0], "days": [365]})
+        weights = pd.DataFrame({"scenario": [0], "days": [365]})
         days = dispatch_days(case, case_feeder(case), typical_days(case, typical, weights))
         return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)]).items()}
 

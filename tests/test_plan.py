@@ -32,9 +32,9 @@ def typical_tables(load: np.ndarray, pv: np.ndarray, wind: np.ndarray, days: lis
     for c in range(K):
         for h in range(24):
             for name, arr in (("load", load), ("pv", pv), ("wind", wind)):
-                rows.append({"cluster": c, "hour": h, "series": name, "value": float(arr[c, h])})
+                rows.append({"scenario": c, "hour": h, "series": name, "value": float(arr[c, h])})
     typical = pd.DataFrame(rows)
-    weights = pd.DataFrame({"cluster": range(K), "days": days, "weight": np.array(days) / sum(days), "is_extreme": False})
+    weights = pd.DataFrame({"scenario": range(K), "days": days, "weight": np.array(days) / sum(days), "is_extreme": False})
     return typical, weights
 
 

@@ -15,14 +15,14 @@ HOURS = 24
 
 @dataclass(frozen=True)
 class TypicalDays:
-    clusters: np.ndarray  # cluster ids, in order
+    scenarios: np.ndarray  # scenario ids (typical and extreme days), in order
     days_weight: np.ndarray  # days of the year each typical day stands for
     series: dict[str, np.ndarray]  # series name → (day × hour) per-unit values
     first_of: dict[str, str]  # kind → the case's first series of that kind
 
     @property
     def n_days(self) -> int:
-        return len(self.clusters)
+        return len(self.scenarios)
 
     def of_kind(self, kind: str, name: str | None = None) -> np.ndarray:
         """Day × hour values of the named series, or of the case's first series of ``kind``."""
@@ -39,18 +39,22 @@ def typical_days(case: Case, typical: pd.DataFrame, weights: pd.DataFrame) -> Ty
     cfg = case.config.profiles
     assert cfg is not None
     kinds = {n: s.kind for n, s in cfg.series.items()}
-    weights = weights.sort_values("cluster")
-    clusters = weights["cluster"].to_numpy()
-    cube = typical.pivot_table(index=["cluster", "hour"], columns="series", values="value")
+    for table, df in (("typical", typical), ("weights", weights)):
+        if "scenario" not in df.columns:
+            raise case.error(f"cluster/{table} has no 'scenario' column (written by adnstudy before 0.2, which named it "
+                             "'cluster'): re-run 'adnstudy cluster' for this case", "clustering")
+    weights = weights.sort_values("scenario")
+    scenarios = weights["scenario"].to_numpy()
+    cube = typical.pivot_table(index=["scenario", "hour"], columns="series", values="value")
     missing = [n for n in kinds if n not in cube.columns]
     if missing:
         raise case.error(
             f"the typical days have no series {missing}: re-run 'adnstudy cluster' for this case", "profiles", "series"
         )
-    cube = cube.reindex(pd.MultiIndex.from_product([clusters, range(HOURS)], names=["cluster", "hour"]))
+    cube = cube.reindex(pd.MultiIndex.from_product([scenarios, range(HOURS)], names=["scenario", "hour"]))
     first_of: dict[str, str] = {}
     for name, kind in kinds.items():
         first_of.setdefault(kind, name)
-    series = {n: cube[n].to_numpy().reshape(len(clusters), HOURS) for n in kinds}
-    return TypicalDays(clusters=clusters, days_weight=weights["days"].to_numpy(dtype=float), series=series,
+    series = {n: cube[n].to_numpy().reshape(len(scenarios), HOURS) for n in kinds}
+    return TypicalDays(scenarios=scenarios, days_weight=weights["days"].to_numpy(dtype=float), series=series,
                        first_of=first_of)

@@ -115,7 +115,7 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
     wind_avail = td.of_kind("wind") if "wind" in td.first_of else np.zeros((td.n_days, HOURS))
     mg_pos = np.array([feeder.position(mg.bus) for mg in cfg.microgrids])
     days = []
-    for k, cluster in enumerate(td.clusters):
+    for k, scenario in enumerate(td.scenarios):
         mgs = []
         for m, mg in enumerate(cfg.microgrids):
             others = [n for n in range(len(names)) if n != m]
@@ -133,7 +133,7 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
             mg_pos=mg_pos, pcc_limit_pu=np.array([mg.pcc_limit_mw / B for mg in cfg.microgrids]),
             wholesale_usd_per_mwh=float(eco.wholesale_price_usd_per_mwh), limits=limits,
         )
-        days.append(DayData(scenario=int(cluster), weight_days=float(td.days_weight[k]), adn=adn, mgs=mgs))
+        days.append(DayData(scenario=int(scenario), weight_days=float(td.days_weight[k]), adn=adn, mgs=mgs))
     return days
 
 

@@ -25,6 +25,7 @@ from adnstudy.cluster.typical_days import (
     sse_curve,
 )
 from adnstudy.config.load import Case
+from adnstudy.results.figures import new_figure
 from adnstudy.results.store import StageWriter
 
 K_MAX_SUGGEST = 15
@@ -109,7 +110,10 @@ def cluster_stage(case: Case, out_dir: Path, run_key: str | None = None) -> dict
 
 
 def tables(data: DayData, res: TypicalDays) -> dict[str, pd.DataFrame]:
-    """Tidy tables: one row per (day, hour, series), (cluster, hour, series), cluster, day."""
+    """Tidy tables: one row per (day, hour, series), (scenario, hour, series), scenario, day.
+
+    ``day`` is a day of the profiles' year; ``scenario`` a typical (or extreme) day.
+    """
     n_days, n_series = data.n_days, len(data.series)
     n_clusters = len(res.days)
     profiles = pd.DataFrame({
@@ -119,38 +123,28 @@ def tables(data: DayData, res: TypicalDays) -> dict[str, pd.DataFrame]:
         "value": data.values.ravel(),
     })
     typical = pd.DataFrame({
-        "cluster": np.repeat(np.arange(n_clusters), 24 * n_series),
+        "scenario": np.repeat(np.arange(n_clusters), 24 * n_series),
         "hour": np.tile(np.repeat(np.arange(24), n_series), n_clusters),
         "series": np.tile(np.array(data.series), n_clusters * 24),
         "value": res.representatives.ravel(),
     })
     weights = pd.DataFrame({
-        "cluster": np.arange(n_clusters),
+        "scenario": np.arange(n_clusters),
         "days": res.days,
         "weight": res.days / res.days.sum(),
         "is_extreme": res.is_extreme,
-        "representative_day": [str(data.dates[d].date()) if d >= 0 else None for d in res.medoid_day],
+        "representative_date": [str(data.dates[d].date()) if d >= 0 else None for d in res.medoid_day],
     })
     assignment = pd.DataFrame({
         "day": np.arange(n_days),
         "date": data.dates.date,
-        "cluster": res.assignment,
+        "scenario": res.assignment,
     })
     return {"profiles": profiles, "typical": typical, "weights": weights, "assignment": assignment}
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def decision_figure(dp: DensityPeaks, res: TypicalDays, data: DayData):
-    plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (ax1, ax2) = new_figure(10, 3.8, 1, 2)
     keep = np.flatnonzero(~np.isin(np.arange(data.n_days), res.medoid_day[res.is_extreme]))
     seed_local = np.searchsorted(keep, res.seeds)
     ax1.scatter(dp.rho, dp.delta, s=10, c="0.6", label="days")
@@ -167,14 +161,12 @@ def decision_figure(dp: DensityPeaks, res: TypicalDays, data: DayData):
     ax2.set_title("sorted decision values")
     ax2.legend()
     fig.tight_layout()
-    plt.close(fig)
     return fig
 
 
 def typical_figure(data: DayData, res: TypicalDays):
-    plt = _plt()
     n = len(data.series)
-    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.4), squeeze=False)
+    fig, axes = new_figure(4 * n, 3.4, 1, n, squeeze=False)
     for s, ax in enumerate(axes[0]):
         for c in range(len(res.days)):
             style = "--" if res.is_extreme[c] else "-"
@@ -185,5 +177,4 @@ def typical_figure(data: DayData, res: TypicalDays):
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    plt.close(fig)
     return fig

@@ -18,7 +18,9 @@ from adnstudy.checks import checked_inputs
 from adnstudy.config.load import Case
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.powerflow import PowerFlowResult, run_powerflow
+from adnstudy.results.figures import new_figure
 from adnstudy.results.store import StageWriter
+from adnstudy.results.tables import branch_table, bus_table
 
 Mode = Literal["peak", "year"]
 
@@ -61,30 +63,17 @@ def powerflow_stage(case: Case, out_dir: Path, mode: Mode = "peak", run_key: str
 def result_tables(
     feeder: Feeder, res: PowerFlowResult, p: np.ndarray, q: np.ndarray, times: pd.DatetimeIndex | None
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Tidy tables, one row per (snapshot, bus) and (snapshot, branch)."""
+    """Tidy tables, one row per (snapshot, bus) and (snapshot, branch), and one per snapshot."""
     n_snap = res.v.shape[1]
     snap = np.arange(n_snap)
-    nb, nl = feeder.n_bus, feeder.n_branch
-    bus = pd.DataFrame({
-        "snapshot": np.repeat(snap, nb),
-        "bus": np.tile(feeder.bus_ids, n_snap),
-        "v_pu": res.v_pu.T.ravel(),
-        "va_deg": res.va_deg.T.ravel(),
-        "p_load_mw": p.T.ravel(),
-        "q_load_mvar": q.T.ravel(),
-    })
+    index = {"snapshot": snap}
+    bus = bus_table(feeder, index, {"v_pu": res.v_pu, "va_deg": res.va_deg, "p_load_mw": p, "q_load_mvar": q})
     i_ka = res.i_branch_ka
     rating = feeder.branches["rating_a"].to_numpy()[:, None] / 1000.0
-    branch = pd.DataFrame({
-        "snapshot": np.repeat(snap, nl),
-        "from_bus": np.tile(feeder.branches["from_bus"].to_numpy(), n_snap),
-        "to_bus": np.tile(feeder.branches["to_bus"].to_numpy(), n_snap),
-        "p_mw": (res.s_from.real * feeder.base_mva).T.ravel(),
-        "q_mvar": (res.s_from.imag * feeder.base_mva).T.ravel(),
-        "i_ka": i_ka.T.ravel(),
-        "loss_mw": (res.loss.real * feeder.base_mva).T.ravel(),
-        "loss_mvar": (res.loss.imag * feeder.base_mva).T.ravel(),
-        "loading_pct": (100.0 * i_ka / rating).T.ravel(),
+    branch = branch_table(feeder, index, {
+        "p_mw": res.s_from.real * feeder.base_mva, "q_mvar": res.s_from.imag * feeder.base_mva, "i_ka": i_ka,
+        "loss_mw": res.loss.real * feeder.base_mva, "loss_mvar": res.loss.imag * feeder.base_mva,
+        "loading_pct": 100.0 * i_ka / rating,
     })
     vmin_pos = np.argmin(res.v_pu, axis=0)
     summary = pd.DataFrame({
@@ -120,12 +109,7 @@ def summarise(feeder: Feeder, res: PowerFlowResult, summary: pd.DataFrame, mode:
 
 
 def voltage_figure(feeder: Feeder, res: PowerFlowResult, figures: dict[str, Any]):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 3.2))
+    fig, ax = new_figure(7, 3.2)
     worst = figures.get("worst_snapshot", 0)
     ax.plot(np.arange(feeder.n_bus), res.v_pu[:, worst], marker="o", ms=3)
     ax.set_xticks(np.arange(feeder.n_bus)[:: max(1, feeder.n_bus // 16)])
@@ -134,5 +118,4 @@ def voltage_figure(feeder: Feeder, res: PowerFlowResult, figures: dict[str, Any]
     ax.set_ylabel("voltage (pu)")
     ax.set_title(f"{feeder.name}: voltage at the worst snapshot (min {figures['v_min_pu']:.4f} pu at bus {figures['v_min_bus']})")
     ax.grid(alpha=0.3)
-    plt.close(fig)
     return fig
