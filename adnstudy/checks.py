@@ -2,8 +2,8 @@
 
 A check looks at the case and what it reads (the feeder, the profiles) and
 raises a :class:`~adnstudy.errors.CaseError` naming the file, field or bus and
-what is wrong. :data:`STAGE_CHECKS` says which checks each stage relies on; a
-stage runs them (:func:`checked_inputs`) before it solves anything, and
+what is wrong. The stage registry (``stages/registry.py``) says which checks
+each stage relies on; a stage runs them before it solves anything, and
 ``validate`` runs those of every stage the case has sections for, so a case
 that validates is never rejected later for a reason in the case file.
 
@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
-from adnstudy.config.schema import STAGE_SECTIONS
 from adnstudy.errors import CaseError
 from adnstudy.network.feeder import Feeder, load_feeder
 
@@ -234,40 +233,3 @@ WHOLESALE_PRICE = Check("wholesale price", lambda i: check_wholesale_price(i.cas
 OUTAGE_DATA = Check("outage data", check_outage_data, lambda case: case.config.reliability is not None)
 SAIFI_LIMIT = Check("SAIFI limit", check_saifi_limit, lambda case: case.config.reliability is not None)
 SOLVER = Check("solver", lambda i: check_solver(i.case))
-
-#: The checks each stage relies on, in the order they run.
-STAGE_CHECKS: dict[str, tuple[Check, ...]] = {
-    "powerflow": (FEEDER,),
-    "cluster": (FEEDER, PROFILES, CLUSTER_DAYS),
-    "reliability": (FEEDER, OUTAGE_DATA),
-    "plan": (FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
-    "dispatch": (FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, SOLVER),
-}
-
-
-def checked_inputs(case: Case, stage: str, inputs: CaseInputs | None = None) -> CaseInputs:
-    """The stage's sections are present and its checks pass; its inputs, loaded once."""
-    case.require(stage)
-    inputs = inputs or CaseInputs(case)
-    for check in STAGE_CHECKS.get(stage, (FEEDER,)):
-        check(inputs)
-    return inputs
-
-
-def applicable_stages(case: Case) -> list[str]:
-    """Stages whose case sections are all present."""
-    return [s for s, sections in STAGE_SECTIONS.items()
-            if s in STAGE_CHECKS and all(getattr(case.config, x) is not None for x in sections)]
-
-
-def validate_case(case: Case) -> tuple[CaseInputs, list[str]]:
-    """Run the checks of every stage the case has sections for; return the inputs and those stages."""
-    inputs = CaseInputs(case)
-    stages = applicable_stages(case)
-    done: set[str] = set()
-    for stage in stages:
-        for check in STAGE_CHECKS[stage]:
-            if check.name not in done:
-                check(inputs)
-                done.add(check.name)
-    return inputs, stages

@@ -7,7 +7,7 @@ usage), 1 a solve or computation that failed.
 from __future__ import annotations
 
 import functools
-import json
+import inspect
 import logging
 import sys
 import traceback
@@ -20,6 +20,7 @@ import typer
 
 from adnstudy import __version__
 from adnstudy.errors import AdnstudyError
+from adnstudy.stages.registry import STAGES, Stage, resolve
 
 app = typer.Typer(
     name="adnstudy",
@@ -126,7 +127,7 @@ def validate(case: CaseArg) -> None:
 
     Example: adnstudy validate cases/ieee33.yaml
     """
-    from adnstudy.checks import validate_case
+    from adnstudy.stages.registry import validate_case
 
     c = _load(case)
     inputs, stages = validate_case(c)
@@ -150,192 +151,45 @@ def validate(case: CaseArg) -> None:
     typer.echo("\n".join(lines))
 
 
-@app.command()
-@handled
-def powerflow(
-    case: CaseArg,
-    out: OutOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
-    year: Annotated[bool, typer.Option("--year", help="Every hour of the case's profiles, not just the peak.")] = False,
-) -> None:
-    """AC power flow (backward/forward sweep) of the case's peak snapshot, or of every hour.
+def _stage_command(stage: Stage) -> Callable[..., None]:
+    """The command of a registry stage: its options, its help, one library call, its report."""
 
-    Prints losses and the minimum voltage (published bus numbers, substation = 1)
-    and writes bus, branch and summary tables to OUT/powerflow/.
+    def command(case: Path, out: Path | None = None, **given: Any) -> None:
+        from adnstudy.pipeline import run_stage
 
-    Example: adnstudy powerflow cases/ieee33.yaml --json
-    """
-    from adnstudy.pipeline import run_stage
+        c = _load(case)
+        for opt in stage.options:
+            if opt.kind == "action" and given.get(opt.name):
+                with progress(stage.progress):
+                    lines = resolve(opt.action)(c)
+                _echo(lines)
+                return
+        out_dir = _out(c, out)
+        with progress(stage.progress):
+            summary = run_stage(c, out_dir, stage.name, **given)
+        _echo(resolve(stage.report)(c, out_dir, summary, given))
 
-    c = _load(case)
-    out_dir = _out(c, out)
-    with progress("Solving the AC power flow"):
-        summary = run_stage(c, out_dir, "powerflow", mode="year" if year else "peak")
-    if json_out:
-        typer.echo(json.dumps(summary))
-        return
-    net = c.config.network
-    where = "at the peak" if not year else f"in the worst of {summary['hours']} hours"
-    typer.echo(
-        f"{c.name}: losses {where} {summary['p_loss_kw']:.2f} kW, {summary['q_loss_kvar']:.2f} kvar; "
-        f"minimum voltage {summary['v_min_pu']:.4f} pu at bus {summary['v_min_bus']}"
-    )
-    if year:
-        typer.echo(f"annual energy losses {summary['energy_loss_mwh']:.1f} MWh of {summary['energy_import_mwh']:.1f} MWh imported")
-    if summary["v_min_pu"] < net.v_min_pu:
-        typer.echo(f"note: below the case's lower limit v_min_pu = {net.v_min_pu}", err=True)
-    typer.echo(f"results: {out_dir / 'powerflow'}")
+    params = [
+        inspect.Parameter("case", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=CaseArg),
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutOpt),
+    ] + [
+        inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default,
+                          annotation=Annotated[o.annotation, typer.Option(*o.flags, help=o.help, metavar=o.metavar)])
+        for o in stage.options
+    ]
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__name__ = stage.name
+    command.__doc__ = stage.help
+    return command
 
 
-@app.command()
-@handled
-def cluster(
-    case: CaseArg,
-    out: OutOpt = None,
-    suggest_k: Annotated[
-        bool, typer.Option("--suggest-k", help="Propose K from the γ curve and the SSE elbow, explain, and stop.")
-    ] = False,
-) -> None:
-    """Typical days by density-peaks-seeded K-means, compared with the usual alternatives.
-
-    Writes profiles, typical, weights, assignment and metrics tables and two
-    figures to OUT/cluster/.
-
-    Example: adnstudy cluster cases/ieee33.yaml
-    """
-    from adnstudy.pipeline import run_stage
-    from adnstudy.stages.cluster import case_days
-    from adnstudy.stages.cluster import suggest_k as propose
-
-    c = _load(case)
-    if suggest_k:
-        c.require("cluster")
-        cfg = c.config.clustering
-        assert cfg is not None
-        with progress("Reading the γ and SSE curves"):
-            s = propose(case_days(c), cfg.neighbour_fraction, cfg.kernel)
-        typer.echo(f"suggested k = {s['k']} (the case has k = {cfg.k})")
-        typer.echo(s["reason"])
-        return
-    out_dir = _out(c, out)
-    with progress("Clustering typical days"):
-        summary = run_stage(c, out_dir, "cluster")
-    typer.echo(
-        f"{c.name}: {summary['k']} typical days + {summary['scenarios'] - summary['k']} extreme day(s) "
-        f"for {summary['days']} days; reconstruction RMSE {summary['rmse']:.4f}"
-        + (f" (k-means++ x10: {summary['rmse_kmeans_pp']:.4f})" if "rmse_kmeans_pp" in summary else "")
-        + f"; {summary['seconds']:.3f} s"
-    )
-    typer.echo(f"results: {out_dir / 'cluster'}")
+def _echo(lines: list[tuple[str, bool]]) -> None:
+    for text, to_stderr in lines:
+        typer.echo(text, err=to_stderr)
 
 
-@app.command()
-@handled
-def plan(
-    case: CaseArg,
-    out: OutOpt = None,
-    solver: Annotated[
-        str | None,
-        typer.Option("--solver", help="'default' (branch-and-bound on Clarabel) or a CVXPY solver: SCIP, GUROBI, MOSEK, ECOS_BB."),
-    ] = None,
-    time_limit: Annotated[float | None, typer.Option("--time-limit", help="Seconds; the best plan found is kept.")] = None,
-    with_reliability: Annotated[
-        bool, typer.Option("--reliability/--no-reliability", help="Use the case's reliability section (default: yes).")
-    ] = True,
-) -> None:
-    """RES siting and sizing over the typical days (MISOCP over DistFlow), checked by AC power flow.
-
-    Needs the typical days of 'adnstudy cluster'. Writes investment, bus, branch
-    and cost tables and two figures to OUT/plan/.
-
-    Example: adnstudy plan cases/ieee33.yaml --time-limit 120
-    """
-    from adnstudy.pipeline import run_stage
-
-    c = _load(case)
-    out_dir = _out(c, out)
-    options = {k: v for k, v in {"solver": solver, "time_limit": time_limit}.items() if v is not None}
-    if not with_reliability:
-        options["reliability"] = False
-    with progress("Solving the planning MISOCP"):
-        s = run_stage(c, out_dir, "plan", **options)
-    gap = "n/a" if s["gap"] is None else f"{s['gap']:.2e}"
-    typer.echo(
-        f"{c.name}: {s['built']} site(s), {s['capacity_mw']:.3f} MW; annual cost {s['total_usd']:,.0f} USD; "
-        f"status {s['status']}, gap {gap}; AC check max |dV| {s['max_dv_pu']:.1e} pu"
-        + (f"; SAIDI {s['SAIDI_h']:.3f} h, EENS {s['EENS_mwh']:.2f} MWh" if "SAIDI_h" in s else "")
-    )
-    if not s["tight"]:
-        typer.echo(
-            "WARNING: the SOC relaxation is not tight at this plan: the SOCP voltages differ from the AC "
-            "power flow by more than 1e-4 pu; the operating point is not physical (see manifest 'verification')",
-            err=True,
-        )
-    if s["status"] != "optimal":
-        typer.echo(f"note: the plan is not proven optimal (status {s['status']}); see manifest 'solver'", err=True)
-    typer.echo(f"results: {out_dir / 'plan'}")
-
-
-@app.command()
-@handled
-def reliability(
-    case: CaseArg,
-    out: OutOpt = None,
-    plan_dir: Annotated[
-        Path | None, typer.Option("--plan", help="Results folder of a plan whose DG may supply islands.")
-    ] = None,
-) -> None:
-    """IEEE 1366 indices (SAIFI, SAIDI, CAIDI, ASAI, EENS) by enumerating every branch fault.
-
-    Writes reliability and bus_reliability tables to OUT/reliability/.
-
-    Example: adnstudy reliability cases/ieee33.yaml --plan results/ieee33
-    """
-    from adnstudy.stages.reliability import reliability_stage
-
-    c = _load(case)
-    out_dir = _out(c, out)
-    s = reliability_stage(c, out_dir, plan_dir=plan_dir)
-    what = f"with the plan in {plan_dir}" if plan_dir is not None else "without DG"
-    typer.echo(
-        f"{c.name} ({what}): SAIFI {s['SAIFI']:.4f} /yr, SAIDI {s['SAIDI']:.4f} h/yr, CAIDI {s['CAIDI']:.4f} h, "
-        f"ASAI {s['ASAI']:.6f}, EENS {s['EENS']:.3f} MWh/yr"
-    )
-    typer.echo(f"results: {out_dir / 'reliability'}")
-
-
-@app.command()
-@handled
-def dispatch(
-    case: CaseArg,
-    out: OutOpt = None,
-    scenario: Annotated[list[int] | None, typer.Option("--scenario", "--day", help="Only this typical day (a scenario id); repeat for several.")] = None,
-) -> None:
-    """Day-ahead MG–ADN dispatch with bilateral trading: welfare clearing, then Nash-bargaining payments.
-
-    Solved distributedly (ATC between the ADN and the MGs, closed-form ADMM
-    among the MGs) and centrally as the reference, for every typical day of
-    'adnstudy cluster'. Writes schedule, trades, payments, agents, adn,
-    network and convergence tables and three figures to OUT/dispatch/.
-
-    Example: adnstudy dispatch cases/ieee33.yaml --day 0
-    """
-    from adnstudy.pipeline import run_stage
-
-    c = _load(case)
-    out_dir = _out(c, out)
-    options = {"scenarios": sorted(set(scenario))} if scenario else {}
-    with progress("Clearing the market and bargaining, day by day"):
-        s = run_stage(c, out_dir, "dispatch", **options)
-    gains = ", ".join(f"{k} {v:,.2f}" for k, v in s["gains_usd"].items())
-    span = "per year" if not scenario else "for the chosen typical day(s) x their weights"
-    typer.echo(
-        f"{c.name}: {s['scenarios']} typical day(s); market cost {s['distributed_usd']:,.2f} USD {span} "
-        f"(centralised {s['centralised_usd']:,.2f}, max gap {s['max_gap']:.1e}); at most {s['max_iterations']} "
-        f"ATC/ADMM iterations, PCC mismatch {s['max_pcc_mismatch_mw']:.1e} MW, reciprocity "
-        f"{s['max_reciprocity_mw']:.1e} MW; MG gains {gains} USD"
-    )
-    typer.echo(f"results: {out_dir / 'dispatch'}")
+for _stage in STAGES:  # one command per stage of the registry
+    app.command(name=_stage.name)(handled(_stage_command(_stage)))
 
 
 @app.command()

@@ -1,11 +1,12 @@
-"""The stages in order, and ``adnstudy run``: run each one whose inputs or case changed.
+"""Running stages: one now (each stage command), or all of them in order (``adnstudy run``).
 
-A stage is skipped when its manifest carries the same *run key*: a hash of the
-package version, the resolved case configuration, the contents of the files the
-case reads (feeder tables, profile files, the SimBench data set), the stage's
-options and the manifests of the stages it reads. ``--force`` runs everything
-again. Single-stage commands record the same key, so ``run`` after them skips
-what they already did with the same options.
+A stage is skipped by ``run`` when its manifest carries the same *run key*: a
+hash of the package version, the resolved case configuration, the contents of
+the files the case reads (feeder tables, profile files, the SimBench data set),
+the stage's result options and the manifests of the stages it reads (as the
+registry declares them). ``--force`` runs everything again. Single-stage
+commands record the same key, so ``run`` after them skips what they already
+did with the same options.
 """
 
 from __future__ import annotations
@@ -13,68 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adnstudy import __version__
 from adnstudy.config.load import Case
-from adnstudy.config.schema import STAGE_SECTIONS
 from adnstudy.results.store import manifest_digest, read_manifest
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    run: Callable[..., dict[str, Any]]  # run(case, out_dir, run_key=...) -> summary
-    requires: tuple[str, ...] = ()
-    options: dict[str, Any] = field(default_factory=dict)
-
-
-def _powerflow(case: Case, out_dir: Path, run_key: str | None = None, mode: str = "peak") -> dict[str, Any]:
-    from adnstudy.stages.powerflow import powerflow_stage
-
-    return powerflow_stage(case, out_dir, mode=mode, run_key=run_key)  # type: ignore[arg-type]
-
-
-def _cluster(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
-    from adnstudy.stages.cluster import cluster_stage
-
-    return cluster_stage(case, out_dir, run_key=run_key)
-
-
-def _plan(case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
-          time_limit: float | None = None, reliability: bool = True) -> dict[str, Any]:
-    import logging
-
-    from adnstudy.stages.plan import plan_stage
-
-    verbose = logging.getLogger().level <= logging.INFO
-    return plan_stage(case, out_dir, run_key=run_key, solver=solver, time_limit=time_limit, verbose=verbose,
-                      reliability=reliability)
-
-
-def _reliability(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
-    from adnstudy.stages.reliability import reliability_stage
-
-    return reliability_stage(case, out_dir, run_key=run_key)
-
-
-def _dispatch(case: Case, out_dir: Path, run_key: str | None = None, scenarios: list[int] | None = None) -> dict[str, Any]:
-    from adnstudy.stages.dispatch import dispatch_stage
-
-    return dispatch_stage(case, out_dir, run_key=run_key, scenarios=scenarios)
-
-
-#: Every stage ``adnstudy run`` knows, in dependency order.
-STAGES: tuple[Stage, ...] = (
-    Stage("powerflow", _powerflow, options={"mode": "peak"}),
-    Stage("cluster", _cluster),
-    Stage("reliability", _reliability),
-    Stage("plan", _plan, requires=("cluster",)),
-    Stage("dispatch", _dispatch, requires=("cluster",)),
-)
-BY_NAME = {s.name: s for s in STAGES}
+from adnstudy.stages.registry import BY_NAME, STAGES, Stage, missing_sections, resolve
 
 
 def _file_digest(path: Path) -> str:
@@ -113,7 +60,7 @@ def run_key(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any] | N
         "config": case.config_sha256,
         "files": input_digests(case),
         "stage": stage.name,
-        "options": {**stage.options, **(options or {})},
+        "options": {k: str(v) for k, v in (options or {}).items()},
         "inputs": {s: manifest_digest(out_dir, s) for s in stage.requires},
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -128,37 +75,38 @@ class StageOutcome:
 
 def applicable(case: Case, stage: Stage) -> str | None:
     """None if the case has what the stage needs, else the reason to leave it out."""
-    missing = [s for s in STAGE_SECTIONS[stage.name] if getattr(case.config, s) is None]
+    missing = missing_sections(case, stage)
     return f"case has no {', '.join(missing)} section" if missing else None
+
+
+def run_stage(case: Case, out_dir: Path, name: str, **options: Any) -> dict[str, Any]:
+    """Run one stage now (as its own command does), recording its run key."""
+    stage = BY_NAME[name]
+    opts = stage.result_options(options)
+    return resolve(stage.run)(case, out_dir, run_key=run_key(case, out_dir, stage, opts), **opts)
 
 
 def run_all(
     case: Case, out_dir: Path, *, force: bool = False, on_start: Callable[[str], None] | None = None
 ) -> list[StageOutcome]:
+    """Every stage of ``adnstudy run`` in order, with its default options; skip those up to date."""
     outcomes: list[StageOutcome] = []
-    for stage in STAGES:
+    for stage in (s for s in STAGES if s.in_run):
         reason = applicable(case, stage)
         if reason:
             outcomes.append(StageOutcome(stage.name, "not in case", reason))
             continue
         key = run_key(case, out_dir, stage)
-        old = read_manifest(out_dir, stage.name)
+        old = read_manifest(out_dir, stage.folder_for())
         if not force and old is not None and old.get("run_key") == key:
             outcomes.append(StageOutcome(stage.name, "up to date", "inputs and case unchanged"))
             continue
         if on_start:
             on_start(stage.name)
-        summary = stage.run(case, out_dir, run_key=key, **stage.options)
+        summary = resolve(stage.run)(case, out_dir, run_key=key)
         outcomes.append(StageOutcome(stage.name, "ran", _short(summary)))
     return outcomes
 
 
 def _short(summary: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items())
-
-
-def run_stage(case: Case, out_dir: Path, name: str, **options: Any) -> dict[str, Any]:
-    """Run one stage now (as its own command does), recording its run key."""
-    stage = BY_NAME[name]
-    opts = {**stage.options, **options}
-    return stage.run(case, out_dir, run_key=run_key(case, out_dir, stage, opts), **opts)

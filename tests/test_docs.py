@@ -9,8 +9,9 @@
 * ``docs/results.md``: every column of every stage table has a row under the
   heading ``### `<stage>/<table>.parquet```, and the manifest keys are named.
 
-A later stage registers its tables in :data:`STAGE_TABLES`: a function that
-returns ``{table name: column names}``, cheaply (no full solve if avoidable).
+Every stage of the registry (``adnstudy/stages/registry.py``) has a function
+in :data:`STAGE_TABLES` that returns ``{table name: column names}``, cheaply
+(no full solve if avoidable); its tables must be those the registry declares.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ import pandas as pd
 import pytest
 from pydantic import BaseModel
 
-from adnstudy.config.schema import STAGE_SECTIONS, CaseConfig, NetworkConfig
+from adnstudy.config.schema import CaseConfig, NetworkConfig
 from adnstudy.network import feeder as feeder_module
+from adnstudy.stages.registry import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE_DOC = ROOT / "docs" / "case.md"
@@ -126,7 +128,7 @@ def test_case_doc_has_every_field(path: str):
 def test_case_doc_names_every_stage():
     body = find_section(case_doc(), "Which stage needs which section", code=False)
     assert body is not None
-    assert set(STAGE_SECTIONS) <= row_names(body)
+    assert {s.name for s in STAGES} <= row_names(body)
 
 
 def test_case_doc_has_every_feeder_column():
@@ -283,6 +285,18 @@ STAGE_TABLES: dict[str, Callable[[], dict[str, list[str]]]] = {
 
 
 @pytest.mark.parametrize("stage", sorted(STAGE_TABLES))
+def test_stage_writes_the_tables_it_declares(stage: str):
+    """The registry's declaration (which the results store enforces) is what the stage's table builders make."""
+    declared = next(s for s in STAGES if s.name == stage)
+    made = set(STAGE_TABLES[stage]())
+    assert set(declared.tables) <= made <= set(declared.tables) | set(declared.optional_tables)
+
+
+def test_every_stage_has_its_tables_checked():
+    assert set(STAGE_TABLES) == {s.name for s in STAGES}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_TABLES))
 def test_results_doc_has_every_column(stage: str):
     for table, columns in STAGE_TABLES[stage]().items():
         key = f"{stage}/{table}.parquet"
@@ -299,7 +313,7 @@ def powerflow_manifest(tmp_path_factory) -> dict:
     from adnstudy.stages.powerflow import powerflow_stage
 
     out = tmp_path_factory.mktemp("results")
-    powerflow_stage(load_case(ROOT / "cases" / "ieee33.yaml"), out, mode="peak")
+    powerflow_stage(load_case(ROOT / "cases" / "ieee33.yaml"), out)
     manifest = read_manifest(out, "powerflow")
     assert manifest is not None
     return manifest

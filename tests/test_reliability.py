@@ -164,7 +164,7 @@ def test_tight_limit_binds_and_changes_the_plan(study):
     # the unconstrained plan's SAIDI, by fault enumeration, violates the tight limit ...
     result = runner.invoke(app, ["reliability", str(study["tight"][0]), "--plan", str(none_dir), "--out", str(none_dir)])
     assert result.exit_code == 0, result.output
-    before = pd.read_parquet(none_dir / "reliability" / "reliability.parquet").set_index("index").loc["SAIDI", "value"]
+    before = pd.read_parquet(none_dir / "reliability_plan" / "reliability.parquet").set_index("index").loc["SAIDI", "value"]
     assert before > 5.9
     # ... so the constrained plan differs and meets it
     tight = study["tight"][1] / "plan"
@@ -183,7 +183,7 @@ def test_evaluator_equals_optimiser_on_shipped_case(study):
     result = runner.invoke(app, ["reliability", str(case), "--plan", str(folder), "--out", str(folder)])
     assert result.exit_code == 0
     a = pd.read_parquet(folder / "plan" / "reliability.parquet")
-    b = pd.read_parquet(folder / "reliability" / "reliability.parquet")
+    b = pd.read_parquet(folder / "reliability_plan" / "reliability.parquet")
     np.testing.assert_allclose(a["value"], b["value"], rtol=1e-12)
     # and without DG: the matrices against enumeration on the shipped feeder
     case_obj = load_case(case)

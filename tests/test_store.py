@@ -99,3 +99,29 @@ def test_profile_kinds_are_checked(tmp_path):
     bad_site.write_text(base.replace("{bus: 7,  tech: pv,", "{bus: 7,  tech: pv, profile: wind,"))
     r = runner.invoke(app, ["validate", str(bad_site)])
     assert r.exit_code == 2 and "candidates.sites[0].profile" in r.stderr and "wind series, not pv" in r.stderr
+
+
+def test_reliability_goes_through_the_runner(tmp_path):
+    """reliability records its run key like every stage; a --plan result has its own folder that run leaves alone."""
+    case_file = tmp_path / "c.yaml"
+    text = (ROOT / "cases" / "ieee33.yaml").read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
+    # reliability and powerflow only: no profiles, candidates, economics, microgrids or market
+    keep = [s for s in text.split("\n\n") if not s.lstrip().startswith(("profiles:", "clustering:", "candidates:",
+                                                                         "microgrids:", "market:"))]
+    case_file.write_text("\n\n".join(keep))
+    out = tmp_path / "out"
+    runner = CliRunner()
+    alone = runner.invoke(app, ["reliability", str(case_file), "--out", str(out)])
+    assert alone.exit_code == 0, alone.output
+    first = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
+    assert "reliability up to date" in first.stdout, first.stdout
+    # a plan's indices (here: the no-DG network through --plan's folder logic) go to reliability_plan/
+    fake_plan = tmp_path / "planned"
+    (fake_plan / "plan").mkdir(parents=True)
+    result = runner.invoke(app, ["reliability", str(case_file), "--out", str(out), "--plan", str(fake_plan)])
+    assert result.exit_code == 2 and "plan/investment.parquet is missing" in result.stderr
+    assert not (out / "reliability_plan").exists()
+    stamp = (out / "reliability" / "manifest.json").read_text()
+    again = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
+    assert "reliability up to date" in again.stdout
+    assert (out / "reliability" / "manifest.json").read_text() == stamp

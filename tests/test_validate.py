@@ -1,6 +1,6 @@
 """``adnstudy validate`` rejects every case a stage would reject for a reason in the case file.
 
-Each stage runs its registered checks (``adnstudy/checks.py``, :data:`STAGE_CHECKS`)
+Each stage runs the checks the registry gives it (``adnstudy/stages/registry.py``)
 before it solves anything; ``validate`` runs those of every stage the case has
 sections for. Below, one bad case per way a check can fail: ``validate`` and
 the stage both exit 2 with the same message, and the stage writes nothing. A
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from adnstudy.checks import STAGE_CHECKS
 from adnstudy.cli import app
+from adnstudy.stages.registry import all_checks
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "ieee33.yaml"
@@ -72,11 +72,12 @@ def variant(tmp_path: Path, bad: Bad) -> Path:
 
 
 def test_every_check_is_walked() -> None:
-    registered = {c.name for checks in STAGE_CHECKS.values() for c in checks}
+    checks = all_checks()
+    registered = {c.name for stage_checks in checks.values() for c in stage_checks}
     assert registered == {b.check for b in BAD}
     for b in BAD:  # each bad case names only stages that run the check
         for stage in b.stages:
-            assert b.check in {c.name for c in STAGE_CHECKS[stage]}, (b.check, stage)
+            assert b.check in {c.name for c in checks[stage]}, (b.check, stage)
 
 
 @pytest.mark.parametrize("bad", BAD, ids=lambda b: f"{b.check}:{b.field}")
@@ -102,7 +103,7 @@ def test_reliability_stage_reports_a_saifi_limit_it_cannot_meet(tmp_path: Path) 
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize(("case", "stages"), [("ieee33", "powerflow, cluster, plan, reliability, dispatch"),
+@pytest.mark.parametrize(("case", "stages"), [("ieee33", "powerflow, cluster, reliability, plan, dispatch"),
                                              ("ieee69", "powerflow, cluster, dispatch")])
 def test_shipped_cases_are_checked_for_every_stage(case: str, stages: str) -> None:
     result = runner.invoke(app, ["validate", str(ROOT / "cases" / f"{case}.yaml")])

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from adnstudy.config.schema import STAGE_SECTIONS, CaseConfig
+from adnstudy.config.schema import CaseConfig
 from adnstudy.errors import CaseError
 
 Loc = tuple[str | int, ...]
@@ -55,16 +55,6 @@ class Case:
         """A :class:`CaseError` pointing at field ``loc`` of this case."""
         file, line = self.where(*loc)
         return CaseError(message, file=file, field=_dotted(loc) or None, line=line)
-
-    def require(self, stage: str) -> None:
-        """Raise a clear error if a section the stage needs is absent."""
-        for section in STAGE_SECTIONS[stage]:
-            if getattr(self.config, section) is None:
-                raise CaseError(
-                    f"stage '{stage}' needs the '{section}' section, which this case does not have",
-                    file=self.path,
-                    field=section,
-                )
 
 
 def _dotted(loc: Loc) -> str:

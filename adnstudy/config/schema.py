@@ -2,8 +2,8 @@
 
 Every section is a frozen pydantic model that rejects unknown fields, so a typo
 in a case is an error naming the field instead of a silently ignored setting.
-A stage reads only the sections it needs (:data:`STAGE_SECTIONS`); the others may
-be absent. Engineering units are carried in the field names (``_mw``, ``_pu``,
+A stage reads only the sections it needs (declared in ``stages/registry.py``);
+the others may be absent. Engineering units are carried in the field names (``_mw``, ``_pu``,
 ``_usd_per_mwh``); conversion to per unit happens once, when a model is built.
 The full reference with defaults is ``docs/case.md``.
 """
@@ -350,15 +350,3 @@ class CaseConfig(Strict):
             if dup:
                 raise ValueError(f"microgrid names must be unique; repeated: {dup}")
         return mgs
-
-
-#: Sections each stage needs (besides ``network``, which every stage needs).
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "powerflow": (),
-    "cluster": ("profiles", "clustering"),
-    "plan": ("profiles", "candidates", "economics"),
-    "reliability": ("reliability",),
-    "dispatch": ("profiles", "economics", "microgrids", "market"),
-    "coplan": ("profiles", "candidates", "economics", "microgrids", "market"),
-}
-

@@ -46,12 +46,19 @@ class StageWriter:
             w.record(objective=..., solver={...})
     """
 
-    def __init__(self, out_dir: Path, stage: str, case: Case, inputs: dict[str, str] | None = None):
+    def __init__(
+        self, out_dir: Path, stage: str, case: Case, inputs: dict[str, str | None] | None = None, *,
+        folder: str | None = None, tables: tuple[str, ...] | None = None, optional_tables: tuple[str, ...] = (),
+        figures: tuple[str, ...] | None = None,
+    ):
         self.out_dir = Path(out_dir)
         self.stage = stage
         self.case = case
-        self.final = self.out_dir / stage
-        self.tmp = self.out_dir / f".{stage}.tmp-{uuid.uuid4().hex[:8]}"
+        self.folder = folder or stage
+        self.final = self.out_dir / self.folder
+        self.tmp = self.out_dir / f".{self.folder}.tmp-{uuid.uuid4().hex[:8]}"
+        #: the tables and figures the stage declares (None: not checked)
+        self.declared = (tables, optional_tables, figures)
         self.timings: dict[str, float] = {}
         self.meta: dict[str, Any] = {"inputs": inputs or {}}
         self.tables: list[str] = []
@@ -94,7 +101,20 @@ class StageWriter:
         """Add fields to the manifest (solver record, objective, verification figures ...)."""
         self.meta.update(fields)
 
+    def _check_declared(self) -> None:
+        """A stage writes exactly what it declares (stages/registry.py): a contract, not a user error."""
+        tables, optional, figures = self.declared
+        if tables is not None:
+            missing = sorted(set(tables) - set(self.tables))
+            unknown = sorted(set(self.tables) - set(tables) - set(optional))
+            if missing or unknown:
+                raise RuntimeError(f"stage {self.stage} wrote tables {sorted(self.tables)}, declared {list(tables)} "
+                                   f"(+ optional {list(optional)}): missing {missing}, undeclared {unknown}")
+        if figures is not None and sorted(self.figures) != sorted(figures):
+            raise RuntimeError(f"stage {self.stage} drew figures {self.figures}, declared {list(figures)}")
+
     def _commit(self) -> None:
+        self._check_declared()
         self.timings["total"] = time.perf_counter() - self._t0
         manifest = {
             "adnstudy_version": __version__,
@@ -115,7 +135,7 @@ class StageWriter:
             json.dump(manifest, fh, indent=2, default=_json_default)
         old = None
         if self.final.exists():
-            old = self.out_dir / f".{self.stage}.old-{uuid.uuid4().hex[:8]}"
+            old = self.out_dir / f".{self.folder}.old-{uuid.uuid4().hex[:8]}"
             os.replace(self.final, old)
         os.replace(self.tmp, self.final)
         if old is not None:

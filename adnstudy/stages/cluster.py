@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adnstudy.checks import checked_inputs
 from adnstudy.cluster.density_peaks import DensityPeaks, density_peaks, pairwise
 from adnstudy.cluster.typical_days import (
     METHODS,
@@ -26,14 +25,9 @@ from adnstudy.cluster.typical_days import (
 )
 from adnstudy.config.load import Case
 from adnstudy.results.figures import new_figure
-from adnstudy.results.store import StageWriter
+from adnstudy.stages.registry import Line, checked_inputs, stage_writer
 
 K_MAX_SUGGEST = 15
-
-
-def case_days(case: Case) -> DayData:
-    """The case's year as days, with the checks clustering needs (clear errors on bad data)."""
-    return checked_inputs(case, "cluster").days
 
 
 def _warm_up() -> None:
@@ -61,9 +55,10 @@ def suggest_k(data: DayData, neighbour_fraction: float, kernel: str) -> dict[str
 
 def cluster_stage(case: Case, out_dir: Path, run_key: str | None = None) -> dict[str, Any]:
     cfg = case.config.clustering
-    with StageWriter(out_dir, "cluster", case) as w:
+    inputs = checked_inputs(case, "cluster")
+    with stage_writer(out_dir, case, "cluster") as w:
         with w.phase("load"):
-            data = case_days(case)
+            data = inputs.days
         assert cfg is not None
         kwargs = dict(
             representative=cfg.representative,
@@ -178,3 +173,22 @@ def typical_figure(data: DayData, res: TypicalDays):
     axes[0][-1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:
+    """What ``adnstudy cluster`` prints."""
+    s = summary
+    text = (f"{case.name}: {s['k']} typical days + {s['scenarios'] - s['k']} extreme day(s) for {s['days']} days; "
+            f"reconstruction RMSE {s['rmse']:.4f}"
+            + (f" (k-means++ x10: {s['rmse_kmeans_pp']:.4f})" if "rmse_kmeans_pp" in s else "")
+            + f"; {s['seconds']:.3f} s")
+    return [(text, False), (f"results: {out_dir / 'cluster'}", False)]
+
+
+def suggest_k_report(case: Case) -> list[Line]:
+    """``adnstudy cluster --suggest-k``: K from the γ curve and the SSE elbow, explained."""
+    cfg = case.config.clustering
+    data = checked_inputs(case, "cluster").days
+    assert cfg is not None
+    s = suggest_k(data, cfg.neighbour_fraction, cfg.kernel)
+    return [(f"suggested k = {s['k']} (the case has k = {cfg.k})", False), (s["reason"], False)]

@@ -23,7 +23,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adnstudy.checks import checked_inputs
 from adnstudy.config.load import Case
 from adnstudy.data.typical import typical_days
 from adnstudy.errors import CaseError, SolveError, SolverStatusError
@@ -38,11 +37,11 @@ from adnstudy.problems.dispatch import (
 )
 from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule
 from adnstudy.results.figures import new_figure
-from adnstudy.results.store import StageWriter, manifest_digest, read_table
 from adnstudy.results.tables import bus_table, scenario_index
 from adnstudy.solve.bargaining import BargainResult, bargain
 from adnstudy.solve.conic import DEFAULT, ConicSettings, quiet_solver, solve_conic
 from adnstudy.solve.coordination import CoordinationResult, coordinate, partner_row
+from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 #: A pair counts as trading partners when it traded more than this in some hour (MW).
 TRADED_MW = 1e-4
@@ -51,18 +50,19 @@ TRADED_MW = 1e-4
 NO_POINT = ("infeasible", "infeasible_inaccurate", "user_limit")
 
 
-def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = None) -> list[DayData]:
+def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = None
+                    ) -> tuple[list[DayData], dict[str, str | None]]:
+    """Each chosen typical day's data for the agents; the digests of the stages read."""
     feeder = checked_inputs(case, "dispatch").feeder
-    typical = read_table(out_dir, "cluster", "typical", case)
-    weights = read_table(out_dir, "cluster", "weights", case)
-    days = dispatch_days(case, feeder, typical_days(case, typical, weights))
+    tables, digests = read_inputs(case, out_dir, "dispatch")
+    days = dispatch_days(case, feeder, typical_days(case, tables["cluster", "typical"], tables["cluster", "weights"]))
     if scenarios:
         have = [d.scenario for d in days]
         unknown = [s for s in scenarios if s not in have]
         if unknown:
             raise CaseError(f"--scenario {unknown[0]}: the typical days are {have}", field="--scenario")
         days = [d for d in days if d.scenario in scenarios]
-    return days
+    return days, digests
 
 
 @dataclass(frozen=True)
@@ -239,8 +239,8 @@ def scenario_record(r: ScenarioResult) -> dict[str, Any]:
 
 def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
                    scenarios: list[int] | None = None) -> dict[str, Any]:
-    days = dispatch_inputs(case, out_dir, scenarios)
-    with StageWriter(out_dir, "dispatch", case, inputs={"cluster": manifest_digest(out_dir, "cluster")}) as w:
+    days, digests = dispatch_inputs(case, out_dir, scenarios)
+    with stage_writer(out_dir, case, "dispatch", inputs=digests) as w:
         with w.phase("solve"):
             results = [solve_day(d, case) for d in days]
         max_dv = max(r.verification.max_dv_pu for r in results)
@@ -316,3 +316,17 @@ def figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
     ax.legend()
     figs["costs"] = fig
     return figs
+
+
+def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:
+    """What ``adnstudy dispatch`` prints."""
+    s = summary
+    gains = ", ".join(f"{k} {v:,.2f}" for k, v in s["gains_usd"].items())
+    span = "per year" if not options.get("scenarios") else "for the chosen typical day(s) x their weights"
+    return [
+        (f"{case.name}: {s['scenarios']} typical day(s); market cost {s['distributed_usd']:,.2f} USD {span} "
+         f"(centralised {s['centralised_usd']:,.2f}, max gap {s['max_gap']:.1e}); at most {s['max_iterations']} "
+         f"ATC/ADMM iterations, PCC mismatch {s['max_pcc_mismatch_mw']:.1e} MW, reciprocity "
+         f"{s['max_reciprocity_mw']:.1e} MW; MG gains {gains} USD", False),
+        (f"results: {out_dir / 'dispatch'}", False),
+    ]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adnstudy.checks import check_solver, checked_inputs
+from adnstudy.checks import check_solver
 from adnstudy.config.load import Case
 from adnstudy.errors import SolveError
 from adnstudy.formulation.verify import verify_against_ac
@@ -28,9 +28,9 @@ from adnstudy.problems.plan import (
 )
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.figures import new_figure
-from adnstudy.results.store import StageWriter, manifest_digest, read_table
 from adnstudy.results.tables import branch_table, bus_table, scenario_index
 from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
+from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +45,11 @@ RELAX_HINT = {
 }
 
 
-def load_plan_inputs(case: Case, out_dir: Path) -> PlanData:
+def load_plan_inputs(case: Case, out_dir: Path) -> tuple[PlanData, dict[str, str | None]]:
+    """The checked case and the typical days as the model's data; the digests of the stages read."""
     inputs = checked_inputs(case, "plan")
-    typical = read_table(out_dir, "cluster", "typical", case)
-    weights = read_table(out_dir, "cluster", "weights", case)
-    return plan_data(case, inputs.feeder, typical, weights)
+    tables, digests = read_inputs(case, out_dir, "plan")
+    return plan_data(case, inputs.feeder, tables["cluster", "typical"], tables["cluster", "weights"]), digests
 
 
 def solve_plan(data: PlanData, settings: MipSettings) -> MipResult:
@@ -82,9 +82,11 @@ def check_reliability_consistency(sol: PlanSolution, result: ReliabilityResult, 
 
 def plan_stage(
     case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
-    time_limit: float | None = None, verbose: bool = False, reliability: bool = True,
+    time_limit: float | None = None, reliability: bool = True, verbose: bool | None = None,
 ) -> dict[str, Any]:
-    data = load_plan_inputs(case, out_dir)
+    data, digests = load_plan_inputs(case, out_dir)
+    if verbose is None:  # the branch-and-bound's progress goes to the log at INFO (adnstudy -v)
+        verbose = logging.getLogger().isEnabledFor(logging.INFO)
     if reliability and case.config.reliability is not None:
         data = with_reliability(case, data)
     if solver is not None:
@@ -94,7 +96,7 @@ def plan_stage(
         name=solver or scfg.name, gap=scfg.mip_gap, time_limit_s=time_limit if time_limit is not None else scfg.time_limit_s,
         threads=scfg.threads, options=dict(scfg.options), verbose=verbose,
     )
-    with StageWriter(out_dir, "plan", case, inputs={"cluster": manifest_digest(out_dir, "cluster")}) as w:
+    with stage_writer(out_dir, case, "plan", inputs=digests) as w:
         result = solve_plan(data, settings)
         sol = result.model.solution()
         w.timings.update(result.timings)
@@ -211,3 +213,21 @@ def capacity_figure(data: PlanData, sol: PlanSolution):
     ax.set_title(f"sited capacity: {cap.sum():.3f} MW")
     ax.legend()
     return fig
+
+
+def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:
+    """What ``adnstudy plan`` prints."""
+    s = summary
+    gap = "n/a" if s["gap"] is None else f"{s['gap']:.2e}"
+    lines: list[Line] = [(
+        f"{case.name}: {s['built']} site(s), {s['capacity_mw']:.3f} MW; annual cost {s['total_usd']:,.0f} USD; "
+        f"status {s['status']}, gap {gap}; AC check max |dV| {s['max_dv_pu']:.1e} pu"
+        + (f"; SAIDI {s['SAIDI_h']:.3f} h, EENS {s['EENS_mwh']:.2f} MWh" if "SAIDI_h" in s else ""), False)]
+    if not s["tight"]:
+        lines.append(("WARNING: the SOC relaxation is not tight at this plan: the SOCP voltages differ from the AC "
+                      "power flow by more than 1e-4 pu; the operating point is not physical (see manifest "
+                      "'verification')", True))
+    if s["status"] != "optimal":
+        lines.append((f"note: the plan is not proven optimal (status {s['status']}); see manifest 'solver'", True))
+    lines.append((f"results: {out_dir / 'plan'}", False))
+    return lines

@@ -14,23 +14,23 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from adnstudy.checks import checked_inputs
 from adnstudy.config.load import Case
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.powerflow import PowerFlowResult, run_powerflow
 from adnstudy.results.figures import new_figure
-from adnstudy.results.store import StageWriter
 from adnstudy.results.tables import branch_table, bus_table
+from adnstudy.stages.registry import Line, checked_inputs, stage_writer
 
 Mode = Literal["peak", "year"]
 
 
-def powerflow_stage(case: Case, out_dir: Path, mode: Mode = "peak", run_key: str | None = None) -> dict[str, Any]:
-    """Solve and write the base-case power flow; returns the summary figures."""
+def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year: bool = False) -> dict[str, Any]:
+    """Solve and write the base-case power flow (``year``: every hour of the profiles); return the summary."""
     net = case.config.network
-    with StageWriter(out_dir, "powerflow", case) as w:
+    mode: Mode = "year" if year else "peak"
+    inputs = checked_inputs(case, "powerflow")
+    with stage_writer(out_dir, case, "powerflow") as w:
         with w.phase("load"):
-            inputs = checked_inputs(case, "powerflow")
             feeder = inputs.feeder
             if mode == "peak":
                 mult = np.ones((feeder.n_bus, 1))
@@ -119,3 +119,24 @@ def voltage_figure(feeder: Feeder, res: PowerFlowResult, figures: dict[str, Any]
     ax.set_title(f"{feeder.name}: voltage at the worst snapshot (min {figures['v_min_pu']:.4f} pu at bus {figures['v_min_bus']})")
     ax.grid(alpha=0.3)
     return fig
+
+
+def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:
+    """What ``adnstudy powerflow`` prints."""
+    import json
+
+    if options.get("json"):
+        return [(json.dumps(summary), False)]
+    net = case.config.network
+    year = options.get("year", False)
+    where = "at the peak" if not year else f"in the worst of {summary['hours']} hours"
+    lines: list[Line] = [(
+        f"{case.name}: losses {where} {summary['p_loss_kw']:.2f} kW, {summary['q_loss_kvar']:.2f} kvar; "
+        f"minimum voltage {summary['v_min_pu']:.4f} pu at bus {summary['v_min_bus']}", False)]
+    if year:
+        lines.append((f"annual energy losses {summary['energy_loss_mwh']:.1f} MWh of "
+                      f"{summary['energy_import_mwh']:.1f} MWh imported", False))
+    if summary["v_min_pu"] < net.v_min_pu:
+        lines.append((f"note: below the case's lower limit v_min_pu = {net.v_min_pu}", True))
+    lines.append((f"results: {out_dir / 'powerflow'}", False))
+    return lines

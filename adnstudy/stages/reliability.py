@@ -2,9 +2,11 @@
 
 Without ``--plan`` the feeder is evaluated as it is (no DG), with each bus's
 annual mean load (from the case's profiles; the peak load when the case has
-none). With ``--plan DIR`` the plan's built capacities may supply islands, and
-loads and island credits come from the same typical days the plan used, so the
-indices equal those the plan stage reports.
+none), into ``reliability/``. With ``--plan DIR`` the plan's built capacities
+may supply islands, and loads and island credits come from the same typical
+days the plan used, so the indices equal those the plan stage reports; they go
+to ``reliability_plan/``, so ``adnstudy run`` (which evaluates the network
+without DG) never overwrites them.
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from adnstudy.checks import checked_inputs
 from adnstudy.config.load import Case
 from adnstudy.problems.plan import plan_data, with_reliability
 from adnstudy.reliability.data import reliability_data
 from adnstudy.reliability.evaluate import evaluate, reliability_tables
-from adnstudy.results.store import StageWriter, manifest_digest, read_table
+from adnstudy.results.store import manifest_digest, read_table
+from adnstudy.stages.registry import BY_NAME, Line, checked_inputs, stage_writer
 
 
 def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, plan_dir: Path | None = None) -> dict[str, Any]:
@@ -51,7 +53,7 @@ def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, pla
         capacity = None
     assert rd is not None
     limits = {"SAIDI": cfg.saidi_limit_h, "EENS": cfg.eens_limit_mwh, "SAIFI": cfg.saifi_limit}
-    with StageWriter(out_dir, "reliability", case, inputs=inputs) as w:
+    with stage_writer(out_dir, case, "reliability", inputs=inputs, options={"plan_dir": plan_dir}) as w:
         with w.phase("evaluate"):
             res = evaluate(rd, capacity)
         for name, table in reliability_tables(rd, res, limits).items():
@@ -61,3 +63,15 @@ def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, pla
                                           "faults": int(feeder.n_branch)},
                  objective=None, summary=summary)
     return summary
+
+
+def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:
+    """What ``adnstudy reliability`` prints."""
+    s, plan_dir = summary, options.get("plan_dir")
+    what = f"with the plan in {plan_dir}" if plan_dir is not None else "without DG"
+    folder = BY_NAME["reliability"].folder_for(options)
+    return [
+        (f"{case.name} ({what}): SAIFI {s['SAIFI']:.4f} /yr, SAIDI {s['SAIDI']:.4f} h/yr, CAIDI {s['CAIDI']:.4f} h, "
+         f"ASAI {s['ASAI']:.6f}, EENS {s['EENS']:.3f} MWh/yr", False),
+        (f"results: {out_dir / folder}", False),
+    ]

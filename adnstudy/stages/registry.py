@@ -1,0 +1,255 @@
+"""The stage contract: every stage declared once, and everything else built from the declaration.
+
+A :class:`Stage` names the case sections it needs, the tables of earlier
+stages it reads, the tables and figures it writes, the checks it relies on,
+its options (those that change results are part of its run key) and how its
+summary is reported. From :data:`STAGES`:
+
+* the command line makes one command per stage (``cli.py``), with the
+  stage's options, help and report;
+* ``adnstudy run`` runs the stages in order and skips those up to date
+  (``pipeline.py``);
+* ``adnstudy validate`` runs the checks of every stage the case has sections
+  for (:func:`validate_case`), and each stage runs its own before solving
+  (:func:`checked_inputs`);
+* a stage reads exactly the tables it declares (:func:`read_inputs`), and the
+  results store refuses to commit tables it did not declare.
+
+Stage modules are imported only when a stage runs, so ``adnstudy --help``
+does not pay for the solvers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from adnstudy.checks import (
+    CLUSTER_DAYS,
+    FEEDER,
+    OUTAGE_DATA,
+    PRICES,
+    PROFILES,
+    SAIFI_LIMIT,
+    SOLVER,
+    WHOLESALE_PRICE,
+    CaseInputs,
+    Check,
+)
+from adnstudy.config.load import Case
+from adnstudy.errors import CaseError
+from adnstudy.results.store import StageWriter, manifest_digest, read_table
+
+#: A line the command prints after the stage: (text, to stderr).
+Line = tuple[str, bool]
+
+
+def resolve(ref: str) -> Callable[..., Any]:
+    """``"package.module:function"`` → the function (imported now)."""
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A command-line option of a stage."""
+
+    name: str  # keyword of the stage's run function (and of its report)
+    flags: tuple[str, ...]  # how the command line spells it
+    annotation: Any  # its type, as Typer reads it
+    default: Any
+    help: str
+    #: "result": passed to the stage and part of its run key; "display": only changes what is printed;
+    #: "action": a flag that runs ``action`` (a "module:function" of the case) instead of the stage
+    kind: str = "result"
+    action: str | None = None
+    metavar: str | None = None
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    help: str  # the command's help (first line: the summary), with an example
+    sections: tuple[str, ...]  # case sections besides network
+    reads: tuple[tuple[str, str], ...]  # (stage, table) of earlier stages
+    tables: tuple[str, ...]  # always written
+    run: str  # "module:function"(case, out_dir, run_key=..., **options) -> summary dict
+    report: str  # "module:function"(case, out_dir, summary, options) -> list[Line]
+    progress: str  # what the spinner says while it runs
+    checks: tuple[Check, ...] = (FEEDER,)
+    optional_tables: tuple[str, ...] = ()  # written only in some cases (e.g. with a reliability section)
+    figures: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+    in_run: bool = True  # part of `adnstudy run`
+    #: results folder for given options, when it is not the stage's name
+    folder: Callable[[Mapping[str, Any]], str] | None = None
+
+    @property
+    def requires(self) -> tuple[str, ...]:
+        """Earlier stages whose tables this one reads."""
+        return tuple(dict.fromkeys(s for s, _ in self.reads))
+
+    def folder_for(self, options: Mapping[str, Any] | None = None) -> str:
+        return self.folder(options or {}) if self.folder is not None else self.name
+
+    def result_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The options that change results, as given (those left at their default are left out)."""
+        return {o.name: given[o.name] for o in self.options
+                if o.kind == "result" and o.name in given and given[o.name] != o.default}
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        name="powerflow",
+        help="AC power flow (backward/forward sweep) of the case's peak snapshot, or of every hour.\n\n"
+        "Prints losses and the minimum voltage (published bus numbers, substation = 1) and writes bus, "
+        "branch and summary tables to OUT/powerflow/.\n\nExample: adnstudy powerflow cases/ieee33.yaml --json",
+        sections=(), reads=(), tables=("bus", "branch", "summary"), figures=("voltage_profile",),
+        run="adnstudy.stages.powerflow:powerflow_stage", report="adnstudy.stages.powerflow:report",
+        progress="Solving the AC power flow",
+        options=(
+            Option("year", ("--year",), bool, False, "Every hour of the case's profiles, not just the peak."),
+            Option("json", ("--json",), bool, False, "Print the summary as JSON.", kind="display"),
+        ),
+    ),
+    Stage(
+        name="cluster",
+        help="Typical days by density-peaks-seeded K-means, compared with the usual alternatives.\n\n"
+        "Writes profiles, typical, weights, assignment and metrics tables and two figures to OUT/cluster/.\n\n"
+        "Example: adnstudy cluster cases/ieee33.yaml",
+        sections=("profiles", "clustering"), reads=(),
+        tables=("profiles", "typical", "weights", "assignment", "metrics"),
+        figures=("decision_graph", "typical_days"), checks=(FEEDER, PROFILES, CLUSTER_DAYS),
+        run="adnstudy.stages.cluster:cluster_stage", report="adnstudy.stages.cluster:report",
+        progress="Clustering typical days",
+        options=(
+            Option("suggest_k", ("--suggest-k",), bool, False,
+                   "Propose K from the γ curve and the SSE elbow, explain, and stop.", kind="action",
+                   action="adnstudy.stages.cluster:suggest_k_report"),
+        ),
+    ),
+    Stage(
+        name="reliability",
+        help="IEEE 1366 indices (SAIFI, SAIDI, CAIDI, ASAI, EENS) by enumerating every branch fault.\n\n"
+        "Writes reliability and bus_reliability tables to OUT/reliability/ (with --plan DIR: the indices of "
+        "that plan's network, to OUT/reliability_plan/).\n\n"
+        "Example: adnstudy reliability cases/ieee33.yaml --plan results/ieee33",
+        sections=("reliability",), reads=(), tables=("reliability", "bus_reliability"),
+        checks=(FEEDER, OUTAGE_DATA),
+        run="adnstudy.stages.reliability:reliability_stage", report="adnstudy.stages.reliability:report",
+        progress="Enumerating branch faults",
+        options=(
+            Option("plan_dir", ("--plan",), Path | None, None,
+                   "Results folder of a plan whose DG may supply islands.", metavar="DIR"),
+        ),
+        folder=lambda opts: "reliability_plan" if opts.get("plan_dir") is not None else "reliability",
+    ),
+    Stage(
+        name="plan",
+        help="RES siting and sizing over the typical days (MISOCP over DistFlow), checked by AC power flow.\n\n"
+        "Needs the typical days of 'adnstudy cluster'. Writes investment, bus, branch and cost tables (and the "
+        "reliability tables when the case has a reliability section) and two figures to OUT/plan/.\n\n"
+        "Example: adnstudy plan cases/ieee33.yaml --time-limit 120",
+        sections=("profiles", "candidates", "economics"), reads=(("cluster", "typical"), ("cluster", "weights")),
+        tables=("investment", "bus", "branch", "cost"), optional_tables=("reliability", "bus_reliability"),
+        figures=("voltage_profile", "sited_capacity"),
+        checks=(FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
+        run="adnstudy.stages.plan:plan_stage", report="adnstudy.stages.plan:report",
+        progress="Solving the planning MISOCP",
+        options=(
+            Option("solver", ("--solver",), str | None, None,
+                   "'default' (branch-and-bound on Clarabel) or a CVXPY solver: SCIP, GUROBI, MOSEK, ECOS_BB.",
+                   metavar="NAME"),
+            Option("time_limit", ("--time-limit",), float | None, None, "Seconds; the best plan found is kept.",
+                   metavar="SECONDS"),
+            Option("reliability", ("--reliability/--no-reliability",), bool, True,
+                   "Use the case's reliability section (default: yes)."),
+        ),
+    ),
+    Stage(
+        name="dispatch",
+        help="Day-ahead MG–ADN dispatch with bilateral trading: welfare clearing, then Nash-bargaining payments.\n\n"
+        "Solved distributedly (ATC between the ADN and the MGs, closed-form ADMM among the MGs) and centrally "
+        "as the reference, for every typical day of 'adnstudy cluster'. Writes schedule, trades, payments, "
+        "agents, agents_by_scenario, adn, network and convergence tables and three figures to OUT/dispatch/.\n\n"
+        "Example: adnstudy dispatch cases/ieee33.yaml --scenario 0",
+        sections=("profiles", "economics", "microgrids", "market"),
+        reads=(("cluster", "typical"), ("cluster", "weights")),
+        tables=("schedule", "trades", "payments", "agents", "agents_by_scenario", "adn", "network", "convergence"),
+        figures=("convergence", "trades", "costs"), checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, SOLVER),
+        run="adnstudy.stages.dispatch:dispatch_stage", report="adnstudy.stages.dispatch:report",
+        progress="Clearing the market and bargaining, day by day",
+        options=(
+            Option("scenarios", ("--scenario", "--day"), list[int] | None, None,
+                   "Only this typical day (a scenario id of cluster/typical); repeat for several.", metavar="N"),
+        ),
+    ),
+)
+BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
+
+
+def missing_sections(case: Case, stage: Stage) -> list[str]:
+    return [s for s in stage.sections if getattr(case.config, s) is None]
+
+
+def require(case: Case, stage: Stage) -> None:
+    """Raise a clear error if a section the stage needs is absent."""
+    missing = missing_sections(case, stage)
+    if missing:
+        raise CaseError(f"stage '{stage.name}' needs the '{missing[0]}' section, which this case does not have",
+                        file=case.path, field=missing[0])
+
+
+def checked_inputs(case: Case, stage: str, inputs: CaseInputs | None = None) -> CaseInputs:
+    """The stage's sections are present and its checks pass; its case inputs, loaded once."""
+    s = BY_NAME[stage]
+    require(case, s)
+    inputs = inputs or CaseInputs(case)
+    for check in s.checks:
+        check(inputs)
+    return inputs
+
+
+def read_inputs(case: Case, out_dir: Path, stage: str) -> tuple[dict[tuple[str, str], pd.DataFrame], dict[str, str | None]]:
+    """The tables the stage declares it reads, and the digests of their stages' manifests (for its own)."""
+    s = BY_NAME[stage]
+    tables = {(up, t): read_table(out_dir, up, t, case) for up, t in s.reads}
+    return tables, {up: manifest_digest(out_dir, up) for up in s.requires}
+
+
+def applicable_stages(case: Case) -> list[str]:
+    """Stages whose case sections are all present, in order."""
+    return [s.name for s in STAGES if not missing_sections(case, s)]
+
+
+def validate_case(case: Case) -> tuple[CaseInputs, list[str]]:
+    """Run the checks of every stage the case has sections for; return the inputs and those stages."""
+    inputs = CaseInputs(case)
+    stages = applicable_stages(case)
+    done: set[str] = set()
+    for name in stages:
+        for check in BY_NAME[name].checks:
+            if check.name not in done:
+                check(inputs)
+                done.add(check.name)
+    return inputs, stages
+
+
+def all_checks() -> dict[str, tuple[Check, ...]]:
+    """Stage name → its checks."""
+    return {s.name: s.checks for s in STAGES}
+
+
+
+
+def stage_writer(out_dir: Path, case: Case, stage: str, inputs: dict[str, str | None] | None = None,
+                 options: Mapping[str, Any] | None = None) -> StageWriter:
+    """The results writer of a stage, holding it to the tables and figures it declares."""
+    s = BY_NAME[stage]
+    return StageWriter(out_dir, stage, case, inputs=inputs, folder=s.folder_for(options), tables=s.tables,
+                       optional_tables=s.optional_tables, figures=s.figures)
