@@ -41,14 +41,9 @@ from adnstudy.config.load import Case, load_case
 from adnstudy.data.profiles import load_profiles
 from adnstudy.data.typical import TypicalDays, typical_days
 from adnstudy.errors import SolveError
-from adnstudy.problems.dispatch import (
-    ADNAgent,
-    DayData,
-    MicrogridAgent,
-    centralised_model,
-    dispatch_days,
-    solve_checked,
-)
+from adnstudy.problems.dispatch import ADNAgent, DayData, centralised_model, dispatch_days
+from adnstudy.problems.microgrid import MicrogridAgent
+from adnstudy.solve.conic import solve_conic
 from adnstudy.solve.coordination import coordinate
 from adnstudy.stages.cluster import tables
 
@@ -86,7 +81,7 @@ def run_central(day: DayData) -> dict:
     build = time.perf_counter() - t
     t = time.perf_counter()
     try:
-        solve_checked(c.problem, "centralised clearing")
+        solve_conic(c.problem, what="centralised clearing")
     except SolveError as exc:
         return {"central_build_s": build, "central_solve_s": time.perf_counter() - t, "central_obj_usd": None,
                 "central_status": "failed", "central_error": str(exc)}
@@ -107,10 +102,10 @@ def run_distributed(case: Case, day: DayData, base_mva: float, max_iter: int) ->
         initial = [a.solve_alone() for a in mgs]
         out["dist_setup_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        res = coordinate(adn, mgs, day.pairs, initial, rho_pcc=cfg.rho_pcc_usd_per_mw2h * B**2,
+        coordinate(adn, mgs, day.pairs, initial, hours=day.adn.hours, base_mva=B, rho_pcc=cfg.rho_pcc_usd_per_mw2h * B**2,
                          rho_trade=cfg.rho_trade_usd_per_mw2h * B**2, tol_pu=cfg.tol_mw / B,
                          tol_dual_pu=cfg.dual_tol_mw / B, tol_objective=cfg.tol_objective, max_iter=max_iter, on_iteration=history.append)
-        out.update(dist_status="converged", converged=res.converged)
+        out.update(dist_status="converged", converged=True)
     except SolveError as exc:
         msg = str(exc)
         out["dist_error"] = msg
@@ -154,7 +149,7 @@ def main() -> None:
     if not 0 <= k < td.n_days:
         raise SystemExit(f"--day must be in 0..{td.n_days - 1}")
     coord = base.config.market.coordination
-    print(f"# {base.name} MGs, typical day {k} of {td.n_days} (cluster {td.clusters[k]}, "
+    print(f"# {base.name} MGs, typical day {k} of {td.n_days} (scenario {td.scenarios[k]}, "
           f"{td.days_weight[k]:g} days); tol {coord.tol_mw:g} MW, rho {coord.rho_pcc_usd_per_mw2h:g}/"
           f"{coord.rho_trade_usd_per_mw2h:g} USD/MW2h, max_iter {args.max_iter}")
     head = (f"{'feeder':<7} {'MGs':>3} {'c_build_s':>9} {'c_solve_s':>9} {'central_usd':>12} {'d_setup_s':>9} "
@@ -165,7 +160,7 @@ def main() -> None:
     for name in args.feeders:
         for n in args.mgs:
             case = variant(base, networks[name], n)
-            row: dict = {"feeder": name, "mgs": n, "day": k, "cluster": int(td.clusters[k])}
+            row: dict = {"feeder": name, "mgs": n, "day": k, "scenario": int(td.scenarios[k])}
             feeder = case_feeder(case)
             day = dispatch_days(case, feeder, td)[k]
             row.update(run_central(day))

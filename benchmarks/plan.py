@@ -29,9 +29,9 @@ from adnstudy.cluster.typical_days import aggregate, day_data
 from adnstudy.config.load import load_case
 from adnstudy.data.profiles import load_profiles
 from adnstudy.errors import SolveError
-from adnstudy.problems.plan import build_plan_model, plan_data, with_reliability
+from adnstudy.problems.plan import build_plan_model, plan_data, solve_plan, with_reliability
+from adnstudy.solve.mip import MipSettings
 from adnstudy.stages.cluster import tables
-from adnstudy.stages.plan import solve_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,9 +71,10 @@ def main() -> None:
             row = {"k": k, "cones": cones, "solver": solver, "build_s": build_one}
             t = time.perf_counter()
             try:
-                model, record, timings = solve_plan(data, solver=solver, gap=case.config.solver.mip_gap,
-                                                    time_limit=args.cap, threads=2)
-                row.update(solve_s=timings["solve"], objective_usd=record["objective_usd"], gap=record["gap"],
+                result = solve_plan(data, MipSettings(name=solver, gap=case.config.solver.mip_gap,
+                                                      time_limit_s=args.cap, threads=2))
+                record = result.record
+                row.update(solve_s=result.timings["solve"], objective_usd=record["objective_usd"], gap=record["gap"],
                            nodes=record["nodes"], status=record["status"])
             except SolveError as exc:
                 row.update(solve_s=time.perf_counter() - t, objective_usd=None, gap=None, nodes=None,

@@ -201,7 +201,7 @@ def test_plan_without_cluster_names_the_command(tmp_path):
 
 def test_named_solver_agrees_with_default(tiny):
     """ECOS_BB through CVXPY (in its child process) finds the plan the default strategy finds."""
-    from adnstudy.stages.plan import solve_plan
+    from adnstudy.problems.plan import solve_plan
 
     ours = solve_plan(tiny, MipSettings(name="default", gap=1e-6, threads=2))
     theirs = solve_plan(tiny, MipSettings(name="ECOS_BB", gap=1e-6, time_limit_s=120, threads=1))
@@ -212,7 +212,7 @@ def test_named_solver_agrees_with_default(tiny):
 
 def test_unknown_solver_is_a_clear_error(tiny):
     from adnstudy.errors import SolveError
-    from adnstudy.stages.plan import solve_plan
+    from adnstudy.problems.plan import solve_plan
 
     with pytest.raises(SolveError, match="solver 'NOSUCH' is not installed"):
         solve_plan(tiny, MipSettings(name="NOSUCH", time_limit_s=10, threads=1))
@@ -229,7 +229,7 @@ def test_time_limit_keeps_the_best_plan_with_its_gap(tiny):
 def test_case_solver_options_reach_clarabel(tiny):
     """solver.options go to Clarabel in every solve of the default strategy: two iterations cannot solve the root."""
     from adnstudy.errors import SolveError
-    from adnstudy.stages.plan import solve_plan
+    from adnstudy.problems.plan import solve_plan
 
     with pytest.raises(SolveError, match="user_limit"):
         solve_plan(tiny, MipSettings(options={"max_iter": 2}))

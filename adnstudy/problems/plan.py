@@ -51,6 +51,7 @@ from adnstudy.network.feeder import Feeder
 from adnstudy.network.limits import NetworkLimits
 from adnstudy.reliability.data import ReliabilityData
 from adnstudy.solve.integer import IntegerBlock, Relaxation
+from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
 
 COST_SCALE = 1e-6  # the solver sees millions of USD
 
@@ -391,3 +392,9 @@ def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "r
         renewables=dg, storage=storage, substation=sub, network=network, reliability=rel, costs=costs,
         integers=inv.integers + (rel.integers if rel is not None else []),
     )
+
+
+def solve_plan(data: PlanData, settings: MipSettings) -> MipResult:
+    """The MISOCP by the case's strategy (:func:`~adnstudy.solve.mip.solve_mip`), seeded by the one-day model."""
+    coarse = (lambda: build_plan_model(coarse_data(data))) if data.n_days > 1 else None
+    return solve_mip(lambda native: build_plan_model(data, "native" if native else "relaxed"), settings, coarse=coarse)

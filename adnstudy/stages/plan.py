@@ -18,44 +18,20 @@ from adnstudy.checks import check_solver
 from adnstudy.config.load import Case
 from adnstudy.errors import SolveError
 from adnstudy.formulation.verify import verify_against_ac
-from adnstudy.problems.plan import (
-    PlanData,
-    PlanSolution,
-    build_plan_model,
-    coarse_data,
-    plan_data,
-    with_reliability,
-)
+from adnstudy.problems.plan import PlanData, PlanSolution, plan_data, solve_plan, with_reliability
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.figures import new_figure
 from adnstudy.results.tables import branch_table, bus_table, scenario_index
-from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
+from adnstudy.solve.mip import MipSettings
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 log = logging.getLogger(__name__)
-
-RELAX_HINT = {
-    "voltage": "the voltage limits cannot be met: widen network.v_min_pu / v_max_pu or the substation "
-    "range network.v_substation_range_pu (the 33-bus base case reaches 0.913 pu at 1.0 pu)",
-    "current": "the branch ratings cannot be met: raise rating_a or network.branch_rating_factor",
-    "substation": "the substation import/export limits cannot be met: raise network.p_import_max_mw / p_export_max_mw",
-    "caps": "the feeder-wide caps leave no feasible plan: raise candidates.max_penetration or candidates.budget_usd",
-    "reliability": "the reliability constraint (reliability.saidi_limit_h / eens_limit_mwh) cannot be met even "
-    "with every candidate built and islanding: relax the limit, add switches, or add candidates",
-}
-
 
 def load_plan_inputs(case: Case, out_dir: Path) -> tuple[PlanData, dict[str, str | None]]:
     """The checked case and the typical days as the model's data; the digests of the stages read."""
     inputs = checked_inputs(case, "plan")
     tables, digests = read_inputs(case, out_dir, "plan")
     return plan_data(case, inputs.feeder, tables["cluster", "typical"], tables["cluster", "weights"]), digests
-
-
-def solve_plan(data: PlanData, settings: MipSettings) -> MipResult:
-    """The MISOCP by the case's strategy (:func:`~adnstudy.solve.mip.solve_mip`), seeded by the one-day model."""
-    coarse = (lambda: build_plan_model(coarse_data(data))) if data.n_days > 1 else None
-    return solve_mip(lambda native: build_plan_model(data, "native" if native else "relaxed"), settings, coarse=coarse)
 
 
 def check_reliability_consistency(sol: PlanSolution, result: ReliabilityResult, rtol: float = 1e-6) -> dict[str, float]:
