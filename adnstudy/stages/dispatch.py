@@ -1,14 +1,16 @@
 """``adnstudy dispatch``: day-ahead MG–ADN coordination with bilateral trading, per typical day.
 
-For each typical day of ``cluster`` (or one, ``--day``):
+For each typical day of ``cluster`` (or those given by ``--scenario``):
 
-1. every MG solves alone with the ADN's tariffs (its disagreement point);
-2. the clearing is solved centrally (the reference) and distributedly (ATC
+1. every MG solves alone with the ADN's tariffs, blind to the network (the
+   starting point of the distributed solves);
+2. the disagreement market (no bilateral trades, network-feasible) and the
+   clearing are each solved centrally (the reference) and distributedly (ATC
    between the ADN and the MGs, closed-form-agreement ADMM among the MGs);
 3. the Nash-bargaining payments are found by the closed-form payment ADMM;
 4. the ADN's operating point is checked by the project's AC power flow.
 
-Tables (``docs/results.md``): schedule, trades, payments, agents, agents_by_day,
+Tables (``docs/results.md``): schedule, trades, payments, agents, agents_by_scenario,
 adn, network, convergence; three figures; the manifest records both objectives,
 their gap, iterations and seconds per day.
 """
