@@ -214,8 +214,9 @@ def run(
 
     with progress("Running the study"):
         outcomes = run_all(c, out_dir, force=force, on_start=start)
+    width = max(len(o.stage) for o in outcomes)
     for o in outcomes:
-        typer.echo(f"{o.stage:<10} {o.status:<12} {o.detail}")
+        typer.echo(f"{o.stage:<{width}}  {o.status:<12} {o.detail}")
     typer.echo(f"results: {out_dir}")
 
 

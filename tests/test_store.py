@@ -49,17 +49,17 @@ def test_run_skips_unchanged_and_reruns_on_change(tmp_path):
     runner = CliRunner()
     first = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
     assert first.exit_code == 0, first.output
-    assert "powerflow  ran" in first.stdout
+    assert "powerflow    ran" in first.stdout
     stamp = (out / "powerflow" / "manifest.json").read_text()
     second = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
-    assert "powerflow  up to date" in second.stdout
+    assert "powerflow    up to date" in second.stdout
     assert (out / "powerflow" / "manifest.json").read_text() == stamp
     forced = runner.invoke(app, ["run", str(case_file), "--out", str(out), "--force"])
-    assert "powerflow  ran" in forced.stdout
+    assert "powerflow    ran" in forced.stdout
     # a changed case (heavier load) runs again and gives a different answer
     case_file.write_text(text.replace("base_mva: 10.0", "base_mva: 10.0\n  load_scale: 1.1"))
     third = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
-    assert "powerflow  ran" in third.stdout
+    assert "powerflow    ran" in third.stdout
     summary = pd.read_parquet(out / "powerflow" / "summary.parquet")
     assert summary["p_loss_mw"].iloc[0] * 1000 > 230.0
 
@@ -75,13 +75,13 @@ def test_run_key_follows_data_files_and_single_stage_commands(tmp_path):
     runner = CliRunner()
     alone = runner.invoke(app, ["powerflow", str(case_file), "--out", str(out)])
     assert alone.exit_code == 0, alone.output
-    assert "powerflow  up to date" in runner.invoke(app, ["run", str(case_file), "--out", str(out)]).stdout
+    assert "powerflow    up to date" in runner.invoke(app, ["run", str(case_file), "--out", str(out)]).stdout
     # heavier load at bus 18 in the CSV only: the case text is unchanged, the stage is stale
     buses = pd.read_csv(tmp_path / "b.csv")
     buses.loc[buses["bus"] == 18, "p_mw"] = 0.5
     buses.to_csv(tmp_path / "b.csv", index=False)
     again = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
-    assert "powerflow  ran" in again.stdout
+    assert "powerflow    ran" in again.stdout
     assert pd.read_parquet(out / "powerflow" / "summary.parquet")["p_loss_mw"].iloc[0] * 1000 > 210.0
 
 
@@ -114,7 +114,7 @@ def test_reliability_goes_through_the_runner(tmp_path):
     alone = runner.invoke(app, ["reliability", str(case_file), "--out", str(out)])
     assert alone.exit_code == 0, alone.output
     first = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
-    assert "reliability up to date" in first.stdout, first.stdout
+    assert "reliability  up to date" in first.stdout, first.stdout
     # a plan's indices (here: the no-DG network through --plan's folder logic) go to reliability_plan/
     fake_plan = tmp_path / "planned"
     (fake_plan / "plan").mkdir(parents=True)
@@ -123,5 +123,5 @@ def test_reliability_goes_through_the_runner(tmp_path):
     assert not (out / "reliability_plan").exists()
     stamp = (out / "reliability" / "manifest.json").read_text()
     again = runner.invoke(app, ["run", str(case_file), "--out", str(out)])
-    assert "reliability up to date" in again.stdout
+    assert "reliability  up to date" in again.stdout
     assert (out / "reliability" / "manifest.json").read_text() == stamp
