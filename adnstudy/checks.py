@@ -191,15 +191,24 @@ def check_saifi_limit(inputs: CaseInputs) -> None:
 
 
 def check_solver(case: Case, name: str | None = None, field: str = "solver.name") -> None:
-    """The named solver is installed, and with the default strategy every option is a Clarabel setting."""
+    """The mixed-integer solver named (by the case or ``--solver``) is installed; its options fit (below)."""
     import cvxpy as cp
 
-    cfg = case.config.solver
-    name = name or cfg.name
+    name = name or case.config.solver.name
     if name.lower() != "default" and name.upper() not in cp.installed_solvers():
         raise CaseError(f"solver '{name}' is not installed (installed: {', '.join(cp.installed_solvers())}); "
                         "use 'default' or install it", file=case.path, field=field)
-    if name.lower() == "default" and cfg.options:
+    if name.lower() == "default":
+        check_solver_options(case)
+
+
+def check_solver_options(case: Case) -> None:
+    """With the default strategy, ``solver.options`` go to Clarabel: each must be a Clarabel setting of its type.
+
+    (With a named solver they are that solver's, passed as given; only it can judge them.)
+    """
+    cfg = case.config.solver
+    if cfg.name.lower() == "default" and cfg.options:
         import clarabel
 
         settings = clarabel.DefaultSettings()
@@ -233,3 +242,5 @@ WHOLESALE_PRICE = Check("wholesale price", lambda i: check_wholesale_price(i.cas
 OUTAGE_DATA = Check("outage data", check_outage_data, lambda case: case.config.reliability is not None)
 SAIFI_LIMIT = Check("SAIFI limit", check_saifi_limit, lambda case: case.config.reliability is not None)
 SOLVER = Check("solver", lambda i: check_solver(i.case))
+#: the market solves only with Clarabel: the solver's name does not concern it, the options may
+SOLVER_OPTIONS = Check("solver options", lambda i: check_solver_options(i.case))

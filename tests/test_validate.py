@@ -56,8 +56,10 @@ BAD = [
         "reliability.saifi_limit", "above the limit 1"),
     Bad("solver", ("plan",), (("name: ieee33", "name: ieee33\nsolver: {name: NOSUCH}"),),
         "solver.name", "solver 'NOSUCH' is not installed"),
-    Bad("solver", ("plan", "dispatch"), (("name: ieee33", "name: ieee33\nsolver: {options: {no_such_setting: 1}}"),),
+    Bad("solver", ("plan",), (("name: ieee33", "name: ieee33\nsolver: {options: {no_such_setting: 1}}"),),
         "solver.options.no_such_setting", "not a setting of Clarabel"),
+    Bad("solver options", ("dispatch",), (("name: ieee33", "name: ieee33\nsolver: {options: {max_iter: fast}}"),),
+        "solver.options.max_iter", "Clarabel's max_iter cannot be 'fast'"),
 ]
 
 
@@ -109,3 +111,11 @@ def test_shipped_cases_are_checked_for_every_stage(case: str, stages: str) -> No
     result = runner.invoke(app, ["validate", str(ROOT / "cases" / f"{case}.yaml")])
     assert result.exit_code == 0, result.output
     assert f"checked for: {stages}" in result.stdout
+
+
+def test_a_missing_mixed_integer_solver_does_not_stop_the_market(tmp_path: Path) -> None:
+    """dispatch solves with Clarabel only: a case naming an absent MIP solver is rejected by plan, not dispatch."""
+    bad = next(b for b in BAD if b.field == "solver.name")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["dispatch", str(variant(tmp_path, bad)), "--out", str(out)])
+    assert result.exit_code == 2 and "adnstudy cluster" in result.stderr  # past the checks, to its missing input
