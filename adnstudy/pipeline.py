@@ -1,12 +1,22 @@
 """Running stages: one now (each stage command), or all of them in order (``adnstudy run``).
 
 A stage is skipped by ``run`` when its manifest carries the same *run key*: a
-hash of the package version, the resolved case configuration, the contents of
-the files the case reads (feeder tables, profile files, the SimBench data set),
-the stage's result options and the manifests of the stages it reads (as the
-registry declares them). ``--force`` runs everything again. Single-stage
-commands record the same key, so ``run`` after them skips what they already
-did with the same options.
+hash of what its results depend on, and nothing else —
+
+* the package version and the stage's result options;
+* the case sections (or fields) the stage reads, as declared in the registry
+  (``Stage.depends_on``): editing ``market`` re-runs only ``dispatch``, editing
+  ``description`` nothing;
+* the contents of the data files it reads (feeder tables, profile files, the
+  SimBench data set);
+* the contents of the earlier stages' tables it reads (``Stage.tables_read``),
+  so re-running ``cluster`` with identical typical days leaves ``plan`` and
+  ``dispatch`` up to date.
+
+``--force`` runs everything again. Single-stage commands record the same key,
+so ``run`` after them skips what they already did with the same options. A
+stage whose manifest says it is incomplete (``complete: false``: a dispatch day
+that did not converge) is never up to date.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from typing import Any
 
 from adnstudy import __version__
 from adnstudy.config.load import Case
-from adnstudy.results.store import manifest_digest, read_manifest
+from adnstudy.results.store import read_manifest, table_digest
 from adnstudy.stages.registry import BY_NAME, STAGES, Stage, missing_sections, resolve
 
 
@@ -28,20 +38,21 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def input_digests(case: Case) -> dict[str, str]:
-    """Hashes of the data files the case reads (edits to them must re-run stages)."""
+def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -> dict[str, str]:
+    """Hashes of the data files the case reads, of the kinds named ("feeder", "profiles")."""
     from adnstudy.network.feeder import builtin_path
 
-    net = case.config.network
-    files: dict[str, Path] = {}
-    if net.feeder is not None:
-        files["buses"], files["branches"] = builtin_path(net.feeder)
-    else:
-        assert net.buses is not None and net.branches is not None
-        files["buses"], files["branches"] = case.resolve(net.buses), case.resolve(net.branches)
-    out = {k: _file_digest(p) for k, p in files.items() if p.is_file()}
+    out: dict[str, str] = {}
+    if "feeder" in files:
+        net = case.config.network
+        if net.feeder is not None:
+            buses, branches = builtin_path(net.feeder)
+        else:
+            assert net.buses is not None and net.branches is not None
+            buses, branches = case.resolve(net.buses), case.resolve(net.branches)
+        out.update({k: _file_digest(p) for k, p in (("buses", buses), ("branches", branches)) if p.is_file()})
     prof = case.config.profiles
-    if prof is not None:
+    if "profiles" in files and prof is not None:
         if prof.source == "simbench":
             from importlib.metadata import version
 
@@ -54,16 +65,34 @@ def input_digests(case: Case) -> dict[str, str]:
     return out
 
 
+def section_values(case: Case, sections: tuple[str, ...]) -> dict[str, Any]:
+    """The case's value of each section or dotted field (None where absent), as JSON-ready data."""
+    out: dict[str, Any] = {}
+    for path in sections:
+        value: Any = case.config
+        for part in path.split("."):
+            value = getattr(value, part, None) if value is not None else None
+        if hasattr(value, "model_dump"):
+            value = value.model_dump(mode="json")
+        elif isinstance(value, list):
+            value = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
+        out[path] = value
+    return out
+
+
 def run_key(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any] | None = None) -> str:
+    """Hash of what the stage's results depend on (module docstring)."""
+    options = options or {}
+    sections, files = stage.depends_on(options)
     payload = {
         "version": __version__,
-        "config": case.config_sha256,
-        "files": input_digests(case),
         "stage": stage.name,
-        "options": {k: str(v) for k, v in (options or {}).items()},
-        "inputs": {s: manifest_digest(out_dir, s) for s in stage.requires},
+        "options": {k: str(v) for k, v in options.items()},
+        "sections": section_values(case, sections),
+        "files": input_digests(case, files),
+        "tables": {f"{up}/{t}": table_digest(path) for (up, t), path in stage.tables_read(out_dir, options).items()},
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -98,7 +127,7 @@ def run_all(
             continue
         key = run_key(case, out_dir, stage)
         old = read_manifest(out_dir, stage.folder_for())
-        if not force and old is not None and old.get("run_key") == key:
+        if not force and old is not None and old.get("run_key") == key and old.get("complete", True):
             outcomes.append(StageOutcome(stage.name, "up to date", "inputs and case unchanged"))
             continue
         if on_start:

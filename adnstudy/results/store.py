@@ -158,15 +158,23 @@ def read_manifest(out_dir: Path, stage: str) -> dict[str, Any] | None:
         return json.load(fh)
 
 
-def manifest_digest(out_dir: Path, stage: str) -> str | None:
-    """Hash of a stage's manifest: identifies the exact results a later stage read."""
-    path = Path(out_dir) / stage / MANIFEST
+def table_path(out_dir: Path, stage: str, table: str) -> Path:
+    return Path(out_dir) / stage / f"{table}.parquet"
+
+
+def table_digest(path: Path) -> str | None:
+    """Hash of a table file's content: what a later stage's run key holds of the tables it read.
+
+    Tables are written deterministically, so a stage re-run with the same results
+    leaves later stages up to date (a manifest's hash would not: it holds times).
+    """
+    path = Path(path)
     return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def read_table(out_dir: Path, stage: str, table: str, case: Case) -> pd.DataFrame:
     """Read a table an earlier stage wrote, or say which command produces it."""
-    path = Path(out_dir) / stage / f"{table}.parquet"
+    path = table_path(out_dir, stage, table)
     if not path.is_file():
         raise MissingInputError(
             f"{path} is missing: it is written by 'adnstudy {stage} {case.path} --out {out_dir}'"

@@ -44,7 +44,7 @@ from adnstudy.checks import (
 )
 from adnstudy.config.load import Case
 from adnstudy.errors import CaseError
-from adnstudy.results.store import StageWriter, manifest_digest, read_table
+from adnstudy.results.store import StageWriter, read_table, table_digest, table_path
 
 #: A line the command prints after the stage: (text, to stderr).
 Line = tuple[str, bool]
@@ -89,11 +89,49 @@ class Stage:
     in_run: bool = True  # part of `adnstudy run`
     #: results folder for given options, when it is not the stage's name
     folder: Callable[[Mapping[str, Any]], str] | None = None
+    #: what else its results depend on, for its run key: case sections (or dotted fields) read when present,
+    #: and data files ("feeder": the feeder tables, "profiles": the profile files)
+    also_reads: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    #: tables of earlier stages read when they exist in the results folder, unless the option named like
+    #: that stage is False (dispatch reads the plan unless --no-plan)
+    optional_reads: tuple[tuple[str, str], ...] = ()
+    #: an option that names another results folder, and the (stage, table)s read from there when it is given
+    folder_reads: tuple[str, tuple[tuple[str, str], ...]] | None = None
+    #: option → further case sections and files ("files:profiles") read when the option is set
+    option_reads: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    reads_network: bool = True  # its results depend on the network section and the feeder tables
 
     @property
     def requires(self) -> tuple[str, ...]:
         """Earlier stages whose tables this one reads."""
         return tuple(dict.fromkeys(s for s, _ in self.reads))
+
+    def depends_on(self, options: Mapping[str, Any] | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(case sections or dotted fields, data files) this stage's results depend on, given its options."""
+        options = options or {}
+        extra = [x for name, xs in self.option_reads if options.get(name) for x in xs]
+        net = ("network",) if self.reads_network else ()
+        sections = (*net, *self.sections, *self.also_reads, *(x for x in extra if not x.startswith("files:")))
+        files = (*(("feeder",) if self.reads_network else ()), *self.files,
+                 *(x.removeprefix("files:") for x in extra if x.startswith("files:")))
+        return tuple(dict.fromkeys(sections)), tuple(dict.fromkeys(files))
+
+    def tables_read(self, out_dir: Path, options: Mapping[str, Any] | None = None) -> dict[tuple[str, str], Path]:
+        """(stage, table) → the file this stage reads for it, given its options and what exists in ``out_dir``."""
+        options = options or {}
+        out: dict[tuple[str, str], Path] = {}
+        for up, t in self.reads:
+            out[up, t] = table_path(out_dir, up, t)
+        for up, t in self.optional_reads:
+            path = table_path(out_dir, up, t)
+            if options.get(up, True) is not False and path.is_file():
+                out[up, t] = path
+        if self.folder_reads is not None and options.get(self.folder_reads[0]) is not None:
+            src = Path(options[self.folder_reads[0]])
+            for up, t in self.folder_reads[1]:
+                out[up, t] = table_path(src, up, t)
+        return out
 
     def folder_for(self, options: Mapping[str, Any] | None = None) -> str:
         return self.folder(options or {}) if self.folder is not None else self.name
@@ -117,6 +155,7 @@ STAGES: tuple[Stage, ...] = (
             Option("year", ("--year",), bool, False, "Every hour of the case's profiles, not just the peak."),
             Option("json", ("--json",), bool, False, "Print the summary as JSON.", kind="display"),
         ),
+        option_reads=(("year", ("profiles", "files:profiles")),),
     ),
     Stage(
         name="cluster",
@@ -133,6 +172,7 @@ STAGES: tuple[Stage, ...] = (
                    "Propose K from the γ curve and the SSE elbow, explain, and stop.", kind="action",
                    action="adnstudy.stages.cluster:suggest_k_report"),
         ),
+        reads_network=False, files=("profiles",),
     ),
     Stage(
         name="reliability",
@@ -149,6 +189,9 @@ STAGES: tuple[Stage, ...] = (
                    "Results folder of a plan whose DG may supply islands.", metavar="DIR"),
         ),
         folder=lambda opts: "reliability_plan" if opts.get("plan_dir") is not None else "reliability",
+        also_reads=("profiles",), files=("profiles",),
+        folder_reads=("plan_dir", (("plan", "investment"), ("cluster", "typical"), ("cluster", "weights"))),
+        option_reads=(("plan_dir", ("candidates", "economics")),),
     ),
     Stage(
         name="plan",
@@ -171,6 +214,7 @@ STAGES: tuple[Stage, ...] = (
             Option("reliability", ("--reliability/--no-reliability",), bool, True,
                    "Use the case's reliability section (default: yes)."),
         ),
+        also_reads=("reliability", "microgrids", "solver"),
     ),
     Stage(
         name="dispatch",
@@ -188,7 +232,10 @@ STAGES: tuple[Stage, ...] = (
         options=(
             Option("scenarios", ("--scenario", "--day"), list[int] | None, None,
                    "Only this typical day (a scenario id of cluster/typical); repeat for several.", metavar="N"),
+            Option("plan", ("--plan/--no-plan",), bool, True,
+                   "Run on the planned network when OUT/plan exists (default), or on the bare feeder."),
         ),
+        also_reads=("candidates", "solver.options"), optional_reads=(("plan", "investment"),),
     ),
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
@@ -216,11 +263,16 @@ def checked_inputs(case: Case, stage: str, inputs: CaseInputs | None = None) -> 
     return inputs
 
 
-def read_inputs(case: Case, out_dir: Path, stage: str) -> tuple[dict[tuple[str, str], pd.DataFrame], dict[str, str | None]]:
-    """The tables the stage declares it reads, and the digests of their stages' manifests (for its own)."""
-    s = BY_NAME[stage]
-    tables = {(up, t): read_table(out_dir, up, t, case) for up, t in s.reads}
-    return tables, {up: manifest_digest(out_dir, up) for up in s.requires}
+def read_inputs(case: Case, out_dir: Path, stage: str, options: Mapping[str, Any] | None = None
+                ) -> tuple[dict[tuple[str, str], pd.DataFrame], dict[str, str | None]]:
+    """The tables the stage reads (declared, and optional ones that exist) and their content digests.
+
+    The digests go into the stage's manifest (``inputs``: ``"stage/table"`` → sha256), the same
+    values its run key holds.
+    """
+    paths = BY_NAME[stage].tables_read(out_dir, options)
+    tables = {(up, t): read_table(path.parents[1], up, t, case) for (up, t), path in paths.items()}
+    return tables, {f"{up}/{t}": table_digest(path) for (up, t), path in paths.items()}
 
 
 def applicable_stages(case: Case) -> list[str]:

@@ -20,8 +20,7 @@ from adnstudy.config.load import Case
 from adnstudy.problems.plan import plan_data, with_reliability
 from adnstudy.reliability.data import reliability_data
 from adnstudy.reliability.evaluate import evaluate, reliability_tables
-from adnstudy.results.store import manifest_digest, read_table
-from adnstudy.stages.registry import BY_NAME, Line, checked_inputs, stage_writer
+from adnstudy.stages.registry import BY_NAME, Line, checked_inputs, read_inputs, stage_writer
 
 
 def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, plan_dir: Path | None = None) -> dict[str, Any]:
@@ -31,9 +30,9 @@ def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, pla
     feeder = checked.feeder
     inputs: dict[str, str | None] = {}
     if plan_dir is not None:
-        investment = read_table(plan_dir, "plan", "investment", case)
-        typical = read_table(plan_dir, "cluster", "typical", case)
-        weights = read_table(plan_dir, "cluster", "weights", case)
+        tables, inputs = read_inputs(case, out_dir, "reliability", {"plan_dir": plan_dir})
+        investment = tables["plan", "investment"]
+        typical, weights = tables["cluster", "typical"], tables["cluster", "weights"]
         data = with_reliability(case, plan_data(case, feeder, typical, weights))
         rd = data.reliability
         capacity = np.where(investment["build"].to_numpy(), investment["capacity_mw"].to_numpy(), 0.0)
@@ -42,7 +41,6 @@ def reliability_stage(case: Case, out_dir: Path, run_key: str | None = None, pla
                 f"the plan in {plan_dir} has {len(capacity)} candidate sites, this case {len(data.sites)}: "
                 "re-run 'adnstudy plan' for this case", "candidates", "sites",
             )
-        inputs = {"plan": manifest_digest(plan_dir, "plan")}
     else:
         if case.config.profiles is not None:
             mean = checked.bus_load_multipliers.mean(axis=1)
