@@ -137,19 +137,66 @@ def check_references(c: Case, feeder: Feeder) -> None:
                               f"{tech}_mw")
 
 
-def check_prices(case: Case) -> None:
-    """The feed-in price never exceeds the purchase price: else buying to resell pays without limit."""
+def check_price_series(c: Case) -> None:
+    """Tariff series exist, are of kind price in USD/MWh, and every price series is used as a tariff.
+
+    A price series is clustered with the others, so it shapes the typical days:
+    one that no tariff uses would change the study silently.
+    """
+    prof, eco = c.config.profiles, c.config.economics
+    if prof is None:
+        return
+    named = eco.price_series if eco is not None else {}
+    for field_name, series in named.items():
+        s = prof.series.get(series)
+        if s is None:
+            raise c.error(f"series '{series}' is not in profiles.series ({', '.join(prof.series)})", "economics",
+                          field_name)
+        if s.kind != "price":
+            raise c.error(f"series '{series}' is a {s.kind} series; a tariff needs a series of kind price",
+                          "economics", field_name)
+        if s.normalisation != "none":
+            raise c.error(f"series '{series}' is normalised ('{s.normalisation}'); a tariff needs its values in "
+                          "USD/MWh: set normalise: none", "profiles", "series", series, "normalise")
+    unused = [n for n, s in prof.series.items() if s.kind == "price" and n not in named.values()]
+    if unused:
+        raise c.error(
+            f"price series '{unused[0]}' is clustered into the typical days but no tariff uses it: name it in "
+            "economics.purchase_price_usd_per_mwh (or sell_price_usd_per_mwh), or remove it (or give it kind 'other' to "
+            "cluster on it without using it as a price)", "profiles", "series", unused[0])
+
+
+def check_prices(inputs: CaseInputs) -> None:
+    """The feed-in price never exceeds the purchase price: else buying to resell pays without limit.
+
+    With price series the check runs hour by hour over the profiles' year (the
+    typical days are averages or members of the same days, so it holds for them).
+    """
+    case = inputs.case
     eco = case.config.economics
     assert eco is not None
+    check_price_series(case)
     if eco.sell_price_usd_per_mwh is None:
         return
-    buy = np.asarray(eco.purchase_price_usd_per_mwh, dtype=float)
-    sell = np.asarray(eco.sell_price_usd_per_mwh, dtype=float)
+
+    def hourly(tariff: list[float] | str) -> tuple[np.ndarray, pd.DatetimeIndex | None]:
+        if isinstance(tariff, str):
+            return inputs.profiles[tariff].to_numpy(dtype=float), inputs.profiles.index
+        return np.asarray(tariff, dtype=float), None
+
+    buy, times_buy = hourly(eco.purchase_price_usd_per_mwh)
+    sell, times_sell = hourly(eco.sell_price_usd_per_mwh)
+    times = times_buy if times_buy is not None else times_sell
+    if times is not None:  # a series against 24 values: repeat them over the year's hours
+        hours = times.hour.to_numpy()
+        buy = buy if times_buy is not None else buy[hours]
+        sell = sell if times_sell is not None else sell[hours]
     over = np.flatnonzero(sell > buy)
     if len(over):
         h = int(over[0])
+        when = f"at {times[h]}" if times is not None else f"at hour {h}"
         raise case.error(
-            f"the feed-in price exceeds the purchase price at hour {h} ({sell[h]:g} > {buy[h]:g} USD/MWh): "
+            f"the feed-in price exceeds the purchase price {when} ({sell[h]:g} > {buy[h]:g} USD/MWh): "
             "energy bought to be resold would pay without limit (an MG, or the substation in plan)",
             "economics", "sell_price_usd_per_mwh",
         )
@@ -237,7 +284,7 @@ class Check:
 FEEDER = Check("feeder", lambda i: i.feeder)
 PROFILES = Check("profiles", lambda i: i.bus_load_multipliers)
 CLUSTER_DAYS = Check("clustering days", lambda i: i.days)
-PRICES = Check("prices", lambda i: check_prices(i.case))
+PRICES = Check("prices", check_prices)
 WHOLESALE_PRICE = Check("wholesale price", lambda i: check_wholesale_price(i.case))
 OUTAGE_DATA = Check("outage data", check_outage_data, lambda case: case.config.reliability is not None)
 SAIFI_LIMIT = Check("SAIFI limit", check_saifi_limit, lambda case: case.config.reliability is not None)

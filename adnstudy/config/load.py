@@ -57,6 +57,10 @@ class Case:
         return CaseError(message, file=file, field=_dotted(loc) or None, line=line)
 
 
+#: tags of the case schema's tagged unions (schema.Tariff), which pydantic puts in an error's loc
+UNION_TAGS = ("hourly values", "series name")
+
+
 def _dotted(loc: Loc) -> str:
     out = ""
     for part in loc:
@@ -174,7 +178,8 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
     errors = exc.errors(include_url=False)
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     # pydantic appends the model-validator mode or a union member to loc; drop non-field parts
-    loc: Loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    loc: Loc = tuple(p for p in first["loc"]
+                     if not (isinstance(p, str) and (p.startswith("function-") or p in UNION_TAGS)))
     file, line = str(path), None
     for n in range(len(loc), 0, -1):
         if loc[:n] in line_map:

@@ -13,7 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -185,17 +193,32 @@ class CandidatesConfig(Strict):
 Hourly = Annotated[list[NonNegative], Field(min_length=24, max_length=24)]
 
 
+#: A tariff: 24 hourly values (the same every day), or the name of a profiles series of kind price (USD/MWh),
+#: whose typical days are the tariff (a series name in a case replaces a defaults file's 24 values).
+Tariff = Annotated[
+    Annotated[Hourly, Tag("hourly values")] | Annotated[Name, Tag("series name")],
+    Discriminator(lambda v: "series name" if isinstance(v, str) else "hourly values"),
+]
+
+
 class EconomicsConfig(Strict):
     discount_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.08
-    purchase_price_usd_per_mwh: Hourly = Field(
-        description="Time-of-use price of substation imports, one value per hour of the day."
+    purchase_price_usd_per_mwh: Tariff = Field(
+        description="Price of substation imports: 24 hourly values, or a price series of the profiles."
     )
-    sell_price_usd_per_mwh: Hourly | None = Field(
-        None, description="Price of substation exports (default: no export revenue)."
+    sell_price_usd_per_mwh: Tariff | None = Field(
+        None, description="Price of substation exports, the same way (default: no export revenue)."
     )
     wholesale_price_usd_per_mwh: NonNegative | None = Field(
         None, description="Value of losses for the ADN operator in dispatch."
     )
+
+    @property
+    def price_series(self) -> dict[str, str]:
+        """Tariff field → the price series it names."""
+        named = {"purchase_price_usd_per_mwh": self.purchase_price_usd_per_mwh,
+                 "sell_price_usd_per_mwh": self.sell_price_usd_per_mwh}
+        return {k: v for k, v in named.items() if isinstance(v, str)}
 
 
 # ----------------------------------------------------------------------- reliability

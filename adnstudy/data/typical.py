@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
+from adnstudy.config.schema import EconomicsConfig
 from adnstudy.network.feeder import Feeder
 
 HOURS = 24
@@ -27,6 +28,17 @@ class TypicalDays:
     def of_kind(self, kind: str, name: str | None = None) -> np.ndarray:
         """Day × hour values of the named series, or of the case's first series of ``kind``."""
         return self.series[name or self.first_of[kind]]
+
+    def tariffs(self, eco: EconomicsConfig) -> tuple[np.ndarray, np.ndarray]:
+        """Purchase and feed-in tariffs (USD/MWh), scenario × hour: the 24 values every day, or the typical
+        days of the price series a tariff names (no feed-in tariff: 0)."""
+
+        def tariff(value: list[float] | str | None) -> np.ndarray:
+            if isinstance(value, str):
+                return np.array(self.series[value], dtype=float)
+            return np.tile(np.asarray(value if value is not None else [0.0] * HOURS, dtype=float), (self.n_days, 1))
+
+        return tariff(eco.purchase_price_usd_per_mwh), tariff(eco.sell_price_usd_per_mwh)
 
     def bus_load_multipliers(self, feeder: Feeder) -> np.ndarray:
         """Bus × (day·hour) multiplier of each bus's peak load (each bus follows its load series)."""

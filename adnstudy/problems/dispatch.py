@@ -103,8 +103,7 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
     eco, mk, net = cfg.economics, cfg.market, cfg.network
     assert eco is not None and mk is not None and cfg.microgrids
     B = feeder.base_mva
-    buy = np.asarray(eco.purchase_price_usd_per_mwh, dtype=float)
-    sell = np.asarray(eco.sell_price_usd_per_mwh or [0.0] * HOURS, dtype=float)
+    buy, sell = td.tariffs(eco)
     assert eco.wholesale_price_usd_per_mwh is not None  # checks.check_wholesale_price
     fees = pair_fees(case, feeder)
     share = {"seller": 1.0, "buyer": 0.0, "split": 0.5}[mk.fee_payer]
@@ -123,7 +122,7 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
                 name=mg.name, pos=int(mg_pos[m]), bus=mg.bus, base_mva=B,
                 load_pu=mg.load_peak_mw / B * td.of_kind("load", mg.load_profile)[k],
                 pv_avail=pv_avail[k], wind_avail=wind_avail[k], pv_mw=mg.pv_mw, wind_mw=mg.wind_mw,
-                pcc_limit_pu=mg.pcc_limit_mw / B, price_buy=buy, price_sell=sell,
+                pcc_limit_pu=mg.pcc_limit_mw / B, price_buy=buy[k], price_sell=sell[k],
                 generator=mg.generator, storage=mg.storage,
                 partners=tuple(names[n] for n in others), fee_usd_per_mwh=fees[m, others],
                 seller_share=share, bargaining_power=mg.bargaining_power,

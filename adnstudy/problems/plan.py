@@ -126,15 +126,13 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
         else:
             avail.append(series_values[site.profile or first_of[site.tech]].ravel())
     sites = pd.DataFrame(rows)
-    eco = cfg.economics
-    buy = np.tile(np.asarray(eco.purchase_price_usd_per_mwh, dtype=float), K)
-    sell = np.tile(np.asarray(eco.sell_price_usd_per_mwh or [0.0] * 24, dtype=float), K)
+    buy, sell = td.tariffs(cfg.economics)
     peak = float(feeder.buses["p_mw"].sum())
     cand = cfg.candidates
     return PlanData(
         feeder=feeder, n_days=K, hours=H, days_weight=td.days_weight,
         p_load=p_load, q_load=q_load, sites=sites, avail=np.array(avail).reshape(len(rows), K * H),
-        price_buy=buy, price_sell=sell, limits=NetworkLimits.of(cfg.network, feeder),
+        price_buy=buy.ravel(), price_sell=sell.ravel(), limits=NetworkLimits.of(cfg.network, feeder),
         max_total_mw=None if cand.max_penetration is None else cand.max_penetration * peak,
         budget_usd=cand.budget_usd,
     )
@@ -156,8 +154,8 @@ def coarse_data(data: PlanData) -> PlanData:
 
     return replace(
         data, n_days=1, days_weight=np.array([data.days_weight.sum()]), p_load=mean_day(data.p_load),
-        q_load=mean_day(data.q_load), avail=mean_day(data.avail), price_buy=data.price_buy[:H],
-        price_sell=data.price_sell[:H],
+        q_load=mean_day(data.q_load), avail=mean_day(data.avail), price_buy=mean_day(data.price_buy),
+        price_sell=mean_day(data.price_sell),
     )
 
 
