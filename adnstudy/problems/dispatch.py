@@ -44,6 +44,7 @@ from adnstudy.problems.microgrid import (
     MicrogridBlock,
     MicrogridData,
     microgrid_block,
+    microgrid_days,
 )
 from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
 
@@ -103,36 +104,21 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
     eco, mk, net = cfg.economics, cfg.market, cfg.network
     assert eco is not None and mk is not None and cfg.microgrids
     B = feeder.base_mva
-    buy, sell = td.tariffs(eco)
     assert eco.wholesale_price_usd_per_mwh is not None  # checks.check_wholesale_price
-    fees = pair_fees(case, feeder)
     share = {"seller": 1.0, "buyer": 0.0, "split": 0.5}[mk.fee_payer]
-    names = [mg.name for mg in cfg.microgrids]
+    mgs_by_day = microgrid_days(case, feeder, td, fees=pair_fees(case, feeder), seller_share=share)
     mult = td.bus_load_multipliers(feeder).reshape(feeder.n_bus, td.n_days, HOURS)
     limits = NetworkLimits.of(net, feeder)
-    pv_avail = td.of_kind("pv") if "pv" in td.first_of else np.zeros((td.n_days, HOURS))
-    wind_avail = td.of_kind("wind") if "wind" in td.first_of else np.zeros((td.n_days, HOURS))
     mg_pos = np.array([feeder.position(mg.bus) for mg in cfg.microgrids])
     days = []
     for k, scenario in enumerate(td.scenarios):
-        mgs = []
-        for m, mg in enumerate(cfg.microgrids):
-            others = [n for n in range(len(names)) if n != m]
-            mgs.append(MicrogridData(
-                name=mg.name, pos=int(mg_pos[m]), bus=mg.bus, base_mva=B,
-                load_pu=mg.load_peak_mw / B * td.of_kind("load", mg.load_profile)[k],
-                pv_avail=pv_avail[k], wind_avail=wind_avail[k], pv_mw=mg.pv_mw, wind_mw=mg.wind_mw,
-                pcc_limit_pu=mg.pcc_limit_mw / B, price_buy=buy[k], price_sell=sell[k],
-                generator=mg.generator, storage=mg.storage,
-                partners=tuple(names[n] for n in others), fee_usd_per_mwh=fees[m, others],
-                seller_share=share, bargaining_power=mg.bargaining_power,
-            ))
         adn = ADNData(
             feeder=feeder, p_load_pu=feeder.p_load_pu[:, None] * mult[:, k], q_load_pu=feeder.q_load_pu[:, None] * mult[:, k],
             mg_pos=mg_pos, pcc_limit_pu=np.array([mg.pcc_limit_mw / B for mg in cfg.microgrids]),
             wholesale_usd_per_mwh=float(eco.wholesale_price_usd_per_mwh), limits=limits,
         )
-        days.append(DayData(scenario=int(scenario), weight_days=float(td.days_weight[k]), adn=adn, mgs=mgs))
+        days.append(DayData(scenario=int(scenario), weight_days=float(td.days_weight[k]), adn=adn,
+                            mgs=mgs_by_day[k]))
     return days
 
 

@@ -23,7 +23,9 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 
+from adnstudy.config.load import Case
 from adnstudy.config.schema import GeneratorConfig, StorageConfig
+from adnstudy.data.typical import HOURS, TypicalDays
 from adnstudy.formulation.assets import (
     Capacity,
     Generator,
@@ -34,6 +36,7 @@ from adnstudy.formulation.assets import (
 )
 from adnstudy.formulation.families import Families
 from adnstudy.formulation.market import trade_block
+from adnstudy.network.feeder import Feeder
 from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
 
 #: What an infeasible MG subproblem most likely means.
@@ -191,6 +194,47 @@ def read_schedule(d: MicrogridData, b: MicrogridBlock) -> MicrogridSchedule:
     trade = val(b.trade) if b.trade is not None else np.zeros((len(d.partners), H))
     return MicrogridSchedule(name=d.name, table=table, export_pu=val(b.export), trade_pu=trade,
                              cost_usd=float(b.cost_usd.value))
+
+
+def microgrid_days(case: Case, feeder: Feeder, td: TypicalDays, fees: np.ndarray | None = None,
+                   seller_share: float = 0.5) -> list[list[MicrogridData]]:
+    """Each typical day's data of every MG of the case (scenario × MG), at the day's tariffs.
+
+    ``fees`` (MG × MG, USD/MWh) gives each MG its trading partners; without it the
+    MGs know no partners (they trade only with the ADN, as in planning).
+    """
+    cfg = case.config
+    assert cfg.economics is not None and cfg.microgrids
+    B = feeder.base_mva
+    buy, sell = td.tariffs(cfg.economics)
+    pv_avail = td.of_kind("pv") if "pv" in td.first_of else np.zeros((td.n_days, HOURS))
+    wind_avail = td.of_kind("wind") if "wind" in td.first_of else np.zeros((td.n_days, HOURS))
+    names = [mg.name for mg in cfg.microgrids]
+    days = []
+    for k in range(td.n_days):
+        mgs = []
+        for m, mg in enumerate(cfg.microgrids):
+            others = [n for n in range(len(names)) if n != m] if fees is not None else []
+            mgs.append(MicrogridData(
+                name=mg.name, pos=feeder.position(mg.bus), bus=mg.bus, base_mva=B,
+                load_pu=mg.load_peak_mw / B * td.of_kind("load", mg.load_profile)[k],
+                pv_avail=pv_avail[k], wind_avail=wind_avail[k], pv_mw=mg.pv_mw, wind_mw=mg.wind_mw,
+                pcc_limit_pu=mg.pcc_limit_mw / B, price_buy=buy[k], price_sell=sell[k],
+                generator=mg.generator, storage=mg.storage,
+                partners=tuple(names[n] for n in others),
+                fee_usd_per_mwh=fees[m, others] if fees is not None else np.zeros(0),
+                seller_share=seller_share, bargaining_power=mg.bargaining_power,
+            ))
+        days.append(mgs)
+    return days
+
+
+def solve_alone(d: MicrogridData, settings: ConicSettings = DEFAULT) -> MicrogridSchedule:
+    """The MG's day at the tariffs only, blind to the network and without bilateral trades."""
+    block = microgrid_block(d, trades=False)
+    solve_conic(cp.Problem(cp.Minimize(block.cost_usd), block.families.constraints()), settings,
+                what=f"microgrid {d.name} alone (tariffs only)", hint=MG_HINT)
+    return read_schedule(d, block)
 
 
 class MicrogridAgent:

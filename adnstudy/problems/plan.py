@@ -49,7 +49,9 @@ from adnstudy.formulation.investment import Investment, capacity_caps, crf, inve
 from adnstudy.formulation.reliability import ReliabilityBlock, island_reachable, reliability_block
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.limits import NetworkLimits
+from adnstudy.problems.microgrid import MicrogridSchedule, microgrid_days, solve_alone
 from adnstudy.reliability.data import ReliabilityData
+from adnstudy.solve.conic import ConicSettings
 from adnstudy.solve.integer import IntegerBlock, Relaxation
 from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
 
@@ -76,6 +78,10 @@ class PlanData:
     reliability: ReliabilityData | None = None  # None: no reliability constraints or indices
     reliability_limits: dict[str, float | None] = field(default_factory=dict)  # SAIDI (h), EENS (MWh), SAIFI
     voll_usd_per_mwh: float = 0.0
+    #: the MGs' stand-alone exchanges at their PCCs (:func:`with_microgrids`), fixed injections of the plan
+    mg_names: tuple[str, ...] = ()
+    mg_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # PCC bus positions
+    mg_export: np.ndarray | None = None  # MG × snapshot, pu, export to the ADN (+) / import (−)
 
     @property
     def n_snap(self) -> int:
@@ -155,8 +161,29 @@ def coarse_data(data: PlanData) -> PlanData:
     return replace(
         data, n_days=1, days_weight=np.array([data.days_weight.sum()]), p_load=mean_day(data.p_load),
         q_load=mean_day(data.q_load), avail=mean_day(data.avail), price_buy=mean_day(data.price_buy),
-        price_sell=mean_day(data.price_sell),
+        price_sell=mean_day(data.price_sell), mg_export=None if data.mg_export is None else mean_day(data.mg_export),
     )
+
+
+def with_microgrids(case: Case, data: PlanData, typical: pd.DataFrame, weights: pd.DataFrame,
+                    settings: ConicSettings) -> tuple[PlanData, list[list[MicrogridSchedule]]]:
+    """Add the case's MGs as fixed exchanges at their PCCs: each MG's stand-alone schedule per typical day.
+
+    Each MG runs its own model (:func:`~adnstudy.problems.microgrid.solve_alone`) at
+    the day's tariffs, trading only with the ADN, as it would without a market; the
+    plan's network must carry those exchanges (unity power factor at the PCC).
+    Returns the data and the schedules (scenario × MG).
+    """
+    from dataclasses import replace
+
+    if not case.config.microgrids:
+        return data, []
+    td = typical_days(case, typical, weights)
+    schedules = [[solve_alone(d, settings) for d in day] for day in microgrid_days(case, data.feeder, td)]
+    export = np.stack([np.concatenate([day[m].export_pu for day in schedules]) for m in range(len(schedules[0]))])
+    mgs = case.config.microgrids
+    return replace(data, mg_names=tuple(mg.name for mg in mgs),
+                   mg_pos=np.array([data.feeder.position(mg.bus) for mg in mgs]), mg_export=export), schedules
 
 
 def with_reliability(case: Case, data: PlanData) -> PlanData:
@@ -367,6 +394,8 @@ def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "r
     q_inj = at_buses(fd.n_bus, st["pos"].to_numpy()[res]) @ dg.q + q_sub
     if storage is not None:
         p_inj = p_inj + at_buses(fd.n_bus, st["pos"].to_numpy()[sto]) @ storage.net
+    if data.mg_export is not None:
+        p_inj = p_inj + at_buses(fd.n_bus, data.mg_pos) @ data.mg_export
     network = branch_flow_soc(fd, data.limits, S, p_inj, q_inj, data.p_load, data.q_load)
     caps = capacity_caps(inv, res, data.max_total_mw, data.budget_usd)
     rel = None

@@ -18,20 +18,36 @@ from adnstudy.checks import check_solver
 from adnstudy.config.load import Case
 from adnstudy.errors import SolveError
 from adnstudy.formulation.verify import verify_against_ac
-from adnstudy.problems.plan import PlanData, PlanSolution, plan_data, solve_plan, with_reliability
+from adnstudy.problems.microgrid import MicrogridSchedule
+from adnstudy.problems.plan import (
+    PlanData,
+    PlanSolution,
+    plan_data,
+    solve_plan,
+    with_microgrids,
+    with_reliability,
+)
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.figures import new_figure
 from adnstudy.results.tables import branch_table, bus_table, scenario_index
+from adnstudy.solve.conic import DEFAULT, quiet_solver
 from adnstudy.solve.mip import MipSettings
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 log = logging.getLogger(__name__)
 
-def load_plan_inputs(case: Case, out_dir: Path) -> tuple[PlanData, dict[str, str | None]]:
-    """The checked case and the typical days as the model's data; the digests of the stages read."""
+def load_plan_inputs(case: Case, out_dir: Path) -> tuple[PlanData, list[list[MicrogridSchedule]], dict[str, str | None]]:
+    """The checked case and the typical days as the model's data, with the MGs' stand-alone exchanges at their
+    PCCs (their schedules, scenario × MG); the digests of the tables read."""
     inputs = checked_inputs(case, "plan")
     tables, digests = read_inputs(case, out_dir, "plan")
-    return plan_data(case, inputs.feeder, tables["cluster", "typical"], tables["cluster", "weights"]), digests
+    typical, weights = tables["cluster", "typical"], tables["cluster", "weights"]
+    data = plan_data(case, inputs.feeder, typical, weights)
+    scfg = case.config.solver
+    conic = DEFAULT.with_user(scfg.options) if scfg.name.lower() == "default" else DEFAULT
+    with quiet_solver():
+        data, schedules = with_microgrids(case, data, typical, weights, conic)
+    return data, schedules, digests
 
 
 def check_reliability_consistency(sol: PlanSolution, result: ReliabilityResult, rtol: float = 1e-6) -> dict[str, float]:
@@ -60,7 +76,7 @@ def plan_stage(
     case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
     time_limit: float | None = None, reliability: bool = True, verbose: bool | None = None,
 ) -> dict[str, Any]:
-    data, digests = load_plan_inputs(case, out_dir)
+    data, mg_schedules, digests = load_plan_inputs(case, out_dir)
     if verbose is None:  # the branch-and-bound's progress goes to the log at INFO (adnstudy -v)
         verbose = logging.getLogger().isEnabledFor(logging.INFO)
     if reliability and case.config.reliability is not None:
@@ -90,6 +106,8 @@ def plan_stage(
         with w.phase("write"):
             for table, df in plan_tables(data, sol, check.v_ac_pu).items():
                 w.table(table, df)
+            if mg_schedules:
+                w.table("microgrid_exchange", microgrid_exchange_table(data))
             w.figure("voltage_profile", voltage_figure(data, sol))
             w.figure("sited_capacity", capacity_figure(data, sol))
         summary = {
@@ -105,7 +123,8 @@ def plan_stage(
             summary["SAIDI_h"] = rel_record["SAIDI"]
             summary["EENS_mwh"] = rel_record["EENS"]
         w.record(run_key=run_key, solver=result.record, objective=sol.total_usd, verification=check.as_dict(),
-                 reliability=rel_record, scenarios=data.n_days, snapshots=data.n_snap, summary=summary)
+                 reliability=rel_record, scenarios=data.n_days, snapshots=data.n_snap, summary=summary,
+                 microgrids=microgrid_record(data, mg_schedules))
     if not check.tight:
         log.warning("relaxation not tight")
     return summary
@@ -123,9 +142,39 @@ def injections(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarra
 
 
 def net_loads(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarray]:
-    """Bus net loads (load − DG/storage injection) of the solution, per unit, bus × snapshot."""
+    """Bus net loads (load − DG/storage injection − MG export) of the solution, per unit, bus × snapshot."""
     p_inj, q_inj = injections(data, sol)
+    if data.mg_export is not None:
+        np.add.at(p_inj, data.mg_pos, data.mg_export)
     return data.p_load - p_inj, data.q_load - q_inj
+
+
+def microgrid_exchange_table(data: PlanData) -> pd.DataFrame:
+    """One row per (MG, scenario, hour): the stand-alone exchange at its PCC the plan carried."""
+    assert data.mg_export is not None
+    base, H = data.feeder.base_mva, data.hours
+    rows = []
+    for m, name in enumerate(data.mg_names):
+        rows.append(pd.DataFrame({
+            "microgrid": name, "bus": int(data.feeder.bus_ids[data.mg_pos[m]]),
+            "scenario": np.repeat(np.arange(data.n_days), H), "hour": np.tile(np.arange(H), data.n_days),
+            "p_export_mw": data.mg_export[m] * base,
+        }))
+    return pd.concat(rows, ignore_index=True)
+
+
+def microgrid_record(data: PlanData, schedules: list[list[MicrogridSchedule]]) -> dict[str, Any] | None:
+    """The manifest's record of the MGs the plan carried: annual exchanges and stand-alone cost."""
+    if data.mg_export is None:
+        return None
+    w, base = data.snap_weight, data.feeder.base_mva
+    days = data.days_weight
+    return {name: {
+        "bus": int(data.feeder.bus_ids[data.mg_pos[m]]),
+        "export_mwh_per_yr": float(w @ np.maximum(data.mg_export[m], 0.0) * base),
+        "import_mwh_per_yr": float(w @ np.maximum(-data.mg_export[m], 0.0) * base),
+        "standalone_cost_usd_per_yr": float(days @ np.array([day[m].cost_usd for day in schedules])),
+    } for m, name in enumerate(data.mg_names)}
 
 
 def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray) -> dict[str, pd.DataFrame]:

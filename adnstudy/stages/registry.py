@@ -200,7 +200,8 @@ STAGES: tuple[Stage, ...] = (
         "reliability tables when the case has a reliability section) and two figures to OUT/plan/.\n\n"
         "Example: adnstudy plan cases/ieee33.yaml --time-limit 120",
         sections=("profiles", "candidates", "economics"), reads=(("cluster", "typical"), ("cluster", "weights")),
-        tables=("investment", "bus", "branch", "cost"), optional_tables=("reliability", "bus_reliability"),
+        tables=("investment", "bus", "branch", "cost"),
+        optional_tables=("reliability", "bus_reliability", "microgrid_exchange"),
         figures=("voltage_profile", "sited_capacity"),
         checks=(FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
         run="adnstudy.stages.plan:plan_stage", report="adnstudy.stages.plan:report",
