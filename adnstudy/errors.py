@@ -83,3 +83,8 @@ class NotConvergedError(SolveError):
     def __init__(self, message: str, *, history: list[dict[str, float]] | None = None) -> None:
         self.history = history or []
         super().__init__(message)
+
+
+class IncompleteResultsError(SolveError):
+    """A stage wrote its results, but some parts (named in the message and marked in the tables and the
+    manifest) did not reach their tolerances or failed: nothing is lost, and nothing looks final (exit 1)."""

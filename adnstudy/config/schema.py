@@ -319,7 +319,7 @@ class MicrogridConfig(Strict):
 class CoordinationConfig(Strict):
     """The distributed solution of dispatch: ATC (ADN–MG) with ADMM (MG–MG), then ADMM for the payments."""
 
-    max_iter: PositiveInt = Field(300, description="Iteration limit of the stage-1 ATC/ADMM loop.")
+    max_iter: PositiveInt = Field(1000, description="Iteration limit of the stage-1 ATC/ADMM loop.")
     tol_mw: Positive = Field(5e-5, description="Primal residual (PCC mismatch, trade reciprocity) to reach, MW.")
     dual_tol_mw: Positive = Field(1e-4, description="Dual residual (change of exports and agreed trades) to reach, MW.")
     tol_objective: Positive = Field(1e-4, description="Relative change of the objective over the last iterations.")

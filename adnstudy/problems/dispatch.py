@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import cvxpy as cp
 import numpy as np
+import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import HOURS, TypicalDays
 from adnstudy.errors import SolveError
+from adnstudy.formulation.assets import Renewables, Storage, renewable_block, storage_block
 from adnstudy.formulation.distflow import (
     BranchFlowSOC,
     FlowSolution,
@@ -51,6 +53,34 @@ from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
 
 # ----------------------------------------------------------------------------- data
 @dataclass(frozen=True)
+class PlannedAssets:
+    """What a plan built, as the ADN operates it over one day (per unit; capacities from ``plan/investment``).
+
+    RES output is curtailable within its availability and power-factor range;
+    storage cycles daily as in the plan.
+    """
+
+    site: np.ndarray  # candidate index (row of candidates.sites), one per built unit
+    bus: np.ndarray
+    tech: np.ndarray
+    pos: np.ndarray  # bus positions
+    capacity_pu: np.ndarray  # RES: rated power; storage: power
+    avail: np.ndarray  # RES unit × H availability per unit of capacity (storage rows unused)
+    tan_phi: np.ndarray
+    om_usd_per_mwh: np.ndarray
+    energy_pu: np.ndarray  # storage energy (pu·h), 0 for RES
+    efficiency: np.ndarray
+
+    @property
+    def res(self) -> np.ndarray:
+        return np.flatnonzero(self.tech != "storage")
+
+    @property
+    def storage(self) -> np.ndarray:
+        return np.flatnonzero(self.tech == "storage")
+
+
+@dataclass(frozen=True)
 class ADNData:
     """The operator's public network data for one day."""
 
@@ -61,6 +91,7 @@ class ADNData:
     pcc_limit_pu: np.ndarray
     wholesale_usd_per_mwh: float
     limits: NetworkLimits
+    assets: PlannedAssets | None = None  # the plan's DG and storage (None: the bare feeder)
 
     @property
     def hours(self) -> int:
@@ -98,15 +129,50 @@ def pair_fees(case: Case, feeder: Feeder) -> np.ndarray:
     return fees
 
 
-def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
-    """Per typical day, the ADN's data and each MG's private data."""
+def planned_assets(case: Case, feeder: Feeder, td: TypicalDays, investment: pd.DataFrame,
+                   source: str) -> list[PlannedAssets]:
+    """Per typical day, the units a plan built (rows of ``plan/investment`` with ``build``), with the case's
+    candidate data (availability series, power factor, O&M, storage ratio and efficiency)."""
+    cand = case.config.candidates
+    sites = cand.sites if cand is not None else []
+    if len(investment) != len(sites) or list(investment["bus"]) != [s.bus for s in sites] \
+            or list(investment["tech"]) != [s.tech for s in sites]:
+        raise case.error(
+            f"the plan in {source} was made for other candidate sites than this case's ({len(investment)} rows, "
+            f"{len(sites)} candidates): re-run 'adnstudy plan' for this case, or run dispatch with --no-plan",
+            "candidates")
+    built = np.flatnonzero(investment["build"].to_numpy(dtype=bool) & (investment["capacity_mw"].to_numpy() > 0))
+    B = feeder.base_mva
+    cap = investment["capacity_mw"].to_numpy(dtype=float)[built]
+    chosen = [sites[i] for i in built]
+    out = []
+    for k in range(td.n_days):
+        avail = np.array([td.of_kind(s.tech, s.profile)[k] if s.tech != "storage" else np.ones(HOURS)
+                          for s in chosen]).reshape(len(chosen), HOURS)
+        out.append(PlannedAssets(
+            site=built, bus=np.array([s.bus for s in chosen], dtype=int),
+            tech=np.array([s.tech for s in chosen], dtype=object),
+            pos=np.array([feeder.position(s.bus) for s in chosen], dtype=int), capacity_pu=cap / B, avail=avail,
+            tan_phi=np.array([np.tan(np.arccos(s.pf_min)) for s in chosen]),
+            om_usd_per_mwh=np.array([s.om_usd_per_mwh for s in chosen]),
+            energy_pu=np.array([(s.energy_mwh_per_mw or 0.0) for s in chosen]) * cap / B,
+            efficiency=np.array([s.efficiency for s in chosen]),
+        ))
+    return out
+
+
+def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays, assets: list[PlannedAssets] | None = None
+                  ) -> list[DayData]:
+    """Per typical day, the ADN's data (with the plan's assets, if given) and each MG's private data."""
     cfg = case.config
     eco, mk, net = cfg.economics, cfg.market, cfg.network
-    assert eco is not None and mk is not None and cfg.microgrids
+    assert eco is not None and cfg.microgrids
     B = feeder.base_mva
-    assert eco.wholesale_price_usd_per_mwh is not None  # checks.check_wholesale_price
-    share = {"seller": 1.0, "buyer": 0.0, "split": 0.5}[mk.fee_payer]
-    mgs_by_day = microgrid_days(case, feeder, td, fees=pair_fees(case, feeder), seller_share=share)
+    if mk is not None:  # the market's trading pairs and fees (without it, as in planning: no bilateral trades)
+        share = {"seller": 1.0, "buyer": 0.0, "split": 0.5}[mk.fee_payer]
+        mgs_by_day = microgrid_days(case, feeder, td, fees=pair_fees(case, feeder), seller_share=share)
+    else:
+        mgs_by_day = microgrid_days(case, feeder, td)
     mult = td.bus_load_multipliers(feeder).reshape(feeder.n_bus, td.n_days, HOURS)
     limits = NetworkLimits.of(net, feeder)
     mg_pos = np.array([feeder.position(mg.bus) for mg in cfg.microgrids])
@@ -115,7 +181,8 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays) -> list[DayData]:
         adn = ADNData(
             feeder=feeder, p_load_pu=feeder.p_load_pu[:, None] * mult[:, k], q_load_pu=feeder.q_load_pu[:, None] * mult[:, k],
             mg_pos=mg_pos, pcc_limit_pu=np.array([mg.pcc_limit_mw / B for mg in cfg.microgrids]),
-            wholesale_usd_per_mwh=float(eco.wholesale_price_usd_per_mwh), limits=limits,
+            wholesale_usd_per_mwh=float(eco.wholesale_price_usd_per_mwh or 0.0), limits=limits,
+            assets=assets[k] if assets is not None else None,
         )
         days.append(DayData(scenario=int(scenario), weight_days=float(td.days_weight[k]), adn=adn,
                             mgs=mgs_by_day[k]))
@@ -128,29 +195,86 @@ class ADNBlock:
     network: BranchFlowSOC
     substation: Substation
     families: Families
-    loss_cost_usd: cp.Expression  # over the day
+    cost_usd: cp.Expression  # over the day: losses − own DG/storage output at the wholesale price, + DG O&M
+    dg: Renewables | None = None  # the plan's RES units (PlannedAssets.res)
+    storage: Storage | None = None  # the plan's storage units (PlannedAssets.storage)
 
 
 def adn_block(d: ADNData, export: cp.Expression) -> ADNBlock:
-    """DistFlow over the day with the MGs' PCC exports (MG × H expression) injected at their buses."""
-    fd, H = d.feeder, d.hours
+    """DistFlow over the day with the MGs' PCC exports (MG × H expression) injected at their buses,
+    and the plan's units (if any) at theirs.
+
+    The ADN's loads are fixed, so what its operation changes of its energy bill
+    (wholesale price × B × energy) is the losses less what its own units inject;
+    its RES add their O&M per MWh.
+    """
+    fd, H, B = d.feeder, d.hours, d.feeder.base_mva
     sub = substation_block(H, d.limits, split=False)
     p_sub, q_sub = sub.injection(fd.n_bus)
-    network = branch_flow_soc(fd, d.limits, H, p_sub + at_buses(fd.n_bus, d.mg_pos) @ export, q_sub,
-                              d.p_load_pu, d.q_load_pu)
-    loss_cost = d.wholesale_usd_per_mwh * fd.base_mva * cp.sum(fd.r_pu @ network.ell)
-    return ADNBlock(network=network, substation=sub, families=Families().update_from(sub.families, network.families),
-                    loss_cost_usd=loss_cost)
+    p_inj = p_sub + at_buses(fd.n_bus, d.mg_pos) @ export
+    q_inj = q_sub
+    families = Families().update_from(sub.families)
+    dg = storage = None
+    own: cp.Expression | float = 0.0  # own units' net injection over the day, pu·h
+    om: cp.Expression | float = 0.0
+    a = d.assets
+    if a is not None and len(a.res):
+        r = a.res
+        dg = renewable_block(a.avail[r], a.capacity_pu[r], tan_phi=a.tan_phi[r], name="adn_dg")
+        p_inj = p_inj + at_buses(fd.n_bus, a.pos[r]) @ dg.p
+        q_inj = q_inj + at_buses(fd.n_bus, a.pos[r]) @ dg.q
+        own = own + cp.sum(dg.p)
+        om = B * cp.sum(a.om_usd_per_mwh[r] @ dg.p)
+        families.update_from(dg.families)
+    if a is not None and len(a.storage):
+        st = a.storage
+        storage = storage_block(H, H, a.capacity_pu[st], a.energy_pu[st], eta_charge=a.efficiency[st],
+                                eta_discharge=a.efficiency[st], units=len(st), name="adn_storage")
+        p_inj = p_inj + at_buses(fd.n_bus, a.pos[st]) @ storage.net
+        own = own + cp.sum(storage.net)
+        families.update_from(storage.families)
+    network = branch_flow_soc(fd, d.limits, H, p_inj, q_inj, d.p_load_pu, d.q_load_pu)
+    cost = d.wholesale_usd_per_mwh * B * (cp.sum(fd.r_pu @ network.ell) - own) + om
+    return ADNBlock(network=network, substation=sub, families=families.update_from(network.families),
+                    cost_usd=cost, dg=dg, storage=storage)
 
 
 @dataclass(frozen=True)
 class ADNSolution:
-    """The ADN's solved day (copied out right after its solve): targets, network point, loss cost."""
+    """The ADN's solved day (copied out right after its solve): targets, network point, own units, cost."""
 
     targets_pu: np.ndarray  # MG × H, the PCC exports the ADN plans for
     flow: FlowSolution
     p_substation_pu: np.ndarray  # H, import (+) / export (−)
-    cost_usd: float  # loss cost
+    cost_usd: float  # losses − own units' output at the wholesale price, + DG O&M
+    p_dg_pu: np.ndarray  # RES unit × H (PlannedAssets.res; empty on the bare feeder)
+    q_dg_pu: np.ndarray
+    storage_net_pu: np.ndarray  # storage unit × H, discharge − charge
+    soc_pu: np.ndarray  # storage unit × H, pu·h
+
+    @classmethod
+    def of(cls, block: ADNBlock, targets_pu: np.ndarray) -> ADNSolution:
+        H = targets_pu.shape[1]
+        val = lambda x: np.array(x.value, dtype=float)  # noqa: E731
+        empty = np.zeros((0, H))
+        return cls(
+            targets_pu=targets_pu, flow=block.network.solution(),
+            p_substation_pu=val(block.substation.p), cost_usd=float(block.cost_usd.value),
+            p_dg_pu=val(block.dg.p) if block.dg is not None else empty,
+            q_dg_pu=val(block.dg.q) if block.dg is not None else empty,
+            storage_net_pu=val(block.storage.net) if block.storage is not None else empty,
+            soc_pu=val(block.storage.soc) if block.storage is not None else empty,
+        )
+
+    def injections(self, d: ADNData) -> tuple[np.ndarray, np.ndarray]:
+        """Bus × H injections of the ADN's own units."""
+        p = np.zeros_like(d.p_load_pu)
+        q = np.zeros_like(d.q_load_pu)
+        if d.assets is not None:
+            np.add.at(p, d.assets.pos[d.assets.res], self.p_dg_pu)
+            np.add.at(q, d.assets.pos[d.assets.res], self.q_dg_pu)
+            np.add.at(p, d.assets.pos[d.assets.storage], self.storage_net_pu)
+        return p, q
 
 
 class ADNAgent:
@@ -170,7 +294,7 @@ class ADNAgent:
         fam.add("adn.targets", self.target <= lim, self.target >= -lim)
         self.quad = cp.Parameter(nonneg=True, name="atc_quad")
         self.lin = cp.Parameter((M, H), name="atc_lin")
-        obj = self.block.loss_cost_usd + self.quad * cp.sum_squares(self.target) + cp.sum(
+        obj = self.block.cost_usd + self.quad * cp.sum_squares(self.target) + cp.sum(
             cp.multiply(self.lin, self.target))
         self.problem = fam.problem(cp.Minimize(obj))
 
@@ -179,11 +303,7 @@ class ADNAgent:
         self.quad.value = weight
         self.lin.value = mult - 2 * weight * responses_pu
         solve_conic(self.problem, self.settings, what="ADN upper-level subproblem (network with the PCC targets)", hint=MG_HINT)
-        return ADNSolution(
-            targets_pu=np.array(self.target.value, dtype=float), flow=self.block.network.solution(),
-            p_substation_pu=np.array(self.block.substation.p.value, dtype=float),
-            cost_usd=float(self.block.loss_cost_usd.value),
-        )
+        return ADNSolution.of(self.block, np.array(self.target.value, dtype=float))
 
 
 # ----------------------------------------------------------------- centralised model
@@ -206,7 +326,7 @@ def centralised_model(day: DayData, *, trading: bool = True) -> Centralised:
     fam = Families().update_from(*(b.families for b in mgs), adn.families)
     if trading:
         fam.update_from(reciprocity([b.trade for b in mgs], day.pairs))
-    objective = cp.Minimize(cp.sum(cp.hstack([b.cost_usd for b in mgs])) + adn.loss_cost_usd)
+    objective = cp.Minimize(cp.sum(cp.hstack([b.cost_usd for b in mgs])) + adn.cost_usd)
     return Centralised(objective=objective, problem=fam.problem(objective), families=fam, mgs=mgs, adn=adn)
 
 

@@ -229,14 +229,6 @@ def microgrid_days(case: Case, feeder: Feeder, td: TypicalDays, fees: np.ndarray
     return days
 
 
-def solve_alone(d: MicrogridData, settings: ConicSettings = DEFAULT) -> MicrogridSchedule:
-    """The MG's day at the tariffs only, blind to the network and without bilateral trades."""
-    block = microgrid_block(d, trades=False)
-    solve_conic(cp.Problem(cp.Minimize(block.cost_usd), block.families.constraints()), settings,
-                what=f"microgrid {d.name} alone (tariffs only)", hint=MG_HINT)
-    return read_schedule(d, block)
-
-
 class MicrogridAgent:
     """One MG. It holds only its own data; the coordinator hands it exchanged quantities.
 

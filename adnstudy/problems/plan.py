@@ -35,6 +35,7 @@ import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import HOURS, typical_days
+from adnstudy.errors import SolveError
 from adnstudy.formulation.assets import Renewables, Storage, renewable_block, storage_block
 from adnstudy.formulation.distflow import (
     BranchFlowSOC,
@@ -49,9 +50,9 @@ from adnstudy.formulation.investment import Investment, capacity_caps, crf, inve
 from adnstudy.formulation.reliability import ReliabilityBlock, island_reachable, reliability_block
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.limits import NetworkLimits
-from adnstudy.problems.microgrid import MicrogridSchedule, microgrid_days, solve_alone
+from adnstudy.problems.microgrid import MicrogridSchedule, read_schedule
 from adnstudy.reliability.data import ReliabilityData
-from adnstudy.solve.conic import ConicSettings
+from adnstudy.solve.conic import ConicSettings, solve_conic
 from adnstudy.solve.integer import IntegerBlock, Relaxation
 from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
 
@@ -167,19 +168,35 @@ def coarse_data(data: PlanData) -> PlanData:
 
 def with_microgrids(case: Case, data: PlanData, typical: pd.DataFrame, weights: pd.DataFrame,
                     settings: ConicSettings) -> tuple[PlanData, list[list[MicrogridSchedule]]]:
-    """Add the case's MGs as fixed exchanges at their PCCs: each MG's stand-alone schedule per typical day.
+    """Add the case's MGs as fixed exchanges at their PCCs: their stand-alone schedules per typical day.
 
-    Each MG runs its own model (:func:`~adnstudy.problems.microgrid.solve_alone`) at
-    the day's tariffs, trading only with the ADN, as it would without a market; the
-    plan's network must carry those exchanges (unity power factor at the PCC).
-    Returns the data and the schedules (scenario × MG).
+    Each MG runs its own model at the day's tariffs and trades only with the ADN,
+    as it would without a market; the operator keeps the exchanges within the
+    feeder's limits (unity power factor at the PCC). That is the disagreement
+    market of ``dispatch`` on the feeder as it is (a centralised SOCP per day:
+    the MGs' costs plus the losses at the wholesale price); where the feeder
+    does not bind it is each MG's own optimum. The plan's network must carry
+    these exchanges. Returns the data and the schedules (scenario × MG).
     """
     from dataclasses import replace
+
+    from adnstudy.errors import SolverStatusError
+    from adnstudy.problems.dispatch import centralised_model, diagnose_day, dispatch_days
 
     if not case.config.microgrids:
         return data, []
     td = typical_days(case, typical, weights)
-    schedules = [[solve_alone(d, settings) for d in day] for day in microgrid_days(case, data.feeder, td)]
+    schedules = []
+    for day in dispatch_days(case, data.feeder, td):
+        model = centralised_model(day, trading=False)
+        try:
+            solve_conic(model.problem, settings, what=f"the microgrids' stand-alone exchanges on typical day "
+                                                      f"{day.scenario}")
+        except SolverStatusError as exc:
+            raise SolveError(f"the microgrids' stand-alone exchanges on typical day {day.scenario} cannot be "
+                             f"carried by the feeder (solver status '{exc.status}'): {diagnose_day(day, settings)}; "
+                             "no results were written") from None
+        schedules.append([read_schedule(d, b) for d, b in zip(day.mgs, model.mgs, strict=True)])
     export = np.stack([np.concatenate([day[m].export_pu for day in schedules]) for m in range(len(schedules[0]))])
     mgs = case.config.microgrids
     return replace(data, mg_names=tuple(mg.name for mg in mgs),

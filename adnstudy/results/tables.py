@@ -48,3 +48,17 @@ def branch_table(feeder: Feeder, index: Index, columns: Mapping[str, np.ndarray]
     for name, values in columns.items():
         out[name] = np.asarray(values).T.ravel()
     return pd.DataFrame(out)
+
+
+def zero_below(df: pd.DataFrame, tol: float, suffixes: tuple[str, ...] = ("_mw", "_mwh", "_mvar")) -> pd.DataFrame:
+    """Values of the power and energy columns below ``tol`` in magnitude set to exact zeros.
+
+    Iterative and interior-point solvers leave ~1e-10 where the answer is 0; the
+    tables users read hold the answer, not the solver's noise.
+    """
+    out = df.copy()
+    for col in out.columns:
+        if col.endswith(suffixes) and pd.api.types.is_float_dtype(out[col]):
+            v = out[col].to_numpy()
+            out[col] = np.where(np.abs(v) < tol, 0.0, v)
+    return out

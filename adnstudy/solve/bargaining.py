@@ -100,7 +100,7 @@ class PaymentAdmm:
         return (
             f"the payment ADMM did not converge in {int(row['iteration'])} iterations: payment disagreement "
             f"{row['primal_residual']:.2e} USD, change {row['dual_residual']:.2e} USD (tolerance {self.tol:g} of the "
-            f"group's gain {self.G:.2f} USD); raise market.coordination.payment_max_iter; no results were written"
+            f"group's gain {self.G:.2f} USD); raise market.coordination.payment_max_iter"
         )
 
     @property
@@ -116,6 +116,8 @@ class BargainResult:
     groups: list[list[int]]
     history: list[Row]
     iterations: int
+    converged: bool = True
+    message: str = ""
 
 
 def bargain(
@@ -126,6 +128,7 @@ def bargain(
     rho_per_member: float = 3.0,
     tol: float = 1e-7,
     max_iter: int = 500,
+    strict: bool = True,
 ) -> BargainResult:
     """Nash-bargaining payments by the closed-form ADMM, group by group of traders.
 
@@ -138,6 +141,7 @@ def bargain(
     history: list[Row] = []
     groups = trading_groups(M, traded)
     iterations = 0
+    messages: list[str] = []
     for group in groups:
         if len(group) < 2:
             continue
@@ -149,7 +153,9 @@ def bargain(
         # curvature of w log(y) at the answer y = w is 1/w ≈ group size: scale ρ with it
         method = PaymentAdmm(gains_usd[group] / G, powers[group] / powers[group].sum(), edges,
                              rho=rho_per_member * len(group), tol=tol, total_usd=G)
-        loop = iterate(method, max_iter=max_iter)
+        loop = iterate(method, max_iter=max_iter, strict=strict)
+        if not loop.converged:
+            messages.append(loop.message)
         history += loop.history
         iterations = max(iterations, loop.iterations)
         sub = method.payments
@@ -157,4 +163,4 @@ def bargain(
             for b, n in enumerate(group):
                 pay[m, n] = sub[a, b]
     return BargainResult(payments_usd=pay, gains_usd=gains_usd - pay.sum(axis=1), groups=groups,
-                         history=history, iterations=iterations)
+                         history=history, iterations=iterations, converged=not messages, message="; ".join(messages))

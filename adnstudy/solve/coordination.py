@@ -77,6 +77,8 @@ class CoordinationResult:
     history: list[Row]
     iterations: int
     seconds: float
+    converged: bool = True
+    message: str = ""  # the residuals reached, when it did not converge
 
     @property
     def targets_pu(self) -> np.ndarray:
@@ -186,7 +188,7 @@ class AtcAdmm:
             f"primal residual {row['primal_residual']:.2e} MW (PCC mismatch {row['pcc_mismatch_mw']:.2e}, trade "
             f"reciprocity {row['reciprocity_mw']:.2e}), dual residual {row['dual_residual']:.2e} MW, tolerances "
             f"{self.tol * B:.1e} / {self.tol_dual * B:.1e} MW; raise market.coordination.max_iter or tune "
-            "rho_pcc_usd_per_mw2h / rho_trade_usd_per_mw2h; no results were written"
+            "rho_pcc_usd_per_mw2h / rho_trade_usd_per_mw2h"
         )
 
 
@@ -207,21 +209,23 @@ def coordinate(
     adaptive: bool = True,
     trading: bool = True,
     on_iteration: Callable[[Row], None] | None = None,
+    strict: bool = True,
 ) -> CoordinationResult:
     """Run ATC + ADMM from the lower levels' ``initial`` responses until the residuals reach ``tol_pu``.
 
     Penalties are in USD per pu² (per hour). ``trading=False`` clears the
     disagreement market: ATC only, the MGs trade with the ADN alone. Raises
     :class:`~adnstudy.errors.NotConvergedError` with the residuals reached when
-    ``max_iter`` passes without convergence.
+    ``max_iter`` passes without convergence (``strict=False``: returns the last
+    iterate, marked ``converged=False``).
     """
     method = AtcAdmm(upper, lowers, pairs, initial, hours=hours, base_mva=base_mva, rho_pcc=rho_pcc,
                      rho_trade=rho_trade, tol_pu=tol_pu, tol_dual_pu=tol_pu if tol_dual_pu is None else tol_dual_pu,
                      tol_objective=tol_objective, adaptive=adaptive, trading=trading)
-    loop = iterate(method, max_iter=max_iter, on_iteration=on_iteration)
+    loop = iterate(method, max_iter=max_iter, on_iteration=on_iteration, strict=strict)
     return CoordinationResult(
         responses=method.responses, upper=method.upper_response, agreed_pu=method.z,
         objective_usd=loop.history[-1]["objective_usd"], history=loop.history, iterations=loop.iterations,
-        seconds=loop.seconds,
+        seconds=loop.seconds, converged=loop.converged, message=loop.message,
     )
 

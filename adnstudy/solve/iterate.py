@@ -49,10 +49,14 @@ class LoopResult:
     history: list[Row]  # one row per iteration: "iteration", the method's fields, "seconds" since the start
     iterations: int
     seconds: float
+    converged: bool = True
+    message: str = ""  # why not, when it did not converge (the method's ``not_converged``)
 
 
-def iterate(method: IterativeMethod, *, max_iter: int, on_iteration: Callable[[Row], None] | None = None) -> LoopResult:
-    """Run ``method`` until it converges; raise :class:`NotConvergedError` after ``max_iter`` iterations."""
+def iterate(method: IterativeMethod, *, max_iter: int, on_iteration: Callable[[Row], None] | None = None,
+            strict: bool = True) -> LoopResult:
+    """Run ``method`` until it converges; after ``max_iter`` iterations raise :class:`NotConvergedError`
+    (``strict``) or return the last iterate marked ``converged=False`` with the method's message."""
     t0 = time.perf_counter()
     history: list[Row] = []
     method.initialise()
@@ -66,4 +70,8 @@ def iterate(method: IterativeMethod, *, max_iter: int, on_iteration: Callable[[R
         if method.converged(row):
             return LoopResult(history=history, iterations=k, seconds=time.perf_counter() - t0)
         method.adapt(k, row)
-    raise NotConvergedError(method.not_converged(history[-1]), history=history)
+    message = method.not_converged(history[-1])
+    if strict:
+        raise NotConvergedError(message, history=history)
+    return LoopResult(history=history, iterations=max_iter, seconds=time.perf_counter() - t0, converged=False,
+                      message=message)

@@ -27,19 +27,22 @@ import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import typical_days
-from adnstudy.errors import CaseError, SolveError, SolverStatusError
+from adnstudy.errors import CaseError, IncompleteResultsError, SolveError, SolverStatusError
 from adnstudy.formulation.verify import Verification, verify_against_ac
 from adnstudy.problems.dispatch import (
     ADNAgent,
     ADNSolution,
     DayData,
+    PlannedAssets,
     centralised_model,
     diagnose_day,
     dispatch_days,
+    planned_assets,
 )
 from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule
 from adnstudy.results.figures import new_figure
-from adnstudy.results.tables import bus_table, scenario_index
+from adnstudy.results.store import read_manifest
+from adnstudy.results.tables import bus_table, scenario_index, zero_below
 from adnstudy.solve.bargaining import BargainResult, bargain
 from adnstudy.solve.conic import DEFAULT, ConicSettings, quiet_solver, solve_conic
 from adnstudy.solve.coordination import CoordinationResult, coordinate, partner_row
@@ -52,19 +55,33 @@ TRADED_MW = 1e-4
 NO_POINT = ("infeasible", "infeasible_inaccurate", "user_limit")
 
 
-def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = None
-                    ) -> tuple[list[DayData], dict[str, str | None]]:
-    """Each chosen typical day's data for the agents; the digests of the stages read."""
+def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = None, plan: bool = True
+                    ) -> tuple[list[DayData], dict[str, str | None], dict[str, Any] | None]:
+    """Each chosen typical day's data for the agents; the digests of the tables read; the record of the plan
+    whose network the ADN operates (None: the bare feeder)."""
     feeder = checked_inputs(case, "dispatch").feeder
-    tables, digests = read_inputs(case, out_dir, "dispatch")
-    days = dispatch_days(case, feeder, typical_days(case, tables["cluster", "typical"], tables["cluster", "weights"]))
+    tables, digests = read_inputs(case, out_dir, "dispatch", {"plan": plan})
+    td = typical_days(case, tables["cluster", "typical"], tables["cluster", "weights"])
+    assets, plan_record = None, None
+    if ("plan", "investment") in tables:
+        source = out_dir / "plan"
+        investment = tables["plan", "investment"]
+        assets = planned_assets(case, feeder, td, investment, str(source))
+        manifest = read_manifest(out_dir, "plan") or {}
+        built = investment[investment["build"].astype(bool)]
+        plan_record = {
+            "folder": str(source), "run_key": manifest.get("run_key"), "created_utc": manifest.get("created_utc"),
+            "investment_sha256": digests["plan/investment"], "sites_built": len(built),
+            "capacity_mw": {str(t): float(g["capacity_mw"].sum()) for t, g in built.groupby("tech")},
+        }
+    days = dispatch_days(case, feeder, td, assets)
     if scenarios:
         have = [d.scenario for d in days]
         unknown = [s for s in scenarios if s not in have]
         if unknown:
             raise CaseError(f"--scenario {unknown[0]}: the typical days are {have}", field="--scenario")
         days = [d for d in days if d.scenario in scenarios]
-    return days, digests
+    return days, digests, plan_record
 
 
 @dataclass(frozen=True)
@@ -90,6 +107,21 @@ class ScenarioResult:
     traded: list[tuple[int, int]]
     verification: Verification
     build_s: float
+
+    @property
+    def problems(self) -> list[str]:
+        """Why this day's results are not final (empty: converged, and the relaxation is tight)."""
+        out = [f"{what}: {r.message}" for what, r in (("disagreement market", self.notrade),
+                                                       ("clearing", self.clearing), ("payments", self.bargain))
+               if not r.converged]
+        if not self.verification.tight:
+            out.append(f"the ADN's SOC relaxation is not tight (max |V_socp − V_ac| {self.verification.max_dv_pu:.1e} "
+                       "pu): the operating point is not physical")
+        return out
+
+    @property
+    def converged(self) -> bool:
+        return not self.problems
 
     @property
     def adn(self) -> ADNSolution:
@@ -131,17 +163,25 @@ def solve_day(day: DayData, case: Case) -> ScenarioResult:
         mgs = [MicrogridAgent(d, conic) for d in day.mgs]
         alone = [a.solve_alone() for a in mgs]  # network-blind: the starting point of both markets
         build_s = time.perf_counter() - t
-        notrade = coordinate(adn, mgs, day.pairs, alone, trading=False, **settings)
-        clearing = coordinate(adn, mgs, day.pairs, notrade.responses, **settings)
+        notrade = coordinate(adn, mgs, day.pairs, alone, trading=False, strict=False, **settings)
+        clearing = coordinate(adn, mgs, day.pairs, notrade.responses, strict=False, **settings)
     disagreement = np.array([sc.cost_usd for sc in notrade.responses])
     before = np.array([sc.cost_usd for sc in clearing.responses])
     traded = [(m, n) for m, n in day.pairs if np.max(np.abs(clearing.agreed_pu[m, n])) * B > TRADED_MW]
+    # an MG that traded with no one gains nothing: what separates its two costs is below the tolerance
+    # (else it is a real effect of the others' trades on the network, and stands)
+    alone_mgs = [m for m in range(len(day.mgs)) if not any(m in pair for pair in traded)]
+    for m in alone_mgs:
+        if abs(disagreement[m] - before[m]) <= co.tol_objective * max(abs(disagreement[m]), 1.0):
+            before[m] = disagreement[m]
     powers = np.array([d.bargaining_power for d in day.mgs])
-    shares = bargain(disagreement - before, powers, traded, tol=co.payment_tol, max_iter=co.payment_max_iter)
+    shares = bargain(disagreement - before, powers, traded, tol=co.payment_tol, max_iter=co.payment_max_iter,
+                     strict=False)
     # AC check of the ADN's operating point (its own targets are the PCC exports it planned for)
-    net_p = day.adn.p_load_pu.copy()
+    p_own, q_own = clearing.upper.injections(day.adn)
+    net_p = day.adn.p_load_pu - p_own
     np.add.at(net_p, day.adn.mg_pos, -clearing.targets_pu)
-    check = verify_against_ac(day.adn.feeder, clearing.upper.flow, net_p, day.adn.q_load_pu)
+    check = verify_against_ac(day.adn.feeder, clearing.upper.flow, net_p, day.adn.q_load_pu - q_own)
     return ScenarioResult(
         day=day, central=central, central_notrade=central_notrade, alone=alone, notrade=notrade, clearing=clearing,
         bargain=shares, disagreement_usd=disagreement, before_payments_usd=before, traded=traded,
@@ -155,8 +195,9 @@ CONVERGENCE_COLUMNS = ["scenario", "stage", "method", "iteration", "primal_resid
                        "seconds"]
 
 
-def _tables(results: list[ScenarioResult]) -> dict[str, pd.DataFrame]:
-    sched, trades, pays, by_scenario, adn_rows, net_rows, conv = [], [], [], [], [], [], []
+def _tables(results: list[ScenarioResult], tol_mw: float) -> dict[str, pd.DataFrame]:
+    """The stage's tables; powers below the coordination tolerance ``tol_mw`` are exact zeros."""
+    sched, trades, pays, by_scenario, adn_rows, net_rows, conv, units = [], [], [], [], [], [], [], []
     for r in results:
         day, res, bg = r.day, r.clearing, r.bargain
         s = day.scenario
@@ -188,12 +229,19 @@ def _tables(results: list[ScenarioResult]) -> dict[str, pd.DataFrame]:
                 "payment_usd": paid, "cost_cooperative_usd": r.before_payments_usd[m] + paid,
                 "gain_before_payments_usd": r.disagreement_usd[m] - r.before_payments_usd[m],
                 "gain_usd": bg.gains_usd[m], "bargaining_power": day.mgs[m].bargaining_power, "group": group_of[m],
+                "converged": r.converged,
             })
         adn = r.adn
+        a = day.adn.assets
+        avail = a.avail[a.res] * a.capacity_pu[a.res, None] if a is not None else np.zeros((0, H))
         adn_rows.append(pd.DataFrame({
             "scenario": s, "hour": np.arange(H), "loss_mw": adn.flow.loss_pu(fd).sum(axis=0) * B,
             "import_mw": adn.p_substation_pu * B, "fee_income_usd": fee_income,
+            "p_dg_mw": adn.p_dg_pu.sum(axis=0) * B, "p_curtailed_mw": (avail - adn.p_dg_pu).sum(axis=0) * B,
+            "p_storage_mw": adn.storage_net_pu.sum(axis=0) * B,
         }))
+        if a is not None:
+            units.append(unit_table(a, adn, s, B))
         net_rows.append(bus_table(fd, scenario_index(np.array([s]), H), {"v_pu": adn.flow.v_pu}))
         for stage, c in (("clearing", r.central), ("disagreement", r.central_notrade)):
             conv.append(pd.DataFrame([{
@@ -209,17 +257,44 @@ def _tables(results: list[ScenarioResult]) -> dict[str, pd.DataFrame]:
     annual = agents_by_scenario.assign(**{c: agents_by_scenario[c] * agents_by_scenario["weight_days"] for c in cols})
     agents = annual.groupby("agent", sort=False)[cols].sum().reset_index()
     agents["bargaining_power"] = agents_by_scenario.groupby("agent", sort=False)["bargaining_power"].first().to_numpy()
-    return {
-        "schedule": pd.concat(sched, ignore_index=True)[SCHEDULE_COLUMNS],
-        "trades": pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(
-            columns=["scenario", "seller", "buyer", "hour", "p_mw", "fee_usd"]),
+    agents["converged"] = agents_by_scenario.groupby("agent", sort=False)["converged"].all().to_numpy()
+    trade_table = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(
+        columns=["scenario", "seller", "buyer", "hour", "p_mw", "fee_usd"])
+    if len(trade_table):
+        trade_table = zero_below(trade_table, tol_mw)
+        trade_table.loc[trade_table["p_mw"] == 0, "fee_usd"] = 0.0
+    out = {
+        "schedule": zero_below(pd.concat(sched, ignore_index=True)[SCHEDULE_COLUMNS], tol_mw),
+        "trades": trade_table,
         "payments": pd.DataFrame(pays, columns=["scenario", "payer", "payee", "payment_usd"]),
         "agents": agents,
         "agents_by_scenario": agents_by_scenario,
-        "adn": pd.concat(adn_rows, ignore_index=True),
+        "adn": zero_below(pd.concat(adn_rows, ignore_index=True), tol_mw),
         "network": pd.concat(net_rows, ignore_index=True),
         "convergence": pd.concat(conv, ignore_index=True)[CONVERGENCE_COLUMNS],
     }
+    if units:
+        out["adn_units"] = zero_below(pd.concat(units, ignore_index=True), tol_mw)
+    return out
+
+
+def unit_table(a: PlannedAssets, adn: ADNSolution, scenario: int, base_mva: float) -> pd.DataFrame:
+    """One row per (planned unit, hour) of a day: output, availability, storage energy."""
+    H = adn.p_substation_pu.shape[0]
+    n = len(a.site)
+    p = np.zeros((n, H))
+    q = np.zeros((n, H))
+    soc = np.zeros((n, H))
+    avail = np.zeros((n, H))
+    p[a.res], q[a.res] = adn.p_dg_pu, adn.q_dg_pu
+    avail[a.res] = a.avail[a.res] * a.capacity_pu[a.res, None]
+    p[a.storage], soc[a.storage] = adn.storage_net_pu, adn.soc_pu
+    avail[a.storage] = a.capacity_pu[a.storage, None]
+    return pd.DataFrame({
+        "scenario": scenario, "site": np.repeat(a.site, H), "bus": np.repeat(a.bus, H), "tech": np.repeat(a.tech, H),
+        "hour": np.tile(np.arange(H), n), "p_mw": p.ravel() * base_mva, "q_mvar": q.ravel() * base_mva,
+        "p_available_mw": avail.ravel() * base_mva, "soc_mwh": soc.ravel() * base_mva,
+    })
 
 
 def scenario_record(r: ScenarioResult) -> dict[str, Any]:
@@ -236,23 +311,35 @@ def scenario_record(r: ScenarioResult) -> dict[str, Any]:
         "iterations": d.iterations, "distributed_s": d.seconds, "disagreement_s": nt.seconds + r.build_s,
         "pcc_mismatch_mw": d.history[-1]["pcc_mismatch_mw"], "reciprocity_mw": d.history[-1]["reciprocity_mw"],
         "payment_iterations": r.bargain.iterations, "max_dv_pu": r.verification.max_dv_pu,
+        "converged": r.converged, "dual_residual_mw": d.history[-1]["dual_residual"],
     }
 
 
 def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
-                   scenarios: list[int] | None = None) -> dict[str, Any]:
-    days, digests = dispatch_inputs(case, out_dir, scenarios)
+                   scenarios: list[int] | None = None, plan: bool = True) -> dict[str, Any]:
+    """Every chosen typical day, each on its own: a day that misses its tolerance (or fails) loses nothing
+    of the others. All solved days are written; days that are not final are marked (``converged`` false in
+    the tables, their residuals in the manifest) and the stage then raises
+    :class:`~adnstudy.errors.IncompleteResultsError` (exit 1)."""
+    days, digests, plan_record = dispatch_inputs(case, out_dir, scenarios, plan)
+    co = case.config.market.coordination  # type: ignore[union-attr]
+    results: list[ScenarioResult] = []
+    failed: dict[int, str] = {}
     with stage_writer(out_dir, case, "dispatch", inputs=digests) as w:
         with w.phase("solve"):
-            results = [solve_day(d, case) for d in days]
-        max_dv = max(r.verification.max_dv_pu for r in results)
-        if not all(r.verification.tight for r in results):
-            raise SolveError(
-                f"the ADN's SOC relaxation is not tight at the dispatch (max |V_socp − V_ac| {max_dv:.1e} pu): "
-                "the operating point is not physical; no results were written"
-            )
+            for d in days:
+                try:
+                    results.append(solve_day(d, case))
+                except SolveError as exc:
+                    if len(days) == 1:
+                        raise
+                    failed[d.scenario] = str(exc)
+        if not results:  # every day failed: nothing to write
+            first = next(iter(failed.values()))
+            raise SolveError(f"every typical day failed; typical day {next(iter(failed))}: {first}")
+        not_final = {r.day.scenario: r.problems for r in results if r.problems}
         with w.phase("tables"):
-            tables = _tables(results)
+            tables = _tables(results, co.tol_mw)
             for name, df in tables.items():
                 w.table(name, df)
         with w.phase("figures"):
@@ -263,6 +350,7 @@ def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
         agents = tables["agents"]
         summary = {
             "scenarios": len(results),
+            "network": "planned network" if plan_record else "bare feeder",
             "centralised_usd": float(weights @ per_scenario["centralised_objective_usd"]),
             "distributed_usd": float(weights @ per_scenario["distributed_objective_usd"]),
             "max_gap": float(per_scenario["gap"].abs().max()),
@@ -273,9 +361,19 @@ def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
             "total_gain_usd": float(agents["gain_usd"].sum()),
             "gains_usd": dict(zip(agents["agent"], agents["gain_usd"].round(2), strict=True)),
         }
-        w.record(run_key=run_key, objective=summary["distributed_usd"],
+        complete = not not_final and not failed
+        w.record(run_key=run_key, objective=summary["distributed_usd"], complete=complete, plan=plan_record,
                  solver={"name": "CLARABEL", "method": "ATC + closed-form ADMM; centralised reference"},
-                 scenarios=per_scenario.to_dict("records"), summary=summary)
+                 scenarios=per_scenario.to_dict("records"), summary=summary,
+                 not_converged={str(k): v for k, v in not_final.items()},
+                 failed={str(k): v for k, v in failed.items()})
+    if not complete:
+        lines = [f"typical day {k}: {'; '.join(v)}" for k, v in not_final.items()]
+        lines += [f"typical day {k} failed, not in the tables: {v}" for k, v in failed.items()]
+        raise IncompleteResultsError(
+            f"{len(not_final) + len(failed)} of {len(days)} typical day(s) are not final; the results of every "
+            f"solved day were written to {out_dir / 'dispatch'}, these marked converged = false (manifest "
+            "'not_converged', 'failed'):\n  " + "\n  ".join(lines))
     return summary
 
 
@@ -326,7 +424,7 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
     gains = ", ".join(f"{k} {v:,.2f}" for k, v in s["gains_usd"].items())
     span = "per year" if not options.get("scenarios") else "for the chosen typical day(s) x their weights"
     return [
-        (f"{case.name}: {s['scenarios']} typical day(s); market cost {s['distributed_usd']:,.2f} USD {span} "
+        (f"{case.name}: {s['scenarios']} typical day(s) on the {s['network']}; market cost {s['distributed_usd']:,.2f} USD {span} "
          f"(centralised {s['centralised_usd']:,.2f}, max gap {s['max_gap']:.1e}); at most {s['max_iterations']} "
          f"ATC/ADMM iterations, PCC mismatch {s['max_pcc_mismatch_mw']:.1e} MW, reciprocity "
          f"{s['max_reciprocity_mw']:.1e} MW; MG gains {gains} USD", False),

@@ -227,6 +227,7 @@ STAGES: tuple[Stage, ...] = (
         sections=("profiles", "economics", "microgrids", "market"),
         reads=(("cluster", "typical"), ("cluster", "weights")),
         tables=("schedule", "trades", "payments", "agents", "agents_by_scenario", "adn", "network", "convergence"),
+        optional_tables=("adn_units",),
         figures=("convergence", "trades", "costs"), checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, SOLVER_OPTIONS),
         run="adnstudy.stages.dispatch:dispatch_stage", report="adnstudy.stages.dispatch:report",
         progress="Clearing the market and bargaining, day by day",
