@@ -258,14 +258,18 @@ def test_bargaining_power_must_be_positive(clustered: Path, tmp_path: Path) -> N
     assert not (tmp_path / "out" / "dispatch").exists()
 
 
-def test_admm_iteration_limit_is_a_clear_failure(clustered: Path, tmp_path: Path) -> None:
+def test_admm_iteration_limit_is_a_clear_failure_that_keeps_the_day(clustered: Path, tmp_path: Path) -> None:
     case = variant(tmp_path, "iters", ("name: ieee33", "name: ieee33\nmarket: {coordination: {max_iter: 5}}"))
     result = run_dispatch(case, clustered, tmp_path / "out", "--day", DAY)
     assert result.exit_code == 1
     msg = result.stderr
     assert "did not converge in 5 iterations" in msg and "primal residual" in msg and "dual residual" in msg
+    assert "1 of 1 typical day(s) are not final" in msg
     assert "Traceback" not in result.output
-    assert not (tmp_path / "out" / "dispatch").exists()
+    manifest = json.loads((tmp_path / "out" / "dispatch" / "manifest.json").read_text())
+    assert manifest["complete"] is False and list(manifest["not_converged"]) == [DAY]
+    assert manifest["scenarios"][0]["iterations"] == 5 and manifest["scenarios"][0]["converged"] is False
+    assert not pd.read_parquet(tmp_path / "out" / "dispatch" / "agents_by_scenario.parquet")["converged"].any()
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".dispatch")]
 
 

@@ -297,17 +297,24 @@ def unit_table(a: PlannedAssets, adn: ADNSolution, scenario: int, base_mva: floa
     })
 
 
+def relative_gap(distributed: CoordinationResult, central: CentralSolve) -> float:
+    """Distributed − centralised objective, relative to the day's gross cost Σ|agent cost| (at least the net
+    objective and 1 USD): MGs that sell and MGs that buy cancel in the net objective, which can be near 0."""
+    gross = sum(abs(r.cost_usd) for r in distributed.responses) + abs(distributed.upper.cost_usd)
+    return (distributed.objective_usd - central.objective_usd) / max(gross, abs(central.objective_usd), 1.0)
+
+
 def scenario_record(r: ScenarioResult) -> dict[str, Any]:
     """The manifest's record of one typical day: both markets, centralised and distributed."""
     c, d, nt, cnt = r.central, r.clearing, r.notrade, r.central_notrade
     return {
         "scenario": r.day.scenario, "weight_days": r.day.weight_days,
         "disagreement_centralised_usd": cnt.objective_usd, "disagreement_distributed_usd": nt.objective_usd,
-        "disagreement_gap": (nt.objective_usd - cnt.objective_usd) / max(abs(cnt.objective_usd), 1.0),
+        "disagreement_gap": relative_gap(nt, cnt), "disagreement_gap_usd": nt.objective_usd - cnt.objective_usd,
         "disagreement_iterations": nt.iterations,
         "centralised_objective_usd": c.objective_usd, "centralised_status": c.status,
         "centralised_s": c.seconds, "distributed_objective_usd": d.objective_usd,
-        "gap": (d.objective_usd - c.objective_usd) / max(abs(c.objective_usd), 1.0),
+        "gap": relative_gap(d, c), "gap_usd": d.objective_usd - c.objective_usd,
         "iterations": d.iterations, "distributed_s": d.seconds, "disagreement_s": nt.seconds + r.build_s,
         "pcc_mismatch_mw": d.history[-1]["pcc_mismatch_mw"], "reciprocity_mw": d.history[-1]["reciprocity_mw"],
         "payment_iterations": r.bargain.iterations, "max_dv_pu": r.verification.max_dv_pu,
