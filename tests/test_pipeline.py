@@ -269,3 +269,35 @@ def test_an_unused_price_series_is_rejected(tmp_path) -> None:
     assert result.exit_code == 2
     assert "profiles.series.price" in result.stderr and "no tariff uses it" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_plan_carries_the_microgrids_stand_alone_exchanges(small_study) -> None:
+    """On the small feeder no limit binds the MGs' exchanges, so each MG's exchange in the plan costs it its own
+    optimum at the tariffs (solved here by its own agent, day by day) — up to cents a year, where the losses the
+    operator also weighs tip a nearly indifferent MG's timing; the plan records the exchanges."""
+    from adnstudy.checks import CaseInputs
+    from adnstudy.data.typical import typical_days
+    from adnstudy.problems.microgrid import MicrogridAgent, microgrid_days
+
+    out = small_study.runs["main"]
+    case = load_case(SMALL)
+    feeder = CaseInputs(case).feeder
+    weights = pd.read_parquet(out / "cluster" / "weights.parquet")
+    td = typical_days(case, pd.read_parquet(out / "cluster" / "typical.parquet"), weights)
+    own = {}
+    for day in microgrid_days(case, feeder, td):
+        for d in day:
+            own.setdefault(d.name, []).append(MicrogridAgent(d).solve_alone())
+    record = json.loads((out / "plan" / "manifest.json").read_text())["microgrids"]
+    exchange = pd.read_parquet(out / "plan" / "microgrid_exchange.parquet")
+    bus = pd.read_parquet(out / "plan" / "bus.parquet")
+    for name, schedules in own.items():
+        annual = float(td.days_weight @ np.array([s.cost_usd for s in schedules]))
+        assert record[name]["standalone_cost_usd_per_yr"] == pytest.approx(annual, rel=1e-5)
+        assert record[name]["standalone_cost_usd_per_yr"] >= annual - 1e-6 * abs(annual)  # never below its optimum
+        mine = exchange[exchange["microgrid"] == name]
+        at_bus = bus[bus["bus"] == record[name]["bus"]].sort_values(["scenario", "hour"])["p_microgrid_mw"]
+        np.testing.assert_allclose(mine.sort_values(["scenario", "hour"])["p_export_mw"], at_bus, atol=1e-12)
+        hours = np.repeat(td.days_weight, 24)
+        x = mine.sort_values(["scenario", "hour"])["p_export_mw"].to_numpy()
+        assert record[name]["import_mwh_per_yr"] == pytest.approx(hours @ np.maximum(-x, 0), rel=1e-6, abs=1e-6)

@@ -175,7 +175,8 @@ def test_shipped_plan_tables_are_consistent(shipped):
     per_hour = bus.groupby(["scenario", "hour"])[["p_load_mw", "p_dg_mw"]].sum()
     losses = branch.groupby(["scenario", "hour"])["loss_mw"].sum()
     head = branch[branch["from_bus"] == 1].groupby(["scenario", "hour"])["p_mw"].sum()
-    np.testing.assert_allclose(head, per_hour["p_load_mw"] - per_hour["p_dg_mw"] + losses, atol=1e-6)
+    np.testing.assert_allclose(head, per_hour["p_load_mw"] - per_hour["p_dg_mw"] - per_hour["p_microgrid_mw"] + losses,
+                                   atol=1e-6)
 
 
 def test_infeasible_voltage_limits_named(tmp_path):

@@ -209,6 +209,7 @@ def _tables(results: list[ScenarioResult], tol_mw: float) -> dict[str, pd.DataFr
         fee_income = np.zeros(H)
         for m, n in day.pairs:
             p = res.agreed_pu[m, n] * B  # m's sale to n
+            p = np.where(np.abs(p) < tol_mw, 0.0, p)  # below the coordination tolerance: no trade
             fee = day.mgs[m].fee_usd_per_mwh[partner_row(m, n)] * np.abs(p)
             fee_income += fee
             trades.append(pd.DataFrame({
@@ -260,9 +261,6 @@ def _tables(results: list[ScenarioResult], tol_mw: float) -> dict[str, pd.DataFr
     agents["converged"] = agents_by_scenario.groupby("agent", sort=False)["converged"].all().to_numpy()
     trade_table = pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(
         columns=["scenario", "seller", "buyer", "hour", "p_mw", "fee_usd"])
-    if len(trade_table):
-        trade_table = zero_below(trade_table, tol_mw)
-        trade_table.loc[trade_table["p_mw"] == 0, "fee_usd"] = 0.0
     out = {
         "schedule": zero_below(pd.concat(sched, ignore_index=True)[SCHEDULE_COLUMNS], tol_mw),
         "trades": trade_table,

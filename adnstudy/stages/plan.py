@@ -192,9 +192,13 @@ def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray) -> dict[str
     curtailed = np.zeros((fd.n_bus, data.n_snap))
     avail = data.avail[res] * (cap[res, None] / base)
     np.add.at(curtailed, st["pos"].to_numpy()[res], np.maximum(avail - sol.p_res, 0.0))
+    mg = np.zeros((fd.n_bus, data.n_snap))
+    if data.mg_export is not None:
+        np.add.at(mg, data.mg_pos, data.mg_export)
     bus = bus_table(fd, index, {
         "v_pu": sol.flow.v_pu, "v_ac_pu": v_ac, "p_load_mw": data.p_load * base, "q_load_mvar": data.q_load * base,
         "p_dg_mw": p_inj * base, "q_dg_mvar": q_inj * base, "p_curtailed_mw": curtailed * base,
+        "p_microgrid_mw": mg * base,
     })
     branch = branch_table(fd, index, {
         "p_mw": sol.flow.P * base, "q_mvar": sol.flow.Q * base, "i_pu": sol.flow.i_pu,
