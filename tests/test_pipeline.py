@@ -293,7 +293,7 @@ def test_plan_carries_the_microgrids_stand_alone_exchanges(small_study) -> None:
     bus = pd.read_parquet(out / "plan" / "bus.parquet")
     for name, schedules in own.items():
         annual = float(td.days_weight @ np.array([s.cost_usd for s in schedules]))
-        assert record[name]["standalone_cost_usd_per_yr"] == pytest.approx(annual, rel=1e-5)
+        assert record[name]["standalone_cost_usd_per_yr"] == pytest.approx(annual, rel=1e-4)
         assert record[name]["standalone_cost_usd_per_yr"] >= annual - 1e-6 * abs(annual)  # never below its optimum
         mine = exchange[exchange["microgrid"] == name]
         at_bus = bus[bus["bus"] == record[name]["bus"]].sort_values(["scenario", "hour"])["p_microgrid_mw"]
