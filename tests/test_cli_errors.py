@@ -409,9 +409,10 @@ def test_v_min_not_below_v_max(study: Study, command: str, v_min: float, v_max: 
         "case.yaml",
         f"name: volts\nnetwork:\n  feeder: ieee33\n  v_min_pu: {v_min}\n  v_max_pu: {v_max}\n",
     )
+    # at the line of the field, not of the section (issue 10)
     assert_error(
         study.cli(command),
-        where(study.case, 2, "network") + f"v_min_pu ({v_min}) must be below v_max_pu ({v_max})",
+        where(study.case, 4, "network.v_min_pu") + f"v_min_pu ({v_min}) must be below v_max_pu ({v_max})",
         out=study.out,
     )
 

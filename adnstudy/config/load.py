@@ -169,29 +169,45 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
     """The first validation error as one message; the count of others is appended.
 
     An unknown field comes first: a misspelt required field is also reported as
-    missing, and the misspelling is the one that says what to fix.
+    missing, and the misspelling is the one that says what to fix. A rule between
+    fields (``cross_field_error``) is reported at the line of the field the case
+    file gives; a bad mapping key (a series name) at the key's line.
     """
     errors = exc.errors(include_url=False)
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     # pydantic appends the model-validator mode or a union member to loc; drop non-field parts
     loc: Loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    kind = first["type"]
+    msg = first["msg"]
+    key = None
+    if loc and loc[-1] == "[key]":  # the key of a mapping is wrong, not its value
+        loc, key = loc[:-1], loc[-2]
+    if kind == "cross_field":
+        loc = (*loc, _given_field(loc, first["ctx"]["fields"], line_map, path))
     file, line = str(path), None
     for n in range(len(loc), 0, -1):
         if loc[:n] in line_map:
             file, line = line_map[loc[:n]]
             break
-    kind = first["type"]
-    msg = first["msg"]
     if kind == "extra_forbidden":
         msg = "unknown field (check the spelling; see docs/case.md for the fields of this section)"
     elif kind == "missing":
         msg = "required field is missing"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if kind not in ("missing", "extra_forbidden") and "input" in first:
+    if key is not None:
+        loc, msg = loc[:-1], f"key {key!r}: {msg}"
+    elif kind not in ("missing", "extra_forbidden") and "input" in first:
         shown = first["input"]
         if not isinstance(shown, dict | list):
             msg += f" (got {shown!r})"
     if len(errors) > 1:
         msg += f" [and {len(errors) - 1} more problem(s)]"
     return CaseError(msg, file=file, field=_dotted(loc) or None, line=line)
+
+
+def _given_field(section: Loc, fields: tuple[str, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> str:
+    """Of the fields a rule names, the first the case file gives, else the first any file gives."""
+    given = [f for f in fields if (*section, f) in line_map]
+    in_case = [f for f in given if line_map[(*section, f)][0] == str(path)]
+    return (in_case or given or list(fields))[0]
