@@ -139,10 +139,14 @@ def validate(case: CaseArg) -> None:
         f"{feeder.buses['q_mvar'].sum():.4g} Mvar",
     ]
     if c.config.profiles is not None:
+        from adnstudy.data.profiles import OFFSET_ATTR
+
         profiles = inputs.profiles
+        zone = profiles.attrs.get(OFFSET_ATTR)
         lines.append(
             f"  profiles: {', '.join(profiles.columns)}; {len(profiles)} hours from "
             f"{profiles.index[0]:%Y-%m-%d} to {profiles.index[-1]:%Y-%m-%d}"
+            + (f" (times with UTC offsets read in {zone})" if zone else "")
         )
     sections = [s for s in ("clustering", "candidates", "economics", "reliability", "microgrids", "market")
                 if getattr(c.config, s) is not None]

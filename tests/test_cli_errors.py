@@ -567,7 +567,9 @@ def test_missing_column(study: Study) -> None:
 def test_ragged_csv(study: Study) -> None:
     study.user_feeder(buses=replace_once(bus_table(), "\n4,12.66,", "\n4,12.66,1,2,3,4,"))
     assert_error(
-        study.cli("validate"), where(study.folder / "b.csv", None) + "not a readable CSV table ("
+        study.cli("validate"),
+        where(study.folder / "b.csv", 5) + "not a readable CSV table (",
+        "Expected 5 fields in line 5, saw 9",
     )
 
 

@@ -17,6 +17,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from adnstudy.cli import app
+from adnstudy.config.load import load_case
+from adnstudy.data.profiles import load_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -92,7 +94,202 @@ def local_times(start_utc: dt.datetime, hours: int, fmt: str = "%Y-%m-%dT%H:%M:%
     return out
 
 
+# ---------------------------------------------------------------- 1. times in profile CSVs
+@pytest.mark.parametrize(
+    "start_utc, first, last",
+    [
+        # 2016-03-26 00:00+01:00, then +02:00 from 27 March 03:00
+        (dt.datetime(2016, 3, 25, 23, tzinfo=dt.UTC), "2016-03-26 00:00", "2016-03-28"),
+        # 2016-10-29 00:00+02:00 is 28 October 23:00 in standard time; +01:00 from 30 October 02:00
+        (dt.datetime(2016, 10, 28, 22, tzinfo=dt.UTC), "2016-10-28 23:00", "2016-10-31"),
+    ],
+    ids=["dst-starts", "dst-ends"],
+)
+def test_times_with_utc_offsets_across_daylight_saving(tmp_path: Path, start_utc, first, last) -> None:
+    times = local_times(start_utc, 72)
+    assert {t[-6:] for t in times} == {"+01:00", "+02:00"}
+    values = [1.0 + h / 100 for h in range(72)]  # row h is UTC hour h: the order must survive
+    case = study(tmp_path, times, values=values)
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output  # was: internal error: TypeError: Only valid with DatetimeIndex
+    assert f"profiles: load; 72 hours from {first[:10]} to {last} (times with UTC offsets read in UTC+01:00)" \
+        in result.stdout
+    # every row lands on its own hour of standard time (UTC+01:00), 24 hours a day
+    load = load_profiles(load_case(case))["load"]
+    assert load.index[0] == dt.datetime.fromisoformat(first)
+    np.testing.assert_allclose(load.to_numpy(), np.array(values) / max(values))
+    assert (load.index.to_series().diff().dropna() == dt.timedelta(hours=1)).all()
+
+
+def test_offsets_of_the_whole_case_are_one_clock(tmp_path: Path) -> None:
+    """A second file in UTC ('Z'): both files are read in the smallest offset, UTC."""
+    start = dt.datetime(2016, 3, 25, 23, tzinfo=dt.UTC)
+    case = study(tmp_path, local_times(start, 72))
+    utc = [(start + dt.timedelta(hours=h)).strftime("%Y-%m-%dT%H:%MZ") for h in range(72)]
+    write(tmp_path, "pv.csv", "time,pv\n" + "".join(f"{t},{0.01 * (h % 24)}\n" for h, t in enumerate(utc)))
+    case.write_text(case.read_text() + "    pv: {kind: pv, column: pv, file: pv.csv}\n")
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output
+    assert "72 hours from 2016-03-25 to 2016-03-28 (times with UTC offsets read in UTC)" in result.stdout
+    profiles = load_profiles(load_case(case))
+    assert profiles.index[0] == dt.datetime(2016, 3, 25, 23)  # 00:00+01:00 is 23:00 UTC
+    assert profiles["pv"].iloc[0] == pytest.approx(0.0)
+
+
+def test_offsets_on_some_rows_only(tmp_path: Path) -> None:
+    times = local_times(dt.datetime(2016, 1, 1, tzinfo=dt.UTC), 48)
+    times[10] = times[10][:-6]
+    case = study(tmp_path, times)
+    message = error_line(invoke("validate", case))
+    assert message.startswith(f"error: {tmp_path / 'load.csv'}:12: time: row 11: '2016-01-01T11:00:00' "
+                              "has no UTC offset but line 2 has one")
+
+
+DAY_FIRST = [f"{d:02d}.01.2016 {h:02d}:00" for d in range(1, 16) for h in range(24)]  # SimBench's format
 ISO = [f"2016-01-{d:02d} {h:02d}:00" for d in range(1, 4) for h in range(24)]
+
+
+def test_day_first_dates_without_the_option(tmp_path: Path) -> None:
+    case = study(tmp_path, DAY_FIRST)
+    message = error_line(invoke("validate", case))
+    line = 2 + 12 * 24  # the 13th, hour 0
+    assert message == (
+        f"error: {tmp_path / 'load.csv'}:{line}: time: row {line - 1}: '13.01.2016 00:00' is not a time in "
+        "the format of the first row ('01.01.2016 00:00'); the dates are day first: set dayfirst: true"
+    )
+
+
+@pytest.mark.parametrize(
+    "options, times",
+    [
+        ("  dayfirst: true\n", DAY_FIRST),
+        ("  time_format: '%d.%m.%Y %H:%M'\n", DAY_FIRST),
+        ("  dayfirst: true\n", [f"{dt.datetime(2016, 1, 1) + dt.timedelta(hours=h):%Y-%m-%d %H:%M}"
+                                for h in range(360)]),
+    ],
+    ids=["dayfirst", "time_format", "dayfirst-leaves-iso-alone"],
+)
+def test_day_first_dates_with_an_option(tmp_path: Path, options: str, times: list[str]) -> None:
+    case = study(tmp_path, times, options=options)
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output
+    assert "profiles: load; 360 hours from 2016-01-01 to 2016-01-15\n" in result.stdout
+
+
+def test_time_format_of_a_series_file(tmp_path: Path) -> None:
+    """A series with its own file and its own format; the section's file keeps the section's."""
+    start = dt.datetime(2016, 1, 1)
+    case = study(tmp_path, [f"{start + dt.timedelta(hours=h):%Y-%m-%d %H:%M}" for h in range(48)])
+    write(tmp_path, "pv.csv", "time;pv\n" + "".join(
+        f"{start + dt.timedelta(hours=h):%d/%m/%Y %Hh};{0.02 * (h % 24)}\n" for h in range(48)))
+    case.write_text(case.read_text() + "    pv: {kind: pv, column: pv, file: pv.csv, time_format: '%d/%m/%Y %Hh'}\n")
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output
+    assert "profiles: load, pv; 48 hours from 2016-01-01 to 2016-01-02\n" in result.stdout
+    assert load_profiles(load_case(case))["pv"].iloc[23] == pytest.approx(0.46)
+
+
+def test_time_not_matching_the_time_format(tmp_path: Path) -> None:
+    times = DAY_FIRST[:48]
+    times[30] = "02.01.2016 6:00 PM"
+    case = study(tmp_path, times, options="  time_format: '%d.%m.%Y %H:%M'\n")
+    assert error_line(invoke("validate", case)) == (
+        f"error: {tmp_path / 'load.csv'}:32: time: row 31: '02.01.2016 6:00 PM' does not match "
+        "time_format '%d.%m.%Y %H:%M'"
+    )
+
+
+@pytest.mark.parametrize(
+    "options, line, field, reason",
+    [
+        ("  time_format: '%d.%m.%Y %H:%M'\n  dayfirst: true\n", 10, "profiles.dayfirst",
+         "give time_format or dayfirst, not both"),
+        ("  time_format: 'dd.mm.yyyy'\n", 9, "profiles.time_format", "a time format has '%' directives"),
+    ],
+    ids=["both", "not-strptime"],
+)
+def test_time_options_that_cannot_work(tmp_path: Path, options: str, line: int, field: str, reason: str) -> None:
+    case = study(tmp_path, DAY_FIRST[:48], options=options)
+    message = error_line(invoke("validate", case))
+    assert message.startswith(f"error: {case}:{line}: {field}: {reason}"), message
+
+
+def test_time_format_of_a_series_without_its_own_file(tmp_path: Path) -> None:
+    case = study(tmp_path, DAY_FIRST[:48])
+    case.write_text(case.read_text().replace("{kind: load, column: load}",
+                                             "{kind: load, column: load, dayfirst: true}"))
+    message = error_line(invoke("validate", case))
+    assert message.startswith(f"error: {case}:10: profiles.series.load.dayfirst: time_format and dayfirst "
+                              "of a series apply to its own 'file'"), message
+
+
+def test_repeated_local_time_names_both_lines(tmp_path: Path) -> None:
+    """Local clock time without offsets: 02:00 comes twice when daylight saving ends."""
+    naive = [t[:16].replace("T", " ") for t in local_times(dt.datetime(2016, 10, 29, 22, tzinfo=dt.UTC), 48)]
+    assert naive[2] == naive[3] == "2016-10-30 02:00"
+    case = study(tmp_path, naive)
+    assert error_line(invoke("validate", case)) == (
+        f"error: {tmp_path / 'load.csv'}:5: time: row 4: '2016-10-30 02:00' is the same time as line 4 "
+        "('2016-10-30 02:00') (local time with daylight saving? give each time its UTC offset, e.g. "
+        "2016-10-30T02:00+01:00, or use standard time or UTC)"
+    )
+
+
+def test_profile_lines_count_blank_lines(tmp_path: Path) -> None:
+    case = study(tmp_path, ISO)
+    path = tmp_path / "load.csv"
+    rows = path.read_text().splitlines()
+    rows[20] = rows[20].split(",")[0] + ",lots"
+    path.write_text("\n".join([*rows[:10], "", *rows[10:]]) + "\n")  # a blank line 11
+    assert error_line(invoke("validate", case)).startswith(
+        f"error: {path}:22: load: row 20: 'lots' is not a number")
+
+
+def test_spreadsheet_byte_order_mark(tmp_path: Path) -> None:
+    case = study(tmp_path, ISO)
+    path = tmp_path / "load.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output
+
+
+# ------------------------------------------------------------------ 2. feeder CSVs with ';'
+def test_feeder_separated_by_semicolons(tmp_path: Path) -> None:
+    case = study(tmp_path, ISO, sep=";", feeder_sep=";")  # as a German spreadsheet writes them
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output
+    # the user feeder is named by its bus table's file (was: "feeder buses: 4 buses")
+    assert "  feeder buses.csv: 4 buses, 3 branches, 0 tie lines, peak load 0.9 MW / 0.33 Mvar\n" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "old, new, line, field, reason",
+    [
+        ("3;11.0;0.40;0.15;45", "3;11.0;0.40 MW;0.15;45", 6, "p_mw", "row 3: '0.40 MW' is not a number"),
+        ("4;11.0;0.20", "3;11.0;0.20", 7, "bus", "bus 3: duplicate bus id"),
+        ("4;11.0;0.20", "4;10.0;0.20", 7, "base_kv",
+         "bus 4: base_kv differs from 11 kV of bus 1 (line 3); all buses must share one base_kv"),
+    ],
+    ids=["not-a-number", "duplicate-bus", "base-kv"],
+)
+def test_feeder_messages_give_the_file_line(tmp_path: Path, old: str, new: str, line: int, field: str,
+                                            reason: str) -> None:
+    """Lines are the file's: after a comment line and a blank line (base_kv: was no line at all)."""
+    case = study(tmp_path, ISO)
+    write(tmp_path, "buses.csv", BUSES.replace(old, new).replace(";", ","))
+    message = error_line(invoke("validate", case))
+    assert message.startswith(f"error: {tmp_path / 'buses.csv'}:{line}: {field}: {reason}"), message
+
+
+def test_two_substations_give_the_line_of_the_second(tmp_path: Path) -> None:
+    case = study(tmp_path, ISO)
+    buses = BUSES.replace("customers\n", "customers;substation\n").replace(";0\n", ";0;true\n")
+    buses = buses.replace(";30\n", ";30;false\n").replace(";45 ", ";45;true ").replace(";20\n", ";20;false\n")
+    write(tmp_path, "buses.csv", buses.replace(";", ","))
+    assert error_line(invoke("validate", case)) == (
+        f"error: {tmp_path / 'buses.csv'}:6: substation: exactly one bus must be the substation; "
+        "2 are: bus 1 (line 3), bus 3 (line 6)"
+    )
 
 
 # ------------------------------------------------------------------------- 3. messages

@@ -117,6 +117,23 @@ class NetworkConfig(Strict):
 SeriesKind = Literal["load", "pv", "wind", "price", "other"]
 
 
+def _strptime_format(value: str) -> str:
+    if "%" not in value:
+        raise PydanticCustomError(
+            "time_format", "a time format has '%' directives, e.g. '%d.%m.%Y %H:%M' (Python strptime)"
+        )
+    return value
+
+
+TimeFormat = Annotated[str, AfterValidator(_strptime_format)]
+
+
+def _one_time_rule(model: SeriesConfig | ProfilesConfig) -> None:
+    if model.time_format is not None and model.dayfirst:
+        raise cross_field_error("give time_format or dayfirst, not both (a format says where the day is)",
+                                "dayfirst", "time_format")
+
+
 class SeriesConfig(Strict):
     """One annual series: where it comes from and how it becomes per unit."""
 
@@ -128,6 +145,19 @@ class SeriesConfig(Strict):
         description="'peak' divides by the series maximum (default for load), 'none' keeps "
         "values that are already per unit of rating (default for pv and wind).",
     )
+    time_format: TimeFormat | None = Field(None, description="Time format of this series' own file.")
+    dayfirst: bool | None = Field(None, description="Day-first dates in this series' own file.")
+
+    @model_validator(mode="after")
+    def _time_of_own_file(self) -> SeriesConfig:
+        _one_time_rule(self)
+        if self.file is None and (self.time_format is not None or self.dayfirst is not None):
+            raise cross_field_error(
+                "time_format and dayfirst of a series apply to its own 'file'; "
+                "for profiles.file set them in the profiles section",
+                "time_format", "dayfirst",
+            )
+        return self
 
     @property
     def normalisation(self) -> str:
@@ -146,10 +176,25 @@ class ProfilesConfig(Strict):
     )
     file: Path | None = Field(None, description="Default CSV file of the csv source.")
     time_column: str = "time"
+    time_format: TimeFormat | None = Field(
+        None, description="strptime format of the times (default: inferred from the first row)."
+    )
+    dayfirst: bool = Field(False, description="Dates without the year first are day first (dd.mm.yyyy).")
     series: dict[Name, SeriesConfig] = Field(min_length=1)
+
+    def time_options(self, series: str) -> tuple[str | None, bool]:
+        """(time_format, dayfirst) of the file a series is read from: its own settings, else the section's."""
+        s = self.series[series]
+        if s.time_format is not None or s.dayfirst is not None:
+            return s.time_format, bool(s.dayfirst)
+        return self.time_format, self.dayfirst
 
     @model_validator(mode="after")
     def _csv_has_files(self) -> ProfilesConfig:
+        _one_time_rule(self)
+        if self.source == "simbench" and (self.time_format is not None or self.dayfirst):
+            raise cross_field_error("time_format and dayfirst apply to CSV files (source: csv); "
+                                    "SimBench times are read as SimBench writes them", "time_format", "dayfirst")
         if self.source == "csv":
             missing = [n for n, s in self.series.items() if s.file is None and self.file is None]
             if missing:
