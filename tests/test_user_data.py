@@ -9,6 +9,7 @@ three days of data).
 from __future__ import annotations
 
 import datetime as dt
+import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -17,7 +18,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from adnstudy.cli import app
-from adnstudy.config.load import load_case
+from adnstudy.config.load import load_case, packaged_defaults
 from adnstudy.data.profiles import load_profiles
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -352,3 +353,65 @@ def test_unknown_typical_day_is_one_message(tmp_path: Path) -> None:
     message = error_line(invoke("dispatch", case, "--out", out, "--day", "9"))
     assert message == "error: --scenario 9: no such typical day (the typical days are [0, 1])"
     assert not (out / "dispatch").exists()
+
+
+# --------------------------------------------------------------------- 4. defaults files
+def test_defaults_files_chain(tmp_path: Path) -> None:
+    """case -> shared/variant.yaml -> shared/base.yaml: each path is relative to the file naming it."""
+    write(tmp_path, "shared/base.yaml", "solver:\n  threads: 1\nmarket:\n  fee_usd_per_mwh: 4\n")
+    write(tmp_path, "shared/variant.yaml", "defaults: base.yaml\nmarket:\n  fee_payer: buyer\n")
+    write(tmp_path, "base.yaml", "solver: {threads: 0}\n")  # next to the case: not the one meant
+    case = write(tmp_path, "case.yaml", "defaults: shared/variant.yaml\nnetwork: {feeder: ieee33}\n"
+                                        "solver: {mip_gap: 0.01}\n")
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output  # was: a defaults file cannot itself name defaults
+    assert "  sections: market\n" in result.stdout
+    config = load_case(case).config
+    assert (config.market.fee_usd_per_mwh, config.market.fee_payer) == (4, "buyer")
+    assert (config.solver.threads, config.solver.mip_gap) == (1, 0.01)
+    assert str(config.defaults) == "shared/variant.yaml"
+
+
+def test_bad_value_at_the_end_of_a_chain_names_that_file(tmp_path: Path) -> None:
+    base = write(tmp_path, "shared/base.yaml", "# the bottom\nmarket:\n  fee_usd_per_mwh: -4\n")
+    write(tmp_path, "shared/variant.yaml", "defaults: base.yaml\n")
+    case = write(tmp_path, "case.yaml", "defaults: shared/variant.yaml\nnetwork: {feeder: ieee33}\n")
+    assert error_line(invoke("validate", case)).startswith(
+        f"error: {base}:3: market.fee_usd_per_mwh: Input should be greater than or equal to 0")
+
+
+def test_defaults_cycle(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "defaults: b.yaml\nsolver: {threads: 1}\n")
+    b = write(tmp_path, "b.yaml", "# b names a again\ndefaults: a.yaml\n")
+    case = write(tmp_path, "case.yaml", "defaults: a.yaml\nnetwork: {feeder: ieee33}\n")
+    assert error_line(invoke("validate", case)) == (
+        f"error: {b}:2: defaults: the defaults files name each other in a cycle: a.yaml -> b.yaml -> a.yaml")
+
+
+def test_packaged_defaults_outside_the_repository(tmp_path: Path) -> None:
+    case = write(tmp_path, "case.yaml", "defaults: defaults.yaml\nnetwork: {feeder: ieee33}\n")
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output
+    assert "  sections: clustering, economics, market\n" in result.stdout
+    config = load_case(case).config
+    assert config.economics.purchase_price_usd_per_mwh[12] == 110
+    # a file of that name next to the case comes first
+    write(tmp_path, "defaults.yaml", "market: {fee_usd_per_mwh: 7}\n")
+    assert load_case(case).config.market.fee_usd_per_mwh == 7
+
+
+def test_missing_bare_defaults_name_lists_the_packaged_ones(tmp_path: Path) -> None:
+    case = write(tmp_path, "case.yaml", "defaults: default.yaml\nnetwork: {feeder: ieee33}\n")
+    assert error_line(invoke("validate", case)) == (
+        f"error: {case}:1: defaults: defaults file 'default.yaml' not found "
+        f"(looked for {tmp_path / 'default.yaml'} or a packaged defaults file (defaults.yaml))")
+
+
+def test_packaged_defaults_are_the_repositorys() -> None:
+    """One content: configs/defaults.yaml (the shipped cases') and the package's copy."""
+    packaged = packaged_defaults()
+    assert sorted(packaged) == ["defaults.yaml"]
+    assert packaged["defaults.yaml"].read_bytes() == (ROOT / "configs" / "defaults.yaml").read_bytes()
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["adnstudy"]
+    rel = packaged["defaults.yaml"].relative_to(ROOT / "adnstudy")
+    assert any(rel.match(g) for g in globs), f"{rel} is not package data: {globs}"
