@@ -9,12 +9,17 @@ three days of data).
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+import typer
 from typer.testing import CliRunner, Result
 
 from adnstudy.cli import app
@@ -415,3 +420,59 @@ def test_packaged_defaults_are_the_repositorys() -> None:
     globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["adnstudy"]
     rel = packaged["defaults.yaml"].relative_to(ROOT / "adnstudy")
     assert any(rel.match(g) for g in globs), f"{rel} is not package data: {globs}"
+
+
+# ------------------------------------------------------------------------------- 5. -v
+COMMANDS = sorted(typer.main.get_command(app).commands)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_lists_verbose(command: str) -> None:
+    result = invoke(command, "--help")
+    assert result.exit_code == 0
+    assert "-v, --verbose" in result.stdout
+
+
+def test_verbose_after_the_command(tmp_path: Path) -> None:
+    case = write(tmp_path, "case.yaml", "network: {feeder: ieee33}\n")
+    result = invoke("validate", case, "-v")
+    assert result.exit_code == 0, result.output  # was: No such option: -v
+    assert result.stdout.startswith("case case: valid")
+
+
+def test_verbose_before_and_after_add_up(tmp_path: Path) -> None:
+    case = write(tmp_path, "case.yaml", "network: {feeder: ieee33, v_min_pu: 2}\n")
+    once = invoke("validate", case, "-v")
+    assert once.exit_code == 2 and "Traceback" not in once.stderr
+    twice = invoke("-v", "validate", case, "-v")  # -vv: the traceback too
+    assert twice.exit_code == 2 and "Traceback" in twice.stderr
+    assert twice.stderr.strip().splitlines()[-1].startswith(f"error: {case}:1: network.v_min_pu:")
+
+
+def test_verbose_shows_adnstudy_info_but_not_other_packages(tmp_path: Path, monkeypatch) -> None:
+    import adnstudy.stages.registry as registry
+
+    real = registry.validate_case
+
+    def chatty(case):
+        logging.getLogger("pandapower.plotting").info("Failed to import plotly")
+        logging.getLogger("adnstudy.checks").info("checking the feeder")
+        logging.getLogger("pandapower").warning("a real warning")
+        return real(case)
+
+    monkeypatch.setattr(registry, "validate_case", chatty)
+    case = write(tmp_path, "case.yaml", "network: {feeder: ieee33}\n")
+    result = invoke("validate", case, "-v")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "INFO adnstudy.checks: checking the feeder", "WARNING pandapower: a real warning"]
+
+
+def test_no_import_chatter_under_verbose() -> None:
+    """A fresh process, as a user runs it (was: 'INFO pandapower...: Failed to import plotly')."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "adnstudy", "validate", str(ROOT / "cases" / "ieee33.yaml"), "-v"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "profiles: load, pv, wind; 8784 hours" in done.stdout
