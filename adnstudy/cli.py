@@ -36,7 +36,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _State:
-    verbose = 0
+    verbose = 0  # -v given before the command
+    log_handler: logging.Handler | None = None
 
 
 STATE = _State()
@@ -46,6 +47,11 @@ OutOpt = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Results folder (default: results/<case name>).", show_default=False),
 ]
+VerboseOpt = Annotated[
+    int,
+    typer.Option("--verbose", "-v", count=True, show_default=False,
+                 help="Solver logs and progress (-vv: tracebacks); before or after the command."),
+]
 
 
 def _fail(message: str, code: int) -> None:
@@ -53,11 +59,37 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+class _OwnInfo(logging.Filter):
+    """adnstudy's info and debug lines; other packages' only from warnings up (not their import chatter)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] == "adnstudy"
+
+
+def set_verbosity(level: int) -> None:
+    """Log to stderr at WARNING, INFO (-v) or DEBUG (-vv); a fresh handler on the current stderr."""
+    STATE.verbose = level
+    root = logging.getLogger()
+    if STATE.log_handler is not None:
+        root.removeHandler(STATE.log_handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_OwnInfo())
+    root.addHandler(handler)
+    STATE.log_handler = handler
+    root.setLevel(logging.DEBUG if level >= 2 else logging.INFO if level else logging.WARNING)
+
+
 def handled(func: F) -> F:
-    """Turn library errors into one line on stderr and the right exit code; no traceback."""
+    """A command that takes -v after its name too, and turns library errors into one line on stderr.
+
+    The message goes to stderr with the error's exit code; no traceback (-vv shows it).
+    """
+    signature = inspect.signature(func, eval_str=True)
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Any, verbose: int = 0, **kwargs: Any) -> Any:
+        set_verbosity(STATE.verbose + verbose)  # -v before and after the command add up
         try:
             return func(*args, **kwargs)
         except typer.Exit:
@@ -73,6 +105,10 @@ def handled(func: F) -> F:
                 traceback.print_exc()
             _fail(f"internal error: {type(exc).__name__}: {exc} (run with -v for the traceback)", 1)
 
+    verbose = inspect.Parameter("verbose", inspect.Parameter.KEYWORD_ONLY, default=0, annotation=VerboseOpt)
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), verbose]
+    )
     return wrapper  # type: ignore[return-value]
 
 
@@ -96,16 +132,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="Solver logs (-vv: tracebacks).")] = 0,
+    verbose: VerboseOpt = 0,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     STATE.verbose = verbose
-    logging.basicConfig(
-        level=logging.DEBUG if verbose >= 2 else logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
 
 
 def _load(case: Path):
@@ -139,10 +171,14 @@ def validate(case: CaseArg) -> None:
         f"{feeder.buses['q_mvar'].sum():.4g} Mvar",
     ]
     if c.config.profiles is not None:
+        from adnstudy.data.profiles import OFFSET_ATTR
+
         profiles = inputs.profiles
+        zone = profiles.attrs.get(OFFSET_ATTR)
         lines.append(
             f"  profiles: {', '.join(profiles.columns)}; {len(profiles)} hours from "
             f"{profiles.index[0]:%Y-%m-%d} to {profiles.index[-1]:%Y-%m-%d}"
+            + (f" (times with UTC offsets read in {zone})" if zone else "")
         )
     sections = [s for s in ("clustering", "candidates", "economics", "reliability", "microgrids", "market")
                 if getattr(c.config, s) is not None]

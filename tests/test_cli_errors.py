@@ -409,9 +409,10 @@ def test_v_min_not_below_v_max(study: Study, command: str, v_min: float, v_max: 
         "case.yaml",
         f"name: volts\nnetwork:\n  feeder: ieee33\n  v_min_pu: {v_min}\n  v_max_pu: {v_max}\n",
     )
+    # at the line of the field, not of the section (issue 10)
     assert_error(
         study.cli(command),
-        where(study.case, 2, "network") + f"v_min_pu ({v_min}) must be below v_max_pu ({v_max})",
+        where(study.case, 4, "network.v_min_pu") + f"v_min_pu ({v_min}) must be below v_max_pu ({v_max})",
         out=study.out,
     )
 
@@ -566,7 +567,9 @@ def test_missing_column(study: Study) -> None:
 def test_ragged_csv(study: Study) -> None:
     study.user_feeder(buses=replace_once(bus_table(), "\n4,12.66,", "\n4,12.66,1,2,3,4,"))
     assert_error(
-        study.cli("validate"), where(study.folder / "b.csv", None) + "not a readable CSV table ("
+        study.cli("validate"),
+        where(study.folder / "b.csv", 5) + "not a readable CSV table (",
+        "Expected 5 fields in line 5, saw 9",
     )
 
 

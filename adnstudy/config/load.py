@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -124,35 +125,17 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_case(path: str | Path) -> Case:
-    """Load, merge with its defaults file, and validate a case file."""
+    """Load, merge with its chain of defaults files, and validate a case file."""
     path = Path(path)
     data, case_lines = _read_yaml(path)
     line_map: dict[Loc, tuple[str, int]] = {k: (str(path), v) for k, v in case_lines.items()}
 
     merged = data
-    defaults = data.get("defaults")
-    if defaults is not None:
-        if not isinstance(defaults, str):
-            raise CaseError(
-                "must be the path of a YAML defaults file",
-                file=path,
-                field="defaults",
-                line=case_lines.get(("defaults",)),
-            )
-        dpath = (path.parent / defaults).resolve()
-        if not dpath.is_file():
-            raise CaseError(
-                f"defaults file '{defaults}' not found (looked for {dpath})",
-                file=path,
-                field="defaults",
-                line=case_lines.get(("defaults",)),
-            )
-        ddata, dlines = _read_yaml(dpath)
-        if "defaults" in ddata:
-            raise CaseError("a defaults file cannot itself name defaults", file=dpath, field="defaults")
-        merged = _merge(ddata, data)
+    for dpath, ddata, dlines in _defaults_chain(path, data, case_lines):
+        merged = _merge(ddata, merged)  # each file's values win over those of the file it names
         for k, v in dlines.items():
             line_map.setdefault(k, (str(dpath), v))
+    merged["defaults"] = data.get("defaults")  # the case's own, not one a defaults file names
 
     try:
         config = CaseConfig.model_validate(merged)
@@ -169,34 +152,105 @@ def load_case(path: str | Path) -> Case:
     )
 
 
+def packaged_defaults() -> dict[str, Path]:
+    """The defaults files shipped inside the package (``adnstudy/data/configs/``), by file name."""
+    folder = Path(str(resources.files("adnstudy") / "data" / "configs"))
+    return {p.name: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def resolve_defaults(named: str, by: Path) -> Path | None:
+    """The file that ``defaults: <named>`` in file ``by`` means, or None if there is none.
+
+    A path is relative to the folder of the file that names it. A bare file name
+    that is not there is the packaged defaults file of that name, if there is one.
+    """
+    candidate = Path(named).expanduser()
+    if not candidate.is_absolute():
+        candidate = by.parent / candidate
+    if candidate.is_file():
+        return candidate.resolve()
+    if Path(named).name == named:
+        return packaged_defaults().get(named)
+    return None
+
+
+def _defaults_chain(path: Path, data: dict[str, Any], lines: dict[Loc, int]
+                    ) -> list[tuple[Path, dict[str, Any], dict[Loc, int]]]:
+    """The defaults files below a case, nearest first, each read: (path, data, lines of keys).
+
+    Each names the next with its own ``defaults``; a file named a second time is a cycle.
+    """
+    chain: list[tuple[Path, dict[str, Any], dict[Loc, int]]] = []
+    seen = [path.resolve()]
+    by, named = path, data.get("defaults")
+    while named is not None:
+        line = lines.get(("defaults",))
+        if not isinstance(named, str):
+            raise CaseError("must be the path of a YAML defaults file", file=by, field="defaults", line=line)
+        dpath = resolve_defaults(named, by)
+        if dpath is None:
+            looked = (by.parent / Path(named).expanduser()).resolve()
+            packaged = (f" or a packaged defaults file ({', '.join(packaged_defaults())})"
+                        if Path(named).name == named else "")
+            raise CaseError(f"defaults file '{named}' not found (looked for {looked}{packaged})",
+                            file=by, field="defaults", line=line)
+        if dpath in seen:
+            loop = [*seen[seen.index(dpath):], dpath]
+            unique = len({p.name for p in loop}) == len(loop) - 1
+            cycle = " -> ".join(p.name if unique else str(p) for p in loop)
+            raise CaseError(f"the defaults files name each other in a cycle: {cycle}",
+                            file=by, field="defaults", line=line)
+        seen.append(dpath)
+        ddata, dlines = _read_yaml(dpath)
+        chain.append((dpath, ddata, dlines))
+        by, named, lines = dpath, ddata.get("defaults"), dlines
+    return chain
+
+
 def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str, int]]) -> CaseError:
     """The first validation error as one message; the count of others is appended.
 
     An unknown field comes first: a misspelt required field is also reported as
-    missing, and the misspelling is the one that says what to fix.
+    missing, and the misspelling is the one that says what to fix. A rule between
+    fields (``cross_field_error``) is reported at the line of the field the case
+    file gives; a bad mapping key (a series name) at the key's line.
     """
     errors = exc.errors(include_url=False)
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     # pydantic appends the model-validator mode or a union member to loc; drop non-field parts
     loc: Loc = tuple(p for p in first["loc"]
                      if not (isinstance(p, str) and (p.startswith("function-") or p in UNION_TAGS)))
+    kind = first["type"]
+    msg = first["msg"]
+    key = None
+    if loc and loc[-1] == "[key]":  # the key of a mapping is wrong, not its value
+        loc, key = loc[:-1], loc[-2]
+    if kind == "cross_field":
+        loc = (*loc, _given_field(loc, first["ctx"]["fields"], line_map, path))
     file, line = str(path), None
     for n in range(len(loc), 0, -1):
         if loc[:n] in line_map:
             file, line = line_map[loc[:n]]
             break
-    kind = first["type"]
-    msg = first["msg"]
     if kind == "extra_forbidden":
         msg = "unknown field (check the spelling; see docs/case.md for the fields of this section)"
     elif kind == "missing":
         msg = "required field is missing"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if kind not in ("missing", "extra_forbidden") and "input" in first:
+    if key is not None:
+        loc, msg = loc[:-1], f"key {key!r}: {msg}"
+    elif kind not in ("missing", "extra_forbidden") and "input" in first:
         shown = first["input"]
         if not isinstance(shown, dict | list):
             msg += f" (got {shown!r})"
     if len(errors) > 1:
         msg += f" [and {len(errors) - 1} more problem(s)]"
     return CaseError(msg, file=file, field=_dotted(loc) or None, line=line)
+
+
+def _given_field(section: Loc, fields: tuple[str, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> str:
+    """Of the fields a rule names, the first the case file gives, else the first any file gives."""
+    given = [f for f in fields if (*section, f) in line_map]
+    in_case = [f for f in given if line_map[(*section, f)][0] == str(path)]
+    return (in_case or given or list(fields))[0]

@@ -10,10 +10,12 @@ The full reference with defaults is ``docs/case.md``.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -22,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -29,7 +32,37 @@ NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 PositiveInt = Annotated[int, Field(gt=0)]
 BusId = Annotated[int, Field(ge=1)]
-Name = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]*$", max_length=64)]
+
+NAME_RULE = "names have 1 to 64 letters, digits, '_' or '-' and start with a letter or '_'"
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
+
+
+def _name(value: str) -> str:
+    """A name of the case (case, series, microgrid): what is wrong with it, in words."""
+    if _NAME.fullmatch(value):
+        return value
+    if not value:
+        why = "a name cannot be empty"
+    elif len(value) > 64:
+        why = f"a name is at most 64 characters, this one has {len(value)}"
+    elif not (value[0].isascii() and (value[0].isalpha() or value[0] == "_")):
+        why = f"a name cannot start with {value[0]!r}"
+    else:
+        bad = next(c for c in value if not (c.isascii() and (c.isalnum() or c in "_-")))
+        why = f"{bad!r} is not allowed in a name"
+    raise PydanticCustomError("name", f"{why}: {NAME_RULE}")
+
+
+Name = Annotated[str, AfterValidator(_name)]
+
+
+def cross_field_error(message: str, *fields: str) -> PydanticCustomError:
+    """A rule between fields of one section, for a model validator to raise.
+
+    The message is reported at the line of one of ``fields`` (the first the case
+    file itself gives, else the first any file gives), not at the section.
+    """
+    return PydanticCustomError("cross_field", message, {"fields": fields})
 
 
 class Strict(BaseModel):
@@ -73,20 +106,41 @@ class NetworkConfig(Strict):
         if self.feeder is None and not user:
             raise ValueError("give either 'feeder' (ieee33, ieee69) or both 'buses' and 'branches'")
         if self.feeder is not None and user:
-            raise ValueError("give either 'feeder' or 'buses'/'branches', not both")
+            raise cross_field_error("give either 'feeder' or 'buses'/'branches', not both", "buses", "branches")
         if user and (self.buses is None or self.branches is None):
-            raise ValueError("a user feeder needs both 'buses' and 'branches' CSV files")
+            raise cross_field_error("a user feeder needs both 'buses' and 'branches' CSV files", "buses", "branches")
         if self.v_min_pu >= self.v_max_pu:
-            raise ValueError(f"v_min_pu ({self.v_min_pu}) must be below v_max_pu ({self.v_max_pu})")
+            raise cross_field_error(
+                f"v_min_pu ({self.v_min_pu}) must be below v_max_pu ({self.v_max_pu})", "v_min_pu", "v_max_pu"
+            )
         if self.v_substation_range_pu is not None:
             lo, hi = self.v_substation_range_pu
             if lo > hi:
-                raise ValueError("v_substation_range_pu must be [low, high] with low <= high")
+                raise cross_field_error(
+                    "v_substation_range_pu must be [low, high] with low <= high", "v_substation_range_pu"
+                )
         return self
 
 
 # -------------------------------------------------------------------------- profiles
 SeriesKind = Literal["load", "pv", "wind", "price", "other"]
+
+
+def _strptime_format(value: str) -> str:
+    if "%" not in value:
+        raise PydanticCustomError(
+            "time_format", "a time format has '%' directives, e.g. '%d.%m.%Y %H:%M' (Python strptime)"
+        )
+    return value
+
+
+TimeFormat = Annotated[str, AfterValidator(_strptime_format)]
+
+
+def _one_time_rule(model: SeriesConfig | ProfilesConfig) -> None:
+    if model.time_format is not None and model.dayfirst:
+        raise cross_field_error("give time_format or dayfirst, not both (a format says where the day is)",
+                                "dayfirst", "time_format")
 
 
 class SeriesConfig(Strict):
@@ -100,6 +154,19 @@ class SeriesConfig(Strict):
         description="'peak' divides by the series maximum (default for load), 'none' keeps "
         "values that are already per unit of rating (default for pv and wind).",
     )
+    time_format: TimeFormat | None = Field(None, description="Time format of this series' own file.")
+    dayfirst: bool | None = Field(None, description="Day-first dates in this series' own file.")
+
+    @model_validator(mode="after")
+    def _time_of_own_file(self) -> SeriesConfig:
+        _one_time_rule(self)
+        if self.file is None and (self.time_format is not None or self.dayfirst is not None):
+            raise cross_field_error(
+                "time_format and dayfirst of a series apply to its own 'file'; "
+                "for profiles.file set them in the profiles section",
+                "time_format", "dayfirst",
+            )
+        return self
 
     @property
     def normalisation(self) -> str:
@@ -118,10 +185,25 @@ class ProfilesConfig(Strict):
     )
     file: Path | None = Field(None, description="Default CSV file of the csv source.")
     time_column: str = "time"
+    time_format: TimeFormat | None = Field(
+        None, description="strptime format of the times (default: inferred from the first row)."
+    )
+    dayfirst: bool = Field(False, description="Dates without the year first are day first (dd.mm.yyyy).")
     series: dict[Name, SeriesConfig] = Field(min_length=1)
+
+    def time_options(self, series: str) -> tuple[str | None, bool]:
+        """(time_format, dayfirst) of the file a series is read from: its own settings, else the section's."""
+        s = self.series[series]
+        if s.time_format is not None or s.dayfirst is not None:
+            return s.time_format, bool(s.dayfirst)
+        return self.time_format, self.dayfirst
 
     @model_validator(mode="after")
     def _csv_has_files(self) -> ProfilesConfig:
+        _one_time_rule(self)
+        if self.source == "simbench" and (self.time_format is not None or self.dayfirst):
+            raise cross_field_error("time_format and dayfirst apply to CSV files (source: csv); "
+                                    "SimBench times are read as SimBench writes them", "time_format", "dayfirst")
         if self.source == "csv":
             missing = [n for n, s in self.series.items() if s.file is None and self.file is None]
             if missing:
@@ -175,9 +257,9 @@ class CandidateConfig(Strict):
     @model_validator(mode="after")
     def _bounds(self) -> CandidateConfig:
         if self.min_mw > self.max_mw:
-            raise ValueError(f"min_mw ({self.min_mw}) exceeds max_mw ({self.max_mw})")
+            raise cross_field_error(f"min_mw ({self.min_mw}) exceeds max_mw ({self.max_mw})", "min_mw", "max_mw")
         if self.tech == "storage" and self.energy_mwh_per_mw is None:
-            raise ValueError("a storage candidate needs energy_mwh_per_mw")
+            raise cross_field_error("a storage candidate needs energy_mwh_per_mw", "tech")
         return self
 
 
@@ -259,7 +341,7 @@ class ReliabilityConfig(Strict):
         if self.failure_rate_per_km_yr is None and self.failure_rate_per_yr is None:
             raise ValueError("give failure_rate_per_yr or failure_rate_per_km_yr")
         if self.switching_h > self.repair_h:
-            raise ValueError("switching_h must not exceed repair_h")
+            raise cross_field_error("switching_h must not exceed repair_h", "switching_h", "repair_h")
         return self
 
 
@@ -276,7 +358,9 @@ class GeneratorConfig(Strict):
     @model_validator(mode="after")
     def _limits(self) -> GeneratorConfig:
         if self.p_min_mw > self.p_max_mw:
-            raise ValueError(f"p_min_mw ({self.p_min_mw}) exceeds p_max_mw ({self.p_max_mw})")
+            raise cross_field_error(
+                f"p_min_mw ({self.p_min_mw}) exceeds p_max_mw ({self.p_max_mw})", "p_min_mw", "p_max_mw"
+            )
         return self
 
 
@@ -293,11 +377,14 @@ class StorageConfig(Strict):
     @model_validator(mode="after")
     def _soc(self) -> StorageConfig:
         if self.soc_min >= self.soc_max:
-            raise ValueError(f"soc_min ({self.soc_min}) must be below soc_max ({self.soc_max})")
+            raise cross_field_error(
+                f"soc_min ({self.soc_min}) must be below soc_max ({self.soc_max})", "soc_min", "soc_max"
+            )
         if not self.soc_min <= self.soc_initial <= self.soc_max:
-            raise ValueError(
+            raise cross_field_error(
                 f"need soc_min <= soc_initial <= soc_max, got "
-                f"{self.soc_min}, {self.soc_initial}, {self.soc_max}"
+                f"{self.soc_min}, {self.soc_initial}, {self.soc_max}",
+                "soc_initial", "soc_min", "soc_max",
             )
         return self
 

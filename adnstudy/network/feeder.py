@@ -28,6 +28,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from adnstudy.config.schema import NetworkConfig
+from adnstudy.data import csvfile
 from adnstudy.errors import CaseError
 
 BUILTIN_FEEDERS = ("ieee33", "ieee69")
@@ -142,9 +143,9 @@ def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Fe
         for label, p in (("network.buses", bus_file), ("network.branches", branch_file)):
             if not p.is_file():
                 raise CaseError(f"feeder table not found: {p}", file=case_file, field=label)
-        name = Path(bus_file).stem
-    buses = _read_table(bus_file)
-    branches = _read_table(branch_file)
+        name = Path(bus_file).name  # a user feeder is known by its bus table
+    buses = csvfile.read_table(Path(bus_file), comment="#")
+    branches = csvfile.read_table(Path(branch_file), comment="#")
     feeder = build_feeder(name, buses, branches, net.base_mva, bus_file, branch_file)
     if net.load_scale != 1.0:
         feeder = feeder.with_loads_scaled(net.load_scale)
@@ -153,52 +154,50 @@ def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Fe
     return feeder
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path, skipinitialspace=True, comment="#")
-    except FileNotFoundError:
-        raise CaseError("file not found", file=path) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise CaseError(f"not a readable CSV table ({str(exc).strip()})", file=path) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    return df
+class _Table:
+    """A feeder table being checked: its file, its rows, and each row's line in the file."""
 
+    def __init__(self, file: Path, frame: pd.DataFrame) -> None:
+        self.file = file
+        self.frame = frame
+        self.lines = csvfile.lines_of(frame).to_numpy()
 
-def _numeric(df: pd.DataFrame, col: str, file: Path, *, required: bool) -> pd.Series:
-    """Column as float; non-numbers are errors naming the row (file line)."""
-    if col not in df.columns:
+    def error(self, row: int, col: str, what: str) -> CaseError:
+        return CaseError(what, file=self.file, field=col, line=int(self.lines[row]))
+
+    def check(self, mask: np.ndarray, col: str, what: str, ids: pd.Series | None = None) -> None:
+        """No row where ``mask`` holds; the first that does is named by bus id (or row) and line."""
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            label = f"bus {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
+            raise self.error(i, col, f"{label}: {what}")
+
+    def numeric(self, col: str, *, required: bool) -> pd.Series:
+        """Column as float; non-numbers are errors naming the row and its line."""
+        df = self.frame
+        if col not in df.columns:
+            if required:
+                raise CaseError(f"missing column '{col}'", file=self.file, field=col)
+            return pd.Series(np.nan, index=df.index, dtype=float)
+        values = pd.to_numeric(df[col], errors="coerce")
+        bad = (values.isna() & df[col].notna()).to_numpy()
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise self.error(i, col, f"row {i + 1}: {df[col].iloc[i]!r} is not a number")
         if required:
-            raise CaseError(f"missing column '{col}'", file=file, field=col)
-        return pd.Series(np.nan, index=df.index, dtype=float)
-    values = pd.to_numeric(df[col], errors="coerce")
-    bad = values.isna() & df[col].notna()
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise CaseError(f"row {i + 1}: {df[col].iloc[i]!r} is not a number", file=file, field=col, line=i + 2)
-    if required and values.isna().any():
-        i = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise CaseError(f"row {i + 1}: value is missing", file=file, field=col, line=i + 2)
-    if np.isinf(values).any():
-        i = int(np.flatnonzero(np.isinf(values.to_numpy()))[0])
-        raise CaseError(f"row {i + 1}: value is not finite", file=file, field=col, line=i + 2)
-    return values.astype(float)
+            self.check(values.isna().to_numpy(), col, "value is missing")
+        self.check(np.isinf(values.to_numpy()), col, "value is not finite")
+        return values.astype(float)
 
-
-def _check(mask: np.ndarray, file: Path, col: str, what: str, ids: pd.Series | None = None) -> None:
-    if mask.any():
-        i = int(np.flatnonzero(mask)[0])
-        label = f"bus {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
-        raise CaseError(f"{label}: {what}", file=file, field=col, line=i + 2)
-
-
-def _bool_column(df: pd.DataFrame, col: str, file: Path) -> np.ndarray:
-    if col not in df.columns:
-        return np.zeros(len(df), dtype=bool)
-    text = df[col].astype(str).str.strip().str.lower()
-    truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "nan": False, "": False}
-    bad = ~text.isin(list(truth))
-    _check(bad.to_numpy(), file, col, "must be true or false")
-    return text.map(truth).to_numpy(dtype=bool)
+    def flags(self, col: str) -> np.ndarray:
+        """A true/false column (absent: all false)."""
+        df = self.frame
+        if col not in df.columns:
+            return np.zeros(len(df), dtype=bool)
+        text = df[col].astype(str).str.strip().str.lower()
+        truth = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False, "nan": False, "": False}
+        self.check(~text.isin(list(truth)).to_numpy(), col, "must be true or false")
+        return text.map(truth).to_numpy(dtype=bool)
 
 
 def build_feeder(
@@ -209,42 +208,46 @@ def build_feeder(
     bus_file: Path | str = "buses",
     branch_file: Path | str = "branches",
 ) -> Feeder:
-    """Check the two tables and build the oriented radial feeder."""
-    bus_file, branch_file = Path(bus_file), Path(branch_file)
+    """Check the two tables and build the oriented radial feeder.
+
+    Messages give the file line of a row: the index of a table read by
+    :func:`adnstudy.data.csvfile.read_table`, else the row's position after a header line.
+    """
+    bt, lt = _Table(Path(bus_file), buses), _Table(Path(branch_file), branches)
+    bus_file, branch_file = bt.file, lt.file
     if len(buses) < 2:
         raise CaseError("a feeder needs at least two buses", file=bus_file)
     # ---- buses
     b = pd.DataFrame()
-    ids = _numeric(buses, "bus", bus_file, required=True)
-    _check((ids != np.round(ids)).to_numpy() | (ids < 1).to_numpy(), bus_file, "bus", "bus ids must be integers >= 1")
+    ids = bt.numeric("bus", required=True)
+    bt.check((ids != np.round(ids)).to_numpy() | (ids < 1).to_numpy(), "bus", "bus ids must be integers >= 1")
     b["bus"] = ids.astype(int)
-    dup = b["bus"].duplicated()
-    _check(dup.to_numpy(), bus_file, "bus", "duplicate bus id", b["bus"])
+    bt.check(b["bus"].duplicated().to_numpy(), "bus", "duplicate bus id", b["bus"])
     for col in ("base_kv", "p_mw", "q_mvar"):
-        b[col] = _numeric(buses, col, bus_file, required=True)
-    _check((b["base_kv"] <= 0).to_numpy(), bus_file, "base_kv", "base_kv must be positive", b["bus"])
-    if b["base_kv"].nunique() > 1:
-        raise CaseError(
-            "all buses must share one base_kv (transformers inside the feeder are not modelled)",
-            file=bus_file,
-            field="base_kv",
-        )
-    cust = _numeric(buses, "customers", bus_file, required=False).fillna(0.0)
-    _check(((cust < 0) | (cust != np.round(cust))).to_numpy(), bus_file, "customers", "customers must be a whole number >= 0", b["bus"])
+        b[col] = bt.numeric(col, required=True)
+    bt.check((b["base_kv"] <= 0).to_numpy(), "base_kv", "base_kv must be positive", b["bus"])
+    kv = b["base_kv"].to_numpy()
+    bt.check(kv != kv[0], "base_kv",
+             f"base_kv differs from {kv[0]:g} kV of bus {b['bus'].iloc[0]} (line {bt.lines[0]}); all buses must "
+             "share one base_kv (transformers inside the feeder are not modelled)", b["bus"])
+    cust = bt.numeric("customers", required=False).fillna(0.0)
+    bt.check(((cust < 0) | (cust != np.round(cust))).to_numpy(), "customers", "customers must be a whole number >= 0",
+             b["bus"])
     b["customers"] = cust.astype(int)
     if "load_profile" in buses.columns:
         b["load_profile"] = buses["load_profile"].fillna("").astype(str).str.strip()
     else:
         b["load_profile"] = ""
-    sub = _bool_column(buses, "substation", bus_file)
+    sub = bt.flags("substation")
     if "substation" in buses.columns:
-        if sub.sum() != 1:
-            raise CaseError(
-                f"exactly one bus must be the substation; found {int(sub.sum())}",
-                file=bus_file,
-                field="substation",
-            )
-        root_row = int(np.flatnonzero(sub)[0])
+        rows = np.flatnonzero(sub)
+        if len(rows) == 0:
+            raise CaseError("exactly one bus must be the substation; none is marked true", file=bus_file,
+                            field="substation")
+        if len(rows) > 1:
+            shown = ", ".join(f"bus {b['bus'].iloc[r]} (line {bt.lines[r]})" for r in rows)
+            raise bt.error(rows[1], "substation", f"exactly one bus must be the substation; {len(rows)} are: {shown}")
+        root_row = int(rows[0])
     else:
         root_row = 0
     order = [root_row] + [i for i in range(len(b)) if i != root_row]
@@ -256,39 +259,35 @@ def build_feeder(
         raise CaseError("the branch table is empty", file=branch_file)
     br = pd.DataFrame()
     for col in ("from_bus", "to_bus"):
-        v = _numeric(branches, col, branch_file, required=True)
-        _check((v != np.round(v)).to_numpy(), branch_file, col, "bus ids must be integers")
+        v = lt.numeric(col, required=True)
+        lt.check((v != np.round(v)).to_numpy(), col, "bus ids must be integers")
         br[col] = v.astype(int)
     for col in ("r_ohm", "x_ohm"):
-        br[col] = _numeric(branches, col, branch_file, required=True)
-    _check((br["r_ohm"] <= 0).to_numpy(), branch_file, "r_ohm", "resistance must be positive")
-    _check((br["x_ohm"] < 0).to_numpy(), branch_file, "x_ohm", "reactance must not be negative")
+        br[col] = lt.numeric(col, required=True)
+    lt.check((br["r_ohm"] <= 0).to_numpy(), "r_ohm", "resistance must be positive")
+    lt.check((br["x_ohm"] < 0).to_numpy(), "x_ohm", "reactance must not be negative")
     for col in BRANCH_OPTIONAL_FLOAT:
-        v = _numeric(branches, col, branch_file, required=False)
-        _check((v <= 0).to_numpy(), branch_file, col, f"{col} must be positive where given")
+        v = lt.numeric(col, required=False)
+        lt.check((v <= 0).to_numpy(), col, f"{col} must be positive where given")
         br[col] = v
     sw = branches["switch"].fillna("none").astype(str).str.strip().str.lower() if "switch" in branches.columns else pd.Series("none", index=br.index)
-    _check(~sw.isin(SWITCH_KINDS).to_numpy(), branch_file, "switch", f"switch must be one of {', '.join(SWITCH_KINDS)}")
+    lt.check(~sw.isin(SWITCH_KINDS).to_numpy(), "switch", f"switch must be one of {', '.join(SWITCH_KINDS)}")
     br["switch"] = sw.to_numpy()
-    br["normally_open"] = _bool_column(branches, "normally_open", branch_file)
+    br["normally_open"] = lt.flags("normally_open")
     for col in ("from_bus", "to_bus"):
         unknown = ~br[col].isin(list(pos))
         if unknown.any():
             i = int(np.flatnonzero(unknown.to_numpy())[0])
-            raise CaseError(
-                f"row {i + 1}: bus {br[col].iloc[i]} is not in the bus table {bus_file.name}",
-                file=branch_file,
-                field=col,
-                line=i + 2,
-            )
-    _check((br["from_bus"] == br["to_bus"]).to_numpy(), branch_file, "to_bus", "a branch must join two different buses")
+            raise lt.error(i, col, f"row {i + 1}: bus {br[col].iloc[i]} is not in the bus table {bus_file.name}")
+    lt.check((br["from_bus"] == br["to_bus"]).to_numpy(), "to_bus", "a branch must join two different buses")
     key = br[["from_bus", "to_bus"]].min(axis=1).astype(str) + "-" + br[["from_bus", "to_bus"]].max(axis=1).astype(str)
-    _check(key.duplicated().to_numpy(), branch_file, "from_bus", "duplicate branch between the same two buses")
+    lt.check(key.duplicated().to_numpy(), "from_bus", "duplicate branch between the same two buses")
 
-    closed_rows = np.flatnonzero(~br["normally_open"].to_numpy())  # table rows, for messages
+    br = br.reset_index(drop=True)
+    closed_lines = lt.lines[~br["normally_open"].to_numpy()]  # file lines of the closed rows, for messages
     closed = br[~br["normally_open"]].reset_index(drop=True)
     ties = br[br["normally_open"]].reset_index(drop=True)
-    f, t, parent_branch, oriented = _orient(closed, pos, b, branch_file, closed_rows)
+    f, t, parent_branch, oriented = _orient(closed, pos, b, branch_file, closed_lines)
     closed = closed.iloc[oriented["order"]].reset_index(drop=True)
     swap = oriented["swapped"]
     fb, tb = closed["from_bus"].to_numpy().copy(), closed["to_bus"].to_numpy().copy()
@@ -311,11 +310,11 @@ def build_feeder(
     )
 
 
-def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Path, rows: np.ndarray):
+def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Path, lines: np.ndarray):
     """Breadth-first from the substation: orient branches, find loops and unreached buses.
 
-    ``rows[k]`` is the branch table row of closed branch ``k`` (normally-open rows
-    are left out of ``closed``), for the line number in messages.
+    ``lines[k]`` is the file line of closed branch ``k`` (normally-open rows are
+    left out of ``closed``), for messages.
     """
     n = len(b)
     a = closed["from_bus"].map(pos).to_numpy()
@@ -346,7 +345,7 @@ def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Pa
                     "(mark tie lines normally_open=true; the operating network must be radial)",
                     file=file,
                     field="from_bus",
-                    line=int(rows[k]) + 2,
+                    line=int(lines[k]),
                 )
             seen[v] = True
             parent_branch[v] = len(order)

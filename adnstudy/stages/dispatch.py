@@ -79,7 +79,7 @@ def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = Non
         have = [d.scenario for d in days]
         unknown = [s for s in scenarios if s not in have]
         if unknown:
-            raise CaseError(f"--scenario {unknown[0]}: the typical days are {have}", field="--scenario")
+            raise CaseError(f"--scenario {unknown[0]}: no such typical day (the typical days are {have})")
         days = [d for d in days if d.scenario in scenarios]
     return days, digests, plan_record
 
