@@ -218,7 +218,14 @@ def plan_tables() -> dict[str, list[str]]:
         data = plan_data(case, case_feeder(case), typical, weights)
         model = build_plan_model(data)
         solve_conic(model.problem)
-        return {name: list(df.columns) for name, df in tables(data, model.solution(), np.ones((3, 24))).items()}
+        out = {name: list(df.columns) for name, df in tables(data, model.solution(), np.ones((3, 24))).items()}
+        from dataclasses import replace
+
+        from adnstudy.stages.plan import microgrid_exchange_table
+
+        with_mg = replace(data, mg_names=("a",), mg_pos=np.array([2]), mg_export=np.zeros((1, data.n_snap)))
+        out["microgrid_exchange"] = list(microgrid_exchange_table(with_mg).columns)
+        return out
 
 
 def reliability_tables() -> dict[str, list[str]]:
@@ -261,6 +268,8 @@ def dispatch_tables() -> dict[str, list[str]]:
             f"economics: {{purchase_price_usd_per_mwh: {prices}, sell_price_usd_per_mwh: {prices.replace('50', '20').replace('90', '20')}, "
             "wholesale_price_usd_per_mwh: 40}\n"
             "market: {}\n"
+            "candidates: {sites: [{bus: 3, tech: pv, max_mw: 0.5, capex_usd_per_mw: 1000}, "
+            "{bus: 2, tech: storage, max_mw: 0.1, energy_mwh_per_mw: 2, capex_usd_per_mw: 1000}]}\n"
             "microgrids:\n"
             "  - {name: a, bus: 2, load_peak_mw: 0.2, pv_mw: 0.4, pcc_limit_mw: 0.5, storage: {power_mw: 0.1, energy_mwh: 0.2}}\n"
             "  - {name: b, bus: 3, load_peak_mw: 0.3, pcc_limit_mw: 0.5, generator: {p_max_mw: 0.2, cost_b_usd_per_mwh: 30}}\n"
@@ -270,8 +279,12 @@ def dispatch_tables() -> dict[str, list[str]]:
         typical = pd.DataFrame([{"scenario": 0, "hour": h, "series": s, "value": v}
                                 for h in range(24) for s, v in (("load", 0.7), ("pv", pv[h]))])
         weights = pd.DataFrame({"scenario": [0], "days": [365]})
-        days = dispatch_days(case, case_feeder(case), typical_days(case, typical, weights))
-        return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)]).items()}
+        from adnstudy.problems.dispatch import planned_assets
+
+        feeder, td = case_feeder(case), typical_days(case, typical, weights)
+        plan = pd.DataFrame({"bus": [3, 2], "tech": ["pv", "storage"], "build": [True, True], "capacity_mw": [0.2, 0.1]})
+        days = dispatch_days(case, feeder, td, planned_assets(case, feeder, td, plan, "plan"))
+        return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)], 5e-5).items()}
 
 
 #: stage → function returning {table: columns}; add later stages here.
