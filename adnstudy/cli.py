@@ -252,8 +252,12 @@ def run(
         outcomes = run_all(c, out_dir, force=force, on_start=start)
     width = max(len(o.stage) for o in outcomes)
     for o in outcomes:
-        typer.echo(f"{o.stage:<{width}}  {o.status:<12} {o.detail}")
+        detail = o.detail.splitlines()[0] if o.status == "not final" else o.detail
+        typer.echo(f"{o.stage:<{width}}  {o.status:<12} {detail}")
     typer.echo(f"results: {out_dir}")
+    incomplete = [o for o in outcomes if o.status == "not final"]
+    if incomplete:
+        _fail("\n".join(o.detail for o in incomplete), 1)
 
 
 def main() -> None:

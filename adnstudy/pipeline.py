@@ -30,6 +30,7 @@ from typing import Any
 
 from adnstudy import __version__
 from adnstudy.config.load import Case
+from adnstudy.errors import IncompleteResultsError
 from adnstudy.results.store import read_manifest, table_digest
 from adnstudy.stages.registry import BY_NAME, STAGES, Stage, missing_sections, resolve
 
@@ -98,7 +99,7 @@ def run_key(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any] | N
 @dataclass(frozen=True)
 class StageOutcome:
     stage: str
-    status: str  # "ran", "up to date", "not in case"
+    status: str  # "ran", "up to date", "not in case", "not final" (written, but some part missed its tolerance)
     detail: str = ""
 
 
@@ -132,7 +133,11 @@ def run_all(
             continue
         if on_start:
             on_start(stage.name)
-        summary = resolve(stage.run)(case, out_dir, run_key=key)
+        try:
+            summary = resolve(stage.run)(case, out_dir, run_key=key)
+        except IncompleteResultsError as exc:  # written and marked; later stages may still run
+            outcomes.append(StageOutcome(stage.name, "not final", str(exc)))
+            continue
         outcomes.append(StageOutcome(stage.name, "ran", _short(summary)))
     return outcomes
 
