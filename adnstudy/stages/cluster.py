@@ -24,6 +24,7 @@ from adnstudy.cluster.typical_days import (
     sse_curve,
 )
 from adnstudy.config.load import Case
+from adnstudy.data.typical import YEAR_DAYS, year_weight_days
 from adnstudy.results.figures import legend_below, new_figure
 from adnstudy.stages.registry import Line, checked_inputs, stage_writer
 
@@ -99,6 +100,7 @@ def cluster_stage(case: Case, out_dir: Path, run_key: str | None = None) -> dict
             solver={"name": "density_peaks+lloyd", "status": "converged",
                     "seed_days": [str(data.dates[i].date()) for i in main.seeds], "dc": dp.dc},
             objective=float(best.loc["density_peaks", "sse"]),
+            year_days=YEAR_DAYS,
             summary=summary,
         )
     return summary
@@ -127,6 +129,7 @@ def tables(data: DayData, res: TypicalDays) -> dict[str, pd.DataFrame]:
         "scenario": np.arange(n_clusters),
         "days": res.days,
         "weight": res.days / res.days.sum(),
+        "weight_days": year_weight_days(res.days),
         "is_extreme": res.is_extreme,
         "representative_date": [str(data.dates[d].date()) if d >= 0 else None for d in res.medoid_day],
     })
