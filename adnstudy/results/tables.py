@@ -48,3 +48,9 @@ def branch_table(feeder: Feeder, index: Index, columns: Mapping[str, np.ndarray]
     for name, values in columns.items():
         out[name] = np.asarray(values).T.ravel()
     return pd.DataFrame(out)
+
+
+def branch_loading(feeder: Feeder, i_ka: np.ndarray) -> dict[str, np.ndarray]:
+    """Branch × snapshot columns ``rating_ka`` (the feeder's ``rating_a``; NaN: unrated) and ``loading_pct``."""
+    rating_ka = feeder.branches["rating_a"].to_numpy(dtype=float)[:, None] / 1000.0
+    return {"rating_ka": np.broadcast_to(rating_ka, i_ka.shape), "loading_pct": 100.0 * i_ka / rating_ka}

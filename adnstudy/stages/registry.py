@@ -109,7 +109,8 @@ STAGES: tuple[Stage, ...] = (
         name="powerflow",
         help="AC power flow (backward/forward sweep) of the case's peak snapshot, or of every hour.\n\n"
         "Prints losses and the minimum voltage (published bus numbers, substation = 1) and writes bus, "
-        "branch and summary tables to OUT/powerflow/.\n\nExample: adnstudy powerflow cases/ieee33.yaml --json",
+        "branch and summary tables to OUT/powerflow/ (with --year: to OUT/powerflow_year/).\n\n"
+        "Example: adnstudy powerflow cases/ieee33.yaml --json",
         sections=(), reads=(), tables=("bus", "branch", "summary"), figures=("voltage_profile",),
         run="adnstudy.stages.powerflow:powerflow_stage", report="adnstudy.stages.powerflow:report",
         progress="Solving the AC power flow",
@@ -117,6 +118,7 @@ STAGES: tuple[Stage, ...] = (
             Option("year", ("--year",), bool, False, "Every hour of the case's profiles, not just the peak."),
             Option("json", ("--json",), bool, False, "Print the summary as JSON.", kind="display"),
         ),
+        folder=lambda opts: "powerflow_year" if opts.get("year") else "powerflow",
     ),
     Stage(
         name="cluster",
