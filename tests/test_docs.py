@@ -198,7 +198,7 @@ def plan_tables() -> dict[str, list[str]]:
 
     from adnstudy.checks import case_feeder
     from adnstudy.config.load import load_case
-    from adnstudy.problems.plan import build_plan_model, plan_data
+    from adnstudy.problems.plan import build_plan_model, no_investment_baseline, plan_data
     from adnstudy.solve.conic import solve_conic
     from adnstudy.stages.plan import plan_tables as tables
 
@@ -218,7 +218,8 @@ def plan_tables() -> dict[str, list[str]]:
         data = plan_data(case, case_feeder(case), typical, weights)
         model = build_plan_model(data)
         solve_conic(model.problem)
-        return {name: list(df.columns) for name, df in tables(data, model.solution(), np.ones((3, 24))).items()}
+        made = tables(data, model.solution(), np.ones((3, 24)), no_investment_baseline(data))
+        return {name: list(df.columns) for name, df in made.items()}
 
 
 def reliability_tables() -> dict[str, list[str]]:

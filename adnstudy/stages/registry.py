@@ -155,11 +155,12 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="plan",
         help="RES siting and sizing over the typical days (MISOCP over DistFlow), checked by AC power flow.\n\n"
-        "Needs the typical days of 'adnstudy cluster'. Writes investment, bus, branch and cost tables (and the "
-        "reliability tables when the case has a reliability section) and two figures to OUT/plan/.\n\n"
+        "Needs the typical days of 'adnstudy cluster'. Writes investment, bus, branch, cost (beside the "
+        "no-investment baseline) and storage tables (and the reliability tables when the case has a reliability "
+        "section) and two figures to OUT/plan/.\n\n"
         "Example: adnstudy plan cases/ieee33.yaml --time-limit 120",
         sections=("profiles", "candidates", "economics"), reads=(("cluster", "typical"), ("cluster", "weights")),
-        tables=("investment", "bus", "branch", "cost"), optional_tables=("reliability", "bus_reliability"),
+        tables=("investment", "bus", "branch", "cost", "storage"), optional_tables=("reliability", "bus_reliability"),
         figures=("voltage_profile", "sited_capacity"),
         checks=(FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
         run="adnstudy.stages.plan:plan_stage", report="adnstudy.stages.plan:report",
