@@ -291,8 +291,3 @@ def test_plan_manifest_keys_are_documented(tiny):
     keys = [*m["summary"], *(f"baseline.{k}" for k in m["baseline"]), "year_days", "timings_s.baseline"]
     assert not [k for k in keys if f"`{k}`" not in text]
 
-
-def test_ieee69_case_has_every_stage():
-    """cases/ieee69.yaml has candidates and a reliability section: validate checks it for every stage."""
-    out = invoke("validate", ROOT / "cases" / "ieee69.yaml")
-    assert "checked for: powerflow, cluster, reliability, plan, dispatch" in out
