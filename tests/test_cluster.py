@@ -156,6 +156,18 @@ def test_shipped_case_tables(shipped):
     assert (shipped / "decision_graph.png").stat().st_size > 0
 
 
+def test_weights_for_a_365_day_year(shipped):
+    """2016 has 366 days: the raw counts stay, and weight_days (what plan and dispatch use) sums to 365."""
+    import json
+
+    weights = pd.read_parquet(shipped / "weights.parquet")
+    assert list(weights.columns) == ["scenario", "days", "weight", "weight_days", "is_extreme", "representative_date"]
+    assert weights["days"].sum() == 366
+    np.testing.assert_allclose(weights["weight_days"], weights["days"] / 366 * 365, rtol=1e-12)
+    assert weights["weight_days"].sum() == pytest.approx(365, rel=1e-12)
+    assert json.loads((shipped / "manifest.json").read_text())["year_days"] == 365
+
+
 def test_deterministic(shipped, tmp_path):
     again = runner.invoke(app, ["cluster", str(ROOT / "cases" / "ieee33.yaml"), "--out", str(tmp_path)])
     assert again.exit_code == 0

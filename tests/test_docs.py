@@ -198,7 +198,7 @@ def plan_tables() -> dict[str, list[str]]:
 
     from adnstudy.checks import case_feeder
     from adnstudy.config.load import load_case
-    from adnstudy.problems.plan import build_plan_model, plan_data
+    from adnstudy.problems.plan import build_plan_model, no_investment_baseline, plan_data
     from adnstudy.solve.conic import solve_conic
     from adnstudy.stages.plan import plan_tables as tables
 
@@ -218,7 +218,8 @@ def plan_tables() -> dict[str, list[str]]:
         data = plan_data(case, case_feeder(case), typical, weights)
         model = build_plan_model(data)
         solve_conic(model.problem)
-        out = {name: list(df.columns) for name, df in tables(data, model.solution(), np.ones((3, 24))).items()}
+        made = tables(data, model.solution(), np.ones((3, 24)), no_investment_baseline(data))
+        out = {name: list(df.columns) for name, df in made.items()}
         from dataclasses import replace
 
         from adnstudy.stages.plan import microgrid_exchange_table
@@ -359,3 +360,38 @@ def test_results_doc_has_every_manifest_key(powerflow_manifest):
     keys |= {f"summary.{k}" for k in summarise(feeder, res, hourly, "year")}
     missing = sorted(k for k in keys if f"`{k}`" not in text)
     assert not missing, f"docs/results.md does not name manifest keys {missing}"
+
+
+# ------------------------------------------------------------------ docs that quote the tool
+def test_results_doc_has_no_placeholders():
+    text = RESULTS_DOC.read_text(encoding="utf-8")
+    for placeholder in ("to be added", "to come", "TODO"):
+        assert placeholder not in text, f"docs/results.md still says '{placeholder}'"
+
+
+def test_case_doc_quotes_the_shipped_candidates():
+    """docs/case.md's table of the ieee33 candidates gives the case file's costs (it said PV 900,000 USD/MW)."""
+    from adnstudy.config.load import load_case
+
+    sites = load_case(ROOT / "cases" / "ieee33.yaml").config.candidates.sites
+    text = CASE_DOC.read_text(encoding="utf-8")
+    for tech in ("pv", "wind"):
+        row = re.search(rf"^\s*\| {tech} \| ([\d, ]+) \|[^|]*\| ([\d,]+) \| ([\d,]+) \| (\d+) \|", text, re.MULTILINE)
+        assert row is not None, f"docs/case.md: no candidate row for {tech}"
+        ours = [s for s in sites if s.tech == tech]
+        assert [int(b) for b in row.group(1).split(",")] == [s.bus for s in ours]
+        doc = (float(row.group(2).replace(",", "")), float(row.group(3).replace(",", "")), int(row.group(4)))
+        assert {(s.capex_usd_per_mw, s.fixed_capex_usd, s.lifetime_yr) for s in ours} == {doc}
+
+
+def test_readme_json_example_is_what_the_cli_prints(tmp_path):
+    from typer.testing import CliRunner
+
+    from adnstudy.cli import app
+
+    line = next(x for x in (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+                if x.startswith("adnstudy powerflow cases/ieee33.yaml --json"))
+    shown = line.split("#", 1)[1].strip()
+    result = CliRunner().invoke(app, ["powerflow", str(ROOT / "cases" / "ieee33.yaml"), "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == shown

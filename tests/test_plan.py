@@ -136,9 +136,9 @@ def test_no_candidates_reproduces_published_base_case(tmp_path):
     np.testing.assert_allclose(loss_kw, 202.68, atol=0.01)
     v = flow.v_pu[:, 0]
     assert v.min() == pytest.approx(0.9131, abs=5e-5) and feeder.bus_ids[np.argmin(v)] == 18
-    # the objective is the purchase of load + losses at the hourly price
+    # the objective is the purchase of load + losses at the hourly price, the one day standing for a 365-day year
     price = np.asarray(case.config.economics.purchase_price_usd_per_mwh)
-    assert model.problem.value / COST_SCALE == pytest.approx(((3.715 + loss_kw / 1000) * price).sum(), rel=1e-6)
+    assert model.problem.value / COST_SCALE == pytest.approx(365 * ((3.715 + loss_kw / 1000) * price).sum(), rel=1e-6)
 
 
 @pytest.fixture(scope="module")

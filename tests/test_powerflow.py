@@ -43,21 +43,25 @@ def test_published_base_case(name):
 
 @pytest.mark.parametrize("case", ["ieee33", "ieee69"])
 def test_cli_json_reports_published_figures(case, tmp_path):
+    """--json prints the published figures as published (the README's example); the manifest keeps full precision."""
     result = CliRunner().invoke(app, ["powerflow", str(ROOT / "cases" / f"{case}.yaml"), "--json", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     got = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(got) == {"p_loss_kw", "q_loss_kvar", "v_min_pu", "v_min_bus"}
-    ref = PUBLISHED[case]
-    assert got["p_loss_kw"] == pytest.approx(ref["p_loss_kw"], abs=0.1)
-    assert round(got["v_min_pu"], 4) == ref["v_min_pu"]
-    assert got["v_min_bus"] == ref["v_min_bus"]
-    # the tables agree with the printed summary
-    bus = pd.read_parquet(tmp_path / "powerflow" / "bus.parquet")
-    branch = pd.read_parquet(tmp_path / "powerflow" / "branch.parquet")
-    assert bus["v_pu"].min() == pytest.approx(got["v_min_pu"], abs=1e-12)
-    assert branch["loss_mw"].sum() * 1000 == pytest.approx(got["p_loss_kw"], rel=1e-12)
+    expected = {"ieee33": {"p_loss_kw": 202.68, "q_loss_kvar": 135.14, "v_min_pu": 0.9131, "v_min_bus": 18},
+                "ieee69": {"p_loss_kw": 224.99, "q_loss_kvar": 102.16, "v_min_pu": 0.9092, "v_min_bus": 65}}
+    assert got == expected[case]
     manifest = json.loads((tmp_path / "powerflow" / "manifest.json").read_text())
     assert manifest["solver"]["status"] == "converged"
+    full = manifest["summary"]
+    assert full["p_loss_kw"] != got["p_loss_kw"] and round(full["p_loss_kw"], 2) == got["p_loss_kw"]
+    # the tables agree with the summary
+    bus = pd.read_parquet(tmp_path / "powerflow" / "bus.parquet")
+    branch = pd.read_parquet(tmp_path / "powerflow" / "branch.parquet")
+    assert bus["v_pu"].min() == pytest.approx(full["v_min_pu"], abs=1e-12)
+    assert branch["loss_mw"].sum() * 1000 == pytest.approx(full["p_loss_kw"], rel=1e-12)
+    # ratings: twice the base-case peak current (the case's branch_rating_factor), so 50 % loading at the peak
+    np.testing.assert_allclose(branch["loading_pct"], 100 * branch["i_ka"] / branch["rating_ka"], rtol=1e-12)
+    assert branch["loading_pct"].max() == pytest.approx(50.0, abs=0.5)
 
 
 def _pandapower_voltages(fd, p_mw, q_mvar):
@@ -120,16 +124,30 @@ def test_two_bus_analytic():
     assert res.p_loss_mw[0] == pytest.approx(r * i2, rel=1e-9)
 
 
-def test_year_mode_covers_every_hour(tmp_path):
-    result = CliRunner().invoke(app, ["powerflow", str(ROOT / "cases" / "ieee33.yaml"), "--year", "--json", "--out", str(tmp_path)])
+def test_year_mode_covers_every_hour_in_its_own_folder(tmp_path):
+    """--year writes powerflow_year/ beside the peak results, with energies for a 365-day year."""
+    case = str(ROOT / "cases" / "ieee33.yaml")
+    peak = CliRunner().invoke(app, ["powerflow", case, "--out", str(tmp_path)])
+    assert peak.exit_code == 0, peak.output
+    result = CliRunner().invoke(app, ["powerflow", case, "--year", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    got = json.loads(result.stdout.strip().splitlines()[-1])
-    summary = pd.read_parquet(tmp_path / "powerflow" / "summary.parquet")
+    assert f"results: {tmp_path / 'powerflow_year'}" in result.stdout
+    assert "(a 365-day year)" in result.stdout
+    # the peak results are still there, untouched
+    assert len(pd.read_parquet(tmp_path / "powerflow" / "summary.parquet")) == 1
+    assert json.loads((tmp_path / "powerflow" / "manifest.json").read_text())["mode"] == "peak"
+    folder = tmp_path / "powerflow_year"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["mode"] == "year" and manifest["year_days"] == 365
+    got = manifest["summary"]
+    summary = pd.read_parquet(folder / "summary.parquet")
     assert got["hours"] == len(summary) == 366 * 24  # SimBench profiles are for 2016
     # the load profile is normalised to its peak, so the worst hour is the published peak case
     assert got["v_min_pu"] == pytest.approx(PUBLISHED["ieee33"]["v_min_pu"], abs=5e-5)
-    assert got["energy_loss_mwh"] == pytest.approx(summary["p_loss_mw"].sum())
+    # annual energies: the 366 days of 2016 scaled to a 365-day year
+    assert got["energy_loss_mwh"] == pytest.approx(summary["p_loss_mw"].sum() * 365 / 366, rel=1e-12)
+    assert got["energy_import_mwh"] == pytest.approx(summary["p_import_mw"].sum() * 365 / 366, rel=1e-12)
     # energy balance per hour: import = load + losses
-    bus = pd.read_parquet(tmp_path / "powerflow" / "bus.parquet")
+    bus = pd.read_parquet(folder / "bus.parquet")
     load = bus.groupby("snapshot")["p_load_mw"].sum().to_numpy()
     np.testing.assert_allclose(summary["p_import_mw"], load + summary["p_loss_mw"], atol=1e-9)

@@ -106,7 +106,7 @@ def test_reliability_stage_reports_a_saifi_limit_it_cannot_meet(tmp_path: Path) 
 
 
 @pytest.mark.parametrize(("case", "stages"), [("ieee33", "powerflow, cluster, reliability, plan, dispatch"),
-                                             ("ieee69", "powerflow, cluster, dispatch")])
+                                             ("ieee69", "powerflow, cluster, reliability, plan, dispatch")])
 def test_shipped_cases_are_checked_for_every_stage(case: str, stages: str) -> None:
     result = runner.invoke(app, ["validate", str(ROOT / "cases" / f"{case}.yaml")])
     assert result.exit_code == 0, result.output

@@ -1,4 +1,12 @@
-"""The typical days written by ``cluster``, as arrays for the optimisation stages."""
+"""The typical days written by ``cluster``, as arrays for the optimisation stages.
+
+Year convention: every annual figure is for a 365-day (8,760-hour) year. The
+typical days' day counts (``cluster/weights.days``) sum to the days of the
+profiles (366 for the 2016 SimBench year, or a few weeks of a user's own
+data); :func:`year_weight_days` scales them to :data:`YEAR_DAYS`, and the
+optimisation stages weight each typical day by that (``weight_days``), so
+energy costs and annual capital costs cover the same year.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +20,20 @@ from adnstudy.config.schema import EconomicsConfig
 from adnstudy.network.feeder import Feeder
 
 HOURS = 24
+#: Days of the year every annual figure stands for (docs/plan.md, "Data and units").
+YEAR_DAYS = 365
+
+
+def year_weight_days(days: np.ndarray) -> np.ndarray:
+    """Days of a :data:`YEAR_DAYS`-day year each typical day stands for, from its raw day count."""
+    days = np.asarray(days, dtype=float)
+    return days / days.sum() * YEAR_DAYS
 
 
 @dataclass(frozen=True)
 class TypicalDays:
     scenarios: np.ndarray  # scenario ids (typical and extreme days), in order
-    days_weight: np.ndarray  # days of the year each typical day stands for
+    days_weight: np.ndarray  # days of a YEAR_DAYS-day year each typical day stands for (sums to YEAR_DAYS)
     series: dict[str, np.ndarray]  # series name → (day × hour) per-unit values
     first_of: dict[str, str]  # kind → the case's first series of that kind
 
@@ -68,5 +84,7 @@ def typical_days(case: Case, typical: pd.DataFrame, weights: pd.DataFrame) -> Ty
     for name, kind in kinds.items():
         first_of.setdefault(kind, name)
     series = {n: cube[n].to_numpy().reshape(len(scenarios), HOURS) for n in kinds}
-    return TypicalDays(scenarios=scenarios, days_weight=weights["days"].to_numpy(dtype=float), series=series,
-                       first_of=first_of)
+    # tables written before the normalised column existed carry only the raw day counts
+    weight_days = (weights["weight_days"].to_numpy(dtype=float) if "weight_days" in weights.columns
+                   else year_weight_days(weights["days"].to_numpy()))
+    return TypicalDays(scenarios=scenarios, days_weight=weight_days, series=series, first_of=first_of)

@@ -35,7 +35,7 @@ import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import HOURS, typical_days
-from adnstudy.errors import SolveError
+from adnstudy.errors import InfeasibleError, SolveError
 from adnstudy.formulation.assets import Renewables, Storage, renewable_block, storage_block
 from adnstudy.formulation.distflow import (
     BranchFlowSOC,
@@ -52,11 +52,14 @@ from adnstudy.network.feeder import Feeder
 from adnstudy.network.limits import NetworkLimits
 from adnstudy.problems.microgrid import MicrogridSchedule, read_schedule
 from adnstudy.reliability.data import ReliabilityData
-from adnstudy.solve.conic import ConicSettings, solve_conic
+from adnstudy.solve.conic import FINAL, ConicSettings, solve_conic
 from adnstudy.solve.integer import IntegerBlock, Relaxation
-from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
+from adnstudy.solve.mip import MipResult, MipSettings, diagnose_infeasible, solve_mip
 
 COST_SCALE = 1e-6  # the solver sees millions of USD
+#: The annual cost components, in the order the plan's cost table lists them (0 where a case has none):
+#: every key of PlanModel.costs is one of these.
+COST_ITEMS = ("investment_annualised", "purchase", "om_fixed", "om_energy", "eens")
 
 
 @dataclass(frozen=True)
@@ -442,3 +445,30 @@ def solve_plan(data: PlanData, settings: MipSettings) -> MipResult:
     """The MISOCP by the case's strategy (:func:`~adnstudy.solve.mip.solve_mip`), seeded by the one-day model."""
     coarse = (lambda: build_plan_model(coarse_data(data))) if data.n_days > 1 else None
     return solve_mip(lambda native: build_plan_model(data, "native" if native else "relaxed"), settings, coarse=coarse)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The no-investment baseline: the plan's operating model with nothing built, solved once."""
+
+    status: str  # the solver's status, or "infeasible" / the failure's status
+    solution: PlanSolution | None  # None when the network cannot operate without the plan
+    reason: str | None = None  # why there is no solution
+
+
+def no_investment_baseline(data: PlanData, settings: ConicSettings = FINAL) -> Baseline:
+    """The same model (network, limits, prices, reliability) with every build, module and island fixed at 0.
+
+    One SOCP: the annual cost of operating the network as it is, against which the plan's saving is
+    measured. A network that cannot meet its limits without new capacity has no baseline; the reason
+    is the first constraint family whose removal makes it feasible (:data:`RELAXATIONS`).
+    """
+    model = build_plan_model(data)
+    model.fix_integers([np.zeros_like(block.lo0, dtype=float) for block in model.integers])
+    try:
+        status = solve_conic(model.problem, settings, "the no-investment baseline")
+    except InfeasibleError as exc:
+        return Baseline(exc.status, None, diagnose_infeasible(model, settings))
+    except SolveError as exc:
+        return Baseline(getattr(exc, "status", "solver_error"), None, str(exc))
+    return Baseline(status, model.solution())

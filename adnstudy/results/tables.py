@@ -62,3 +62,7 @@ def zero_below(df: pd.DataFrame, tol: float, suffixes: tuple[str, ...] = ("_mw",
             v = out[col].to_numpy()
             out[col] = np.where(np.abs(v) < tol, 0.0, v)
     return out
+def branch_loading(feeder: Feeder, i_ka: np.ndarray) -> dict[str, np.ndarray]:
+    """Branch × snapshot columns ``rating_ka`` (the feeder's ``rating_a``; NaN: unrated) and ``loading_pct``."""
+    rating_ka = feeder.branches["rating_a"].to_numpy(dtype=float)[:, None] / 1000.0
+    return {"rating_ka": np.broadcast_to(rating_ka, i_ka.shape), "loading_pct": 100.0 * i_ka / rating_ka}

@@ -24,7 +24,8 @@ from adnstudy.cluster.typical_days import (
     sse_curve,
 )
 from adnstudy.config.load import Case
-from adnstudy.results.figures import new_figure
+from adnstudy.data.typical import YEAR_DAYS, year_weight_days
+from adnstudy.results.figures import legend_below, new_figure
 from adnstudy.stages.registry import Line, checked_inputs, stage_writer
 
 K_MAX_SUGGEST = 15
@@ -99,6 +100,7 @@ def cluster_stage(case: Case, out_dir: Path, run_key: str | None = None) -> dict
             solver={"name": "density_peaks+lloyd", "status": "converged",
                     "seed_days": [str(data.dates[i].date()) for i in main.seeds], "dc": dp.dc},
             objective=float(best.loc["density_peaks", "sse"]),
+            year_days=YEAR_DAYS,
             summary=summary,
         )
     return summary
@@ -127,6 +129,7 @@ def tables(data: DayData, res: TypicalDays) -> dict[str, pd.DataFrame]:
         "scenario": np.arange(n_clusters),
         "days": res.days,
         "weight": res.days / res.days.sum(),
+        "weight_days": year_weight_days(res.days),
         "is_extreme": res.is_extreme,
         "representative_date": [str(data.dates[d].date()) if d >= 0 else None for d in res.medoid_day],
     })
@@ -139,7 +142,7 @@ def tables(data: DayData, res: TypicalDays) -> dict[str, pd.DataFrame]:
 
 
 def decision_figure(dp: DensityPeaks, res: TypicalDays, data: DayData):
-    fig, (ax1, ax2) = new_figure(10, 3.8, 1, 2)
+    fig, (ax1, ax2) = new_figure(10, 4.2, 1, 2)
     keep = np.flatnonzero(~np.isin(np.arange(data.n_days), res.medoid_day[res.is_extreme]))
     seed_local = np.searchsorted(keep, res.seeds)
     ax1.scatter(dp.rho, dp.delta, s=10, c="0.6", label="days")
@@ -147,31 +150,31 @@ def decision_figure(dp: DensityPeaks, res: TypicalDays, data: DayData):
     ax1.set_xlabel("local density ρ")
     ax1.set_ylabel("distance to denser day δ")
     ax1.set_title("decision graph")
-    ax1.legend()
     g = np.sort(dp.gamma)[::-1][: min(30, len(dp.gamma))]
-    ax2.plot(np.arange(1, len(g) + 1), g, marker="o", ms=3)
+    ax2.plot(np.arange(1, len(g) + 1), g, marker="o", ms=3, label="γ, sorted")
     ax2.axvline(res.k + 0.5, color="C3", ls="--", label=f"k = {res.k}")
     ax2.set_xlabel("rank")
     ax2.set_ylabel("γ = ρ·δ")
     ax2.set_title("sorted decision values")
-    ax2.legend()
-    fig.tight_layout()
+    legend_below(fig, (ax1, ax2))
     return fig
 
 
 def typical_figure(data: DayData, res: TypicalDays):
+    """One panel per series, one line per scenario (extreme days dashed); the legend below the panels."""
     n = len(data.series)
-    fig, axes = new_figure(4 * n, 3.4, 1, n, squeeze=False)
+    fig, axes = new_figure(max(4 * n, 7), 4.2, 1, n, squeeze=False)
     for s, ax in enumerate(axes[0]):
         for c in range(len(res.days)):
             style = "--" if res.is_extreme[c] else "-"
-            ax.plot(np.arange(24), res.representatives[c, :, s], style, label=f"{c} ({res.days[c]} d)")
+            ax.plot(np.arange(24), res.representatives[c, :, s], style, color=f"C{c % 10}",
+                    label=f"{c} ({res.days[c]} d{', extreme' if res.is_extreme[c] else ''})")
         ax.set_title(data.series[s])
         ax.set_xlabel("hour")
         ax.set_ylabel("per unit")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
+    legend_below(fig, axes[0][0], max_columns=5, fontsize=7, title="scenario (days of the profiles)",
+                 title_fontsize=7)
     return fig
 
 

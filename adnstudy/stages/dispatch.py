@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
-from adnstudy.data.typical import typical_days
+from adnstudy.data.typical import YEAR_DAYS, typical_days
 from adnstudy.errors import CaseError, IncompleteResultsError, SolveError, SolverStatusError
 from adnstudy.formulation.verify import Verification, verify_against_ac
 from adnstudy.problems.dispatch import (
@@ -40,7 +40,7 @@ from adnstudy.problems.dispatch import (
     planned_assets,
 )
 from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule
-from adnstudy.results.figures import new_figure
+from adnstudy.results.figures import legend_below, new_figure
 from adnstudy.results.store import read_manifest
 from adnstudy.results.tables import bus_table, scenario_index, zero_below
 from adnstudy.solve.bargaining import BargainResult, bargain
@@ -368,6 +368,7 @@ def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
         }
         complete = not not_final and not failed
         w.record(run_key=run_key, objective=summary["distributed_usd"], complete=complete, plan=plan_record,
+                 year_days=YEAR_DAYS,
                  solver={"name": "CLARABEL", "method": "ATC + closed-form ADMM; centralised reference"},
                  scenarios=per_scenario.to_dict("records"), summary=summary,
                  not_converged={str(k): v for k, v in not_final.items()},
@@ -383,44 +384,71 @@ def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
 
 
 def figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    figs: dict[str, Any] = {}
-    conv = tables["convergence"]
-    fig, ax = new_figure(7, 4)
+    """The stage's figures from its tables: convergence, trades of every typical day, annual costs."""
+    return {"convergence": convergence_figure(tables["convergence"]),
+            "trades": trades_figure(tables["trades"], tables["agents_by_scenario"]),
+            "costs": costs_figure(tables["agents"])}
+
+
+def convergence_figure(conv: pd.DataFrame):
+    fig, ax = new_figure(7, 4.4)
     for s, g in conv[(conv["stage"] == "clearing") & (conv["method"] == "atc_admm")].groupby("scenario"):
-        ax.semilogy(g["iteration"], g["primal_residual"], label=f"scenario {s}")
+        ax.semilogy(g["iteration"], g["primal_residual"], label=f"typical day {s}")
     ax.set_xlabel("iteration")
     ax.set_ylabel("primal residual (MW)")
     ax.set_title("Distributed clearing: PCC mismatch and trade reciprocity")
-    ax.legend(fontsize=7, ncol=2)
-    figs["convergence"] = fig
-    tr = tables["trades"]
-    fig, ax = new_figure(7, 4)
-    if len(tr):
-        busiest = tr.groupby("scenario")["p_mw"].sum().idxmax()
-        t = tr[tr["scenario"] == busiest]
+    legend_below(fig, ax, max_columns=4, fontsize=7)
+    return fig
+
+
+def trades_figure(trades: pd.DataFrame, by_scenario: pd.DataFrame):
+    """One panel per typical day (same scale), hourly trades stacked by (seller → buyer), one legend below."""
+    days = by_scenario.groupby("scenario", sort=True)["weight_days"].first()
+    n = len(days)
+    cols = min(n, 4)
+    rows = -(-n // cols)
+    fig, axes = new_figure(3.2 * cols + 1, 2.4 * rows + 1.2, rows, cols, squeeze=False, sharex=True, sharey=True)
+    shown = trades[trades["p_mw"] > TRADED_MW]
+    pairs = sorted(set(zip(shown["seller"], shown["buyer"], strict=True)))
+    colour = {pair: f"C{i % 10}" for i, pair in enumerate(pairs)}
+    hours = np.arange(24)
+    top = 0.0
+    for ax, (s, weight) in zip(axes.ravel(), days.items(), strict=False):
+        day = shown[shown["scenario"] == s]
         bottom = np.zeros(24)
-        for (seller, buyer), g in t.groupby(["seller", "buyer"]):
+        for pair, g in day.groupby(["seller", "buyer"], sort=True):
             vals = np.zeros(24)
             vals[g["hour"].to_numpy()] = g["p_mw"].to_numpy()
-            if vals.max() > 1e-4:
-                ax.bar(np.arange(24), vals, bottom=bottom, label=f"{seller} → {buyer}")
-                bottom += vals
-        ax.set_title(f"Bilateral trades, typical day {busiest}")
-        if bottom.any():
-            ax.legend(fontsize=7)
-    ax.set_xlabel("hour")
-    ax.set_ylabel("traded power (MW)")
-    figs["trades"] = fig
-    ag = tables["agents"]
-    fig, ax = new_figure(6, 4)
-    x = np.arange(len(ag))
-    ax.bar(x - 0.2, ag["cost_disagreement_usd"] / 1e3, 0.4, label="without trading (tariffs only)")
-    ax.bar(x + 0.2, ag["cost_cooperative_usd"] / 1e3, 0.4, label="with trading and payments")
-    ax.set_xticks(x, ag["agent"])
-    ax.set_ylabel("annual cost (kUSD)")
-    ax.legend()
-    figs["costs"] = fig
-    return figs
+            ax.bar(hours, vals, bottom=bottom, color=colour[pair], label=f"{pair[0]} → {pair[1]}")
+            bottom += vals
+        top = max(top, bottom.max())
+        if not len(day):
+            ax.text(0.5, 0.5, "no trades", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        ax.set_title(f"typical day {s} ({weight:.1f} d/yr)", fontsize=9)
+        ax.grid(alpha=0.3, axis="y")
+    for ax in axes.ravel()[n:]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("hour")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("traded (MW)")
+    axes[0, 0].set_ylim(0.0, 1.1 * top if top > 0 else 1.0)  # shared: the tallest stack with room above
+    fig.suptitle("Bilateral trades per typical day")
+    legend_below(fig, axes, max_columns=4, fontsize=8)
+    return fig
+
+
+def costs_figure(agents: pd.DataFrame):
+    fig, ax = new_figure(6, 4.4)
+    x = np.arange(len(agents))
+    ax.bar(x - 0.2, agents["cost_disagreement_usd"] / 1e3, 0.4, label="without trading (tariffs only)")
+    ax.bar(x + 0.2, agents["cost_cooperative_usd"] / 1e3, 0.4, label="with trading and payments")
+    ax.set_xticks(x, agents["agent"])
+    ax.set_ylabel("annual cost (kUSD/yr)")
+    ax.set_title("Annual cost of each MG without and with bilateral trading")
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    legend_below(fig, ax)
+    return fig
 
 
 def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:

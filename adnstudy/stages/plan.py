@@ -1,8 +1,10 @@
 """``adnstudy plan``: RES siting and sizing over the typical days, verified by AC power flow.
 
 Reads ``cluster/typical`` and ``cluster/weights``; writes ``investment``,
-``bus``, ``branch``, ``cost`` (``docs/results.md``), two figures and a manifest
-with the solve record (status, bound, gap, nodes, seconds) and the AC check.
+``bus``, ``branch``, ``cost`` (beside the no-investment baseline), ``storage``
+(``docs/results.md``), two figures and a manifest with the solve record
+(status, bound, gap, nodes, seconds), the baseline and the AC check. Annual
+figures are for a 365-day year (``docs/plan.md``).
 """
 
 from __future__ import annotations
@@ -16,21 +18,25 @@ import pandas as pd
 
 from adnstudy.checks import check_solver
 from adnstudy.config.load import Case
+from adnstudy.data.typical import YEAR_DAYS
 from adnstudy.errors import SolveError
 from adnstudy.formulation.verify import verify_against_ac
 from adnstudy.problems.microgrid import MicrogridSchedule
 from adnstudy.problems.plan import (
+    COST_ITEMS,
+    Baseline,
     PlanData,
     PlanSolution,
+    no_investment_baseline,
     plan_data,
     solve_plan,
     with_microgrids,
     with_reliability,
 )
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
-from adnstudy.results.figures import new_figure
-from adnstudy.results.tables import branch_table, bus_table, scenario_index
-from adnstudy.solve.conic import DEFAULT, quiet_solver
+from adnstudy.results.figures import legend_below, new_figure
+from adnstudy.results.tables import branch_loading, branch_table, bus_table, scenario_index
+from adnstudy.solve.conic import DEFAULT, FINAL, quiet_solver
 from adnstudy.solve.mip import MipSettings
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
@@ -95,6 +101,8 @@ def plan_stage(
         with w.phase("verify"):
             p_bus, q_bus = net_loads(data, sol)
             check = verify_against_ac(data.feeder, sol.flow, p_bus, q_bus)
+        with w.phase("baseline"):
+            baseline = no_investment_baseline(data, settings.conic(FINAL))
         rel_record = None
         if data.reliability is not None:
             with w.phase("reliability"):
@@ -104,18 +112,22 @@ def plan_stage(
                 for name, table in reliability_tables(data.reliability, rel_result, data.reliability_limits).items():
                     w.table(name, table)
         with w.phase("write"):
-            for table, df in plan_tables(data, sol, check.v_ac_pu).items():
+            for table, df in plan_tables(data, sol, check.v_ac_pu, baseline).items():
                 w.table(table, df)
             if mg_schedules:
                 w.table("microgrid_exchange", microgrid_exchange_table(data))
-            w.figure("voltage_profile", voltage_figure(data, sol))
+            w.figure("voltage_profile", voltage_figure(data, sol, check.v_ac_pu))
             w.figure("sited_capacity", capacity_figure(data, sol))
+        built = built_capacity(data, sol)
+        base_total = baseline.solution.total_usd if baseline.solution is not None else None
         summary = {
             "status": result.record["status"],
             "total_usd": sol.total_usd,
             "gap": result.record["gap"],
             "built": int(sol.build.sum()),
-            "capacity_mw": float(np.round(sol.capacity_mw, 6).sum()),
+            **built,
+            "baseline_total_usd": base_total,
+            "saving_usd": None if base_total is None else base_total - sol.total_usd,
             "max_dv_pu": check.max_dv_pu,
             "tight": check.tight,
         }
@@ -123,7 +135,8 @@ def plan_stage(
             summary["SAIDI_h"] = rel_record["SAIDI"]
             summary["EENS_mwh"] = rel_record["EENS"]
         w.record(run_key=run_key, solver=result.record, objective=sol.total_usd, verification=check.as_dict(),
-                 reliability=rel_record, scenarios=data.n_days, snapshots=data.n_snap, summary=summary,
+                 baseline=baseline_record(baseline), reliability=rel_record, scenarios=data.n_days,
+                 snapshots=data.n_snap, year_days=YEAR_DAYS, summary=summary,
                  microgrids=microgrid_record(data, mg_schedules))
     if not check.tight:
         log.warning("relaxation not tight")
@@ -177,14 +190,73 @@ def microgrid_record(data: PlanData, schedules: list[list[MicrogridSchedule]]) -
     } for m, name in enumerate(data.mg_names)}
 
 
-def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray) -> dict[str, pd.DataFrame]:
+def built_capacity(data: PlanData, sol: PlanSolution) -> dict[str, float]:
+    """Built RES (PV, wind) and storage capacity, apart: MW of generation, MW and MWh of storage."""
+    st, cap = data.sites, np.round(sol.built_mw, 6)
+    sto = data.storage_rows
+    return {
+        "res_capacity_mw": float(cap[data.res_rows].sum()),
+        "storage_capacity_mw": float(cap[sto].sum()),
+        "storage_energy_mwh": float((cap[sto] * st["energy_mwh_per_mw"].to_numpy()[sto]).sum()),
+    }
+
+
+def baseline_record(baseline: Baseline) -> dict[str, Any]:
+    """The manifest's record of the no-investment baseline."""
+    sol = baseline.solution
+    return {
+        "status": baseline.status, "reason": baseline.reason,
+        "total_usd": sol.total_usd if sol is not None else None,
+        "costs_usd": {k: sol.costs_usd.get(k, 0.0) for k in COST_ITEMS} if sol is not None else None,
+        "min_v_pu": float(sol.flow.v_pu.min()) if sol is not None else None,
+    }
+
+
+#: An annual cost below this is the solver's tolerance, not money (the final solves stop at a 1e-9 relative gap).
+COST_NOISE_USD = 0.01
+
+
+def cost_table(sol: PlanSolution, baseline: Baseline) -> pd.DataFrame:
+    """The annual cost components of the plan and of the no-investment baseline: always the same rows."""
+    unknown = sorted(set(sol.costs_usd) - set(COST_ITEMS))
+    if unknown:  # a contract of problems/plan.py, not a user error
+        raise RuntimeError(f"plan cost components {unknown} are not in COST_ITEMS")
+
+    def column(costs: dict[str, float] | None) -> np.ndarray:
+        if costs is None:
+            return np.full(len(COST_ITEMS) + 1, np.nan)
+        values = np.array([costs.get(k, 0.0) for k in COST_ITEMS])
+        values[np.abs(values) < COST_NOISE_USD] = 0.0  # e.g. the baseline's investment in capacity fixed at 0
+        return np.append(values, values.sum())
+
+    plan = column(sol.costs_usd)
+    base = column(baseline.solution.costs_usd if baseline.solution is not None else None)
+    return pd.DataFrame({"item": [*COST_ITEMS, "total"], "annual_usd": plan, "baseline_annual_usd": base,
+                         "saving_annual_usd": base - plan})
+
+
+def storage_table(data: PlanData, sol: PlanSolution) -> pd.DataFrame:
+    """One row per (storage candidate, scenario, hour): charge, discharge and stored energy at the hour's end."""
+    base, sto, st = data.feeder.base_mva, data.storage_rows, data.sites
+    index = scenario_index(np.arange(data.n_days), data.hours)
+    return pd.DataFrame({
+        "site": np.repeat(st["site"].to_numpy()[sto], data.n_snap),
+        "bus": np.repeat(st["bus"].to_numpy()[sto], data.n_snap),
+        "scenario": np.tile(index["scenario"], len(sto)), "hour": np.tile(index["hour"], len(sto)),
+        "p_charge_mw": sol.charge.ravel() * base, "p_discharge_mw": sol.discharge.ravel() * base,
+        "soc_mwh": sol.soc.ravel() * base,
+    })
+
+
+def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray, baseline: Baseline) -> dict[str, pd.DataFrame]:
     fd, st = data.feeder, data.sites
     base = fd.base_mva
     cap = sol.built_mw
     capex = st["capex_usd_per_mw"].to_numpy() * cap + st["fixed_capex_usd"].to_numpy() * sol.build
     investment = pd.DataFrame({
-        "bus": st["bus"].to_numpy(), "tech": st["tech"].to_numpy(), "build": sol.build.astype(bool),
-        "capacity_mw": cap, "capex_usd": capex, "annualised_usd": capex * st["crf"].to_numpy(),
+        "site": st["site"].to_numpy(), "bus": st["bus"].to_numpy(), "tech": st["tech"].to_numpy(),
+        "build": sol.build.astype(bool), "capacity_mw": cap, "capex_usd": capex,
+        "annualised_usd": capex * st["crf"].to_numpy(),
     })
     index = scenario_index(np.arange(data.n_days), data.hours)
     p_inj, q_inj = injections(data, sol)
@@ -200,47 +272,64 @@ def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray) -> dict[str
         "p_dg_mw": p_inj * base, "q_dg_mvar": q_inj * base, "p_curtailed_mw": curtailed * base,
         "p_microgrid_mw": mg * base,
     })
+    i_ka = sol.flow.i_pu * fd.i_base_ka
     branch = branch_table(fd, index, {
-        "p_mw": sol.flow.P * base, "q_mvar": sol.flow.Q * base, "i_pu": sol.flow.i_pu,
-        "loss_mw": sol.flow.loss_pu(fd) * base,
+        "p_mw": sol.flow.P * base, "q_mvar": sol.flow.Q * base, "i_pu": sol.flow.i_pu, "i_ka": i_ka,
+        "loss_mw": sol.flow.loss_pu(fd) * base, **branch_loading(fd, i_ka),
     })
-    cost = pd.DataFrame({"item": [*sol.costs_usd, "total"], "annual_usd": [*sol.costs_usd.values(), sol.total_usd]})
-    return {"investment": investment, "bus": bus, "branch": branch, "cost": cost}
+    return {"investment": investment, "bus": bus, "branch": branch, "cost": cost_table(sol, baseline),
+            "storage": storage_table(data, sol)}
 
 
-def voltage_figure(data: PlanData, sol: PlanSolution):
+TECH_COLOURS = {"pv": "C1", "wind": "C0", "storage": "C2"}
+
+
+def voltage_figure(data: PlanData, sol: PlanSolution, v_ac: np.ndarray):
+    """Voltages of the worst hour: the relaxed (SOCP) profile and the AC power flow of the same injections."""
     v = sol.flow.v_pu
     worst = int(np.argmin(v.min(axis=0)))
     n = data.feeder.n_bus
-    fig, ax = new_figure(7, 3.2)
-    ax.plot(np.arange(n), v[:, worst], marker="o", ms=3, label="planned (SOCP)")
+    x = np.arange(n)
+    fig, ax = new_figure(7, 3.8)
+    ax.plot(x, v[:, worst], marker="o", ms=4, label="planned (SOCP relaxation)")
+    ax.plot(x, v_ac[:, worst], ls="none", marker="x", ms=5, color="k", label="AC power flow check")
     ax.axhline(data.limits.v_min_pu, color="C3", ls="--", lw=1, label="limits")
     ax.axhline(data.limits.v_max_pu, color="C3", ls="--", lw=1)
     step = max(1, n // 16)
-    ax.set_xticks(np.arange(n)[::step])
+    ax.set_xticks(x[::step])
     ax.set_xticklabels(data.feeder.bus_ids[::step])
     ax.set_xlabel("bus")
     ax.set_ylabel("voltage (pu)")
-    ax.set_title(f"worst hour: scenario {worst // data.hours}, hour {worst % data.hours} (min {v[:, worst].min():.4f} pu)")
+    dv = float(np.max(np.abs(v[:, worst] - v_ac[:, worst])))
+    ax.set_title(f"worst hour: scenario {worst // data.hours}, hour {worst % data.hours} "
+                 f"(min {v[:, worst].min():.4f} pu; AC max |ΔV| {dv:.1e} pu)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend()
+    legend_below(fig, ax)
     return fig
 
 
 def capacity_figure(data: PlanData, sol: PlanSolution):
+    """Built capacity per candidate against its maximum, coloured (and labelled) by technology."""
     st = data.sites
-    cap = np.where(sol.build > 0, sol.capacity_mw, 0.0)
-    fig, ax = new_figure(7, 3.2)
+    cap = sol.built_mw
+    built = built_capacity(data, sol)
+    fig, ax = new_figure(7, 3.8)
     x = np.arange(len(st))
-    colors = {"pv": "C1", "wind": "C0", "storage": "C2"}
     ax.bar(x, st["max_mw"], color="0.85", label="candidate maximum")
-    ax.bar(x, cap, color=[colors[t] for t in st["tech"]], label="built")
+    tech = st["tech"].to_numpy()
+    for name, colour in TECH_COLOURS.items():
+        mask = tech == name
+        if mask.any():  # a legend entry for each technology built
+            ax.bar(x[mask], cap[mask], color=colour, label=f"{name} built" if cap[mask].any() else None)
     ax.set_xticks(x)
     ax.set_xticklabels([f"{b}\n{t}" for b, t in zip(st["bus"], st["tech"], strict=True)], fontsize=8)
     ax.set_xlabel("candidate (bus, technology)")
     ax.set_ylabel("capacity (MW)")
-    ax.set_title(f"sited capacity: {cap.sum():.3f} MW")
-    ax.legend()
+    title = f"sited capacity: RES {built['res_capacity_mw']:.3f} MW"
+    if len(data.storage_rows):
+        title += f", storage {built['storage_capacity_mw']:.3f} MW / {built['storage_energy_mwh']:.3f} MWh"
+    ax.set_title(title, fontsize=10)
+    legend_below(fig, ax)
     return fig
 
 
@@ -248,10 +337,18 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
     """What ``adnstudy plan`` prints."""
     s = summary
     gap = "n/a" if s["gap"] is None else f"{s['gap']:.2e}"
+    storage = (f", storage {s['storage_capacity_mw']:.3f} MW / {s['storage_energy_mwh']:.3f} MWh"
+               if s["storage_capacity_mw"] > 0 else "")
+    baseline = (f" (no-investment baseline {s['baseline_total_usd']:,.0f} USD: saving {s['saving_usd']:,.0f} USD/yr)"
+                if s["baseline_total_usd"] is not None else "")
     lines: list[Line] = [(
-        f"{case.name}: {s['built']} site(s), {s['capacity_mw']:.3f} MW; annual cost {s['total_usd']:,.0f} USD; "
-        f"status {s['status']}, gap {gap}; AC check max |dV| {s['max_dv_pu']:.1e} pu"
+        f"{case.name}: {s['built']} site(s), RES {s['res_capacity_mw']:.3f} MW{storage}; annual cost "
+        f"{s['total_usd']:,.0f} USD{baseline}; status {s['status']}, gap {gap}; AC check max |dV| "
+        f"{s['max_dv_pu']:.1e} pu"
         + (f"; SAIDI {s['SAIDI_h']:.3f} h, EENS {s['EENS_mwh']:.2f} MWh" if "SAIDI_h" in s else ""), False)]
+    if s["baseline_total_usd"] is None:
+        lines.append(("note: the no-investment baseline has no solution, so the plan's saving is not known; "
+                      "the reason is in the manifest's 'baseline'", True))
     if not s["tight"]:
         lines.append(("WARNING: the SOC relaxation is not tight at this plan: the SOCP voltages differ from the AC "
                       "power flow by more than 1e-4 pu; the operating point is not physical (see manifest "

@@ -2,7 +2,8 @@
 
 ``peak`` solves the published peak snapshot (every bus at its peak load);
 ``year`` solves every hour of the case's profiles in one vectorised sweep and
-adds annual energy losses. Tables (see ``docs/results.md``): ``bus``,
+adds annual energy losses (for a 365-day year, as every stage counts it), into
+its own folder ``powerflow_year/``. Tables (see ``docs/results.md``): ``bus``,
 ``branch`` and ``summary``.
 """
 
@@ -15,11 +16,12 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
+from adnstudy.data.typical import HOURS, YEAR_DAYS
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.powerflow import PowerFlowResult, run_powerflow
 from adnstudy.results.figures import new_figure
-from adnstudy.results.tables import branch_table, bus_table
-from adnstudy.stages.registry import Line, checked_inputs, stage_writer
+from adnstudy.results.tables import branch_loading, branch_table, bus_table
+from adnstudy.stages.registry import BY_NAME, Line, checked_inputs, stage_writer
 
 Mode = Literal["peak", "year"]
 
@@ -29,7 +31,7 @@ def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year:
     net = case.config.network
     mode: Mode = "year" if year else "peak"
     inputs = checked_inputs(case, "powerflow")
-    with stage_writer(out_dir, case, "powerflow") as w:
+    with stage_writer(out_dir, case, "powerflow", options={"year": year}) as w:
         with w.phase("load"):
             feeder = inputs.feeder
             if mode == "peak":
@@ -52,6 +54,7 @@ def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year:
         w.record(
             run_key=run_key,
             mode=mode,
+            **({"year_days": YEAR_DAYS} if mode == "year" else {}),
             solver={"name": "backward_forward_sweep", "status": "converged", "iterations": res.iterations,
                     "max_mismatch_pu": res.max_mismatch_pu},
             objective=None,
@@ -69,11 +72,10 @@ def result_tables(
     index = {"snapshot": snap}
     bus = bus_table(feeder, index, {"v_pu": res.v_pu, "va_deg": res.va_deg, "p_load_mw": p, "q_load_mvar": q})
     i_ka = res.i_branch_ka
-    rating = feeder.branches["rating_a"].to_numpy()[:, None] / 1000.0
     branch = branch_table(feeder, index, {
         "p_mw": res.s_from.real * feeder.base_mva, "q_mvar": res.s_from.imag * feeder.base_mva, "i_ka": i_ka,
         "loss_mw": res.loss.real * feeder.base_mva, "loss_mvar": res.loss.imag * feeder.base_mva,
-        "loading_pct": 100.0 * i_ka / rating,
+        **branch_loading(feeder, i_ka),
     })
     vmin_pos = np.argmin(res.v_pu, axis=0)
     summary = pd.DataFrame({
@@ -91,7 +93,11 @@ def result_tables(
 
 
 def summarise(feeder: Feeder, res: PowerFlowResult, summary: pd.DataFrame, mode: Mode) -> dict[str, Any]:
-    """Headline figures at the worst snapshot (lowest voltage; the peak in peak mode), and energy over a year."""
+    """Headline figures at the worst snapshot (lowest voltage; the peak in peak mode), and energy over a year.
+
+    Annual energies are for a ``YEAR_DAYS``-day year: the sums over the profiles' hours (8,784 in a
+    leap year, or a few weeks of a user's data) scaled by ``YEAR_DAYS · 24`` / hours.
+    """
     worst = int(summary["v_min_pu"].idxmin()) if mode == "year" else 0
     row = summary.iloc[worst]
     out: dict[str, Any] = {
@@ -102,8 +108,9 @@ def summarise(feeder: Feeder, res: PowerFlowResult, summary: pd.DataFrame, mode:
     }
     if mode == "year":
         out["hours"] = int(len(summary))
-        out["energy_loss_mwh"] = float(summary["p_loss_mw"].sum())
-        out["energy_import_mwh"] = float(summary["p_import_mw"].sum())
+        to_year = YEAR_DAYS * HOURS / len(summary)
+        out["energy_loss_mwh"] = float(summary["p_loss_mw"].sum() * to_year)
+        out["energy_import_mwh"] = float(summary["p_import_mw"].sum() * to_year)
         out["worst_snapshot"] = worst
     return out
 
@@ -126,7 +133,7 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
     import json
 
     if options.get("json"):
-        return [(json.dumps(summary), False)]
+        return [(json.dumps(rounded(summary)), False)]
     net = case.config.network
     year = options.get("year", False)
     where = "at the peak" if not year else f"in the worst of {summary['hours']} hours"
@@ -135,8 +142,22 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
         f"minimum voltage {summary['v_min_pu']:.4f} pu at bus {summary['v_min_bus']}", False)]
     if year:
         lines.append((f"annual energy losses {summary['energy_loss_mwh']:.1f} MWh of "
-                      f"{summary['energy_import_mwh']:.1f} MWh imported", False))
+                      f"{summary['energy_import_mwh']:.1f} MWh imported (a {YEAR_DAYS}-day year)", False))
     if summary["v_min_pu"] < net.v_min_pu:
         lines.append((f"note: below the case's lower limit v_min_pu = {net.v_min_pu}", True))
-    lines.append((f"results: {out_dir / 'powerflow'}", False))
+    lines.append((f"results: {out_dir / BY_NAME['powerflow'].folder_for(options)}", False))
     return lines
+
+
+#: Decimals of the printed summary (--json) by unit suffix: those of the text report; the manifest keeps
+#: full precision.
+DECIMALS = {"_kw": 2, "_kvar": 2, "_pu": 4, "_mwh": 1}
+
+
+def rounded(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary as ``--json`` prints it: floats rounded by their unit."""
+    def decimals(key: str) -> int | None:
+        return next((d for suffix, d in DECIMALS.items() if key.endswith(suffix)), None)
+
+    return {k: round(v, decimals(k)) if isinstance(v, float) and decimals(k) is not None else v
+            for k, v in summary.items()}

@@ -147,7 +147,8 @@ STAGES: tuple[Stage, ...] = (
         name="powerflow",
         help="AC power flow (backward/forward sweep) of the case's peak snapshot, or of every hour.\n\n"
         "Prints losses and the minimum voltage (published bus numbers, substation = 1) and writes bus, "
-        "branch and summary tables to OUT/powerflow/.\n\nExample: adnstudy powerflow cases/ieee33.yaml --json",
+        "branch and summary tables to OUT/powerflow/ (with --year: to OUT/powerflow_year/).\n\n"
+        "Example: adnstudy powerflow cases/ieee33.yaml --json",
         sections=(), reads=(), tables=("bus", "branch", "summary"), figures=("voltage_profile",),
         run="adnstudy.stages.powerflow:powerflow_stage", report="adnstudy.stages.powerflow:report",
         progress="Solving the AC power flow",
@@ -156,6 +157,7 @@ STAGES: tuple[Stage, ...] = (
             Option("json", ("--json",), bool, False, "Print the summary as JSON.", kind="display"),
         ),
         option_reads=(("year", ("profiles", "files:profiles")),),
+        folder=lambda opts: "powerflow_year" if opts.get("year") else "powerflow",
     ),
     Stage(
         name="cluster",
@@ -196,11 +198,12 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="plan",
         help="RES siting and sizing over the typical days (MISOCP over DistFlow), checked by AC power flow.\n\n"
-        "Needs the typical days of 'adnstudy cluster'. Writes investment, bus, branch and cost tables (and the "
-        "reliability tables when the case has a reliability section) and two figures to OUT/plan/.\n\n"
+        "Needs the typical days of 'adnstudy cluster'. Writes investment, bus, branch, cost (beside the "
+        "no-investment baseline) and storage tables (and the reliability tables when the case has a reliability "
+        "section) and two figures to OUT/plan/.\n\n"
         "Example: adnstudy plan cases/ieee33.yaml --time-limit 120",
         sections=("profiles", "candidates", "economics"), reads=(("cluster", "typical"), ("cluster", "weights")),
-        tables=("investment", "bus", "branch", "cost"),
+        tables=("investment", "bus", "branch", "cost", "storage"),
         optional_tables=("reliability", "bus_reliability", "microgrid_exchange"),
         figures=("voltage_profile", "sited_capacity"),
         checks=(FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
