@@ -169,14 +169,14 @@ def test_shipped_plan_tables_are_consistent(shipped):
     maxes = [s.max_mw for s in case.config.candidates.sites]
     assert (inv["capacity_mw"].to_numpy() <= np.array(maxes) + 1e-6).all()
     assert inv["capacity_mw"].sum() <= 0.8 * 3.715 + 1e-6  # the penetration cap
-    # hourly energy balance: substation import = load − DG + losses (branch table)
+    # hourly energy balance: substation import = load − DG − MG exports + losses (branch table)
     bus = pd.read_parquet(shipped / "bus.parquet")
     branch = pd.read_parquet(shipped / "branch.parquet")
-    per_hour = bus.groupby(["scenario", "hour"])[["p_load_mw", "p_dg_mw"]].sum()
+    per_hour = bus.groupby(["scenario", "hour"])[["p_load_mw", "p_dg_mw", "p_microgrid_mw"]].sum()
     losses = branch.groupby(["scenario", "hour"])["loss_mw"].sum()
     head = branch[branch["from_bus"] == 1].groupby(["scenario", "hour"])["p_mw"].sum()
     np.testing.assert_allclose(head, per_hour["p_load_mw"] - per_hour["p_dg_mw"] - per_hour["p_microgrid_mw"] + losses,
-                                   atol=1e-6)
+                               atol=1e-6)
 
 
 def test_infeasible_voltage_limits_named(tmp_path):
