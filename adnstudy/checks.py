@@ -195,10 +195,10 @@ def check_prices(inputs: CaseInputs) -> None:
     if len(over):
         h = int(over[0])
         when = f"at {times[h]}" if times is not None else f"at hour {h}"
-        raise case.error(
+        raise case.rule_error(
             f"the feed-in price exceeds the purchase price {when} ({sell[h]:g} > {buy[h]:g} USD/MWh): "
             "energy bought to be resold would pay without limit (an MG, or the substation in plan)",
-            "economics", "sell_price_usd_per_mwh",
+            ("economics", "sell_price_usd_per_mwh"), ("economics", "purchase_price_usd_per_mwh"),
         )
 
 

@@ -422,6 +422,53 @@ def test_packaged_defaults_are_the_repositorys() -> None:
     assert any(rel.match(g) for g in globs), f"{rel} is not package data: {globs}"
 
 
+# --------------------------------------------------------------------------------- tariffs
+def price_study(folder: Path, spot: list[float]) -> Path:
+    """The 4-bus feeder on the packaged defaults, with a PV candidate and a price series as purchase tariff."""
+    study(folder, ISO)
+    pv = [round(max(0.0, np.sin((h % 24 - 6) / 12 * np.pi)), 4) for h in range(len(ISO))]
+    load = [round(0.5 + 0.4 * np.sin(i / 4), 4) for i in range(len(ISO))]
+    rows = [f"{t},{x},{p},{s}" for t, x, p, s in zip(ISO, load, pv, spot, strict=True)]
+    write(folder, "load.csv", "\n".join(["time,load,pv,spot", *rows]) + "\n")
+    return write(folder, "case.yaml", "defaults: defaults.yaml\n" + CASE.format(profile_options="") + (
+        "    pv: {kind: pv, column: pv}\n"
+        "    spot: {kind: price, column: spot}\n"
+        "clustering: {k: 2}\n"
+        "candidates: {sites: [{bus: 3, tech: pv, max_mw: 0.2, capex_usd_per_mw: 600000}]}\n"
+        "economics: {purchase_price_usd_per_mwh: spot}\n"
+    ))
+
+
+def test_a_price_series_name_replaces_the_defaults_values(tmp_path: Path) -> None:
+    case = price_study(tmp_path, [60.0 + h % 24 for h in range(len(ISO))])
+    result = invoke("validate", case)
+    assert result.exit_code == 0, result.output
+    assert "checked for: powerflow, cluster, plan\n" in result.stdout
+    eco = load_case(case).config.economics
+    assert eco.purchase_price_usd_per_mwh == "spot"  # the case's name, not the defaults file's 24 values
+    assert eco.sell_price_usd_per_mwh == [30.0] * 24  # still the defaults file's
+
+
+def test_a_defaults_feed_in_tariff_above_a_price_series(tmp_path: Path) -> None:
+    """The defaults' 30 USD/MWh feed-in price against the case's series, hour by hour; the message points at the
+    case's own tariff line, not the defaults file's (was: defaults.yaml:29: economics.sell_price_usd_per_mwh)."""
+    spot = [60.0] * len(ISO)
+    spot[24 + 13] = 25.0
+    case = price_study(tmp_path, spot)
+    assert error_line(invoke("validate", case)) == (
+        f"error: {case}:16: economics.purchase_price_usd_per_mwh: the feed-in price exceeds the purchase price at "
+        "2016-01-02 13:00:00 (30 > 25 USD/MWh): energy bought to be resold would pay without limit (an MG, or the "
+        "substation in plan)")
+
+
+@pytest.mark.parametrize("value", ["40", "{spot: 1}"])
+def test_a_tariff_neither_values_nor_a_name(tmp_path: Path, value: str) -> None:
+    case = write(tmp_path, "case.yaml", f"network: {{feeder: ieee33}}\neconomics:\n  purchase_price_usd_per_mwh: {value}\n")
+    message = error_line(invoke("validate", case))  # was: Input should be a valid list (got 40)
+    assert message.startswith(f"error: {case}:3: economics.purchase_price_usd_per_mwh: a tariff is 24 hourly values "
+                              "(USD/MWh) or the name of a price series of the profiles")
+
+
 # ------------------------------------------------------------------------------- 5. -v
 COMMANDS = sorted(typer.main.get_command(app).commands)
 

@@ -57,6 +57,11 @@ class Case:
         file, line = self.where(*loc)
         return CaseError(message, file=file, field=_dotted(loc) or None, line=line)
 
+    def rule_error(self, message: str, *locs: Loc) -> CaseError:
+        """An error about a rule between fields, pointing at the first of them that the case file itself gives
+        (a value inherited from a defaults file is not the one to fix), as for the schema's own rules."""
+        return self.error(message, *_first_given(locs, self.lines, self.path))
+
 
 #: tags of the case schema's tagged unions (schema.Tariff), which pydantic puts in an error's loc
 UNION_TAGS = ("hourly values", "series name")
@@ -238,6 +243,8 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
         msg = "required field is missing"
     elif msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
+    elif kind == "list_type" and first["loc"][-1] == "hourly values":  # neither a list nor a name (schema.Tariff)
+        msg = "a tariff is 24 hourly values (USD/MWh) or the name of a price series of the profiles"
     if key is not None:
         loc, msg = loc[:-1], f"key {key!r}: {msg}"
     elif kind not in ("missing", "extra_forbidden") and "input" in first:
@@ -251,6 +258,11 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
 
 def _given_field(section: Loc, fields: tuple[str, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> str:
     """Of the fields a rule names, the first the case file gives, else the first any file gives."""
-    given = [f for f in fields if (*section, f) in line_map]
-    in_case = [f for f in given if line_map[(*section, f)][0] == str(path)]
-    return (in_case or given or list(fields))[0]
+    return str(_first_given(tuple((*section, f) for f in fields), line_map, path)[-1])
+
+
+def _first_given(locs: tuple[Loc, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> Loc:
+    """Of these field paths, the first the case file at ``path`` gives, else the first any file gives."""
+    given = [loc for loc in locs if loc in line_map]
+    in_case = [loc for loc in given if Path(line_map[loc][0]).resolve() == path.resolve()]
+    return (in_case or given or list(locs))[0]
