@@ -190,14 +190,55 @@ def check_saifi_limit(inputs: CaseInputs) -> None:
         )
 
 
-def check_solver(case: Case, name: str | None = None, field: str = "solver.name") -> None:
-    """The mixed-integer solver named (by the case or ``--solver``) is installed; its options fit (below)."""
-    import cvxpy as cp
+#: How to install each CVXPY solver that can solve the plan's mixed-integer SOCP.
+SOLVER_INSTALL = {
+    "SCIP": "pip install 'adnstudy[bench]' (PySCIPOpt, free)",
+    "GUROBI": "pip install gurobipy (and a Gurobi licence)",
+    "MOSEK": "pip install Mosek (and a MOSEK licence)",
+    "CPLEX": "pip install cplex (and a CPLEX licence)",
+    "COPT": "pip install coptpy (and a COPT licence)",
+    "XPRESS": "pip install xpress (and a FICO Xpress licence)",
+    "KNITRO": "pip install knitro (and a Knitro licence)",
+    "ECOS_BB": "pip install ecos",
+}
 
+
+def mixed_integer_socp_solvers() -> list[str]:
+    """CVXPY's solvers that take integer variables together with second-order cones (installed or not)."""
+    from cvxpy.constraints import SOC
+    from cvxpy.reductions.solvers.defines import SOLVER_MAP_CONIC
+
+    return [n for n, s in SOLVER_MAP_CONIC.items()
+            if s.MIP_CAPABLE and SOC in getattr(s, "MI_SUPPORTED_CONSTRAINTS", s.SUPPORTED_CONSTRAINTS)]
+
+
+def solver_problem(name: str) -> str | None:
+    """Why the plan cannot solve with the CVXPY solver ``name`` (None if it can)."""
+    import cvxpy as cp
+    from cvxpy.reductions.solvers.defines import SOLVER_MAP_CONIC, SOLVER_MAP_QP
+
+    up = name.upper()
+    capable = mixed_integer_socp_solvers()
+    choices = f"use 'default' (branch-and-bound on Clarabel) or one of {', '.join(capable)}"
+    if up not in SOLVER_MAP_CONIC and up not in SOLVER_MAP_QP:
+        return f"'{name}' is not a CVXPY solver; {choices}"
+    if up not in capable:
+        return f"solver '{name}' cannot solve the plan's mixed-integer SOCP (integer variables with cones); {choices}"
+    if up not in cp.installed_solvers():
+        return f"solver '{name}' is not installed: {SOLVER_INSTALL.get(up, 'install its Python package')}; or use 'default'"
+    return None
+
+
+def check_solver(case: Case, name: str | None = None, field: str = "solver.name") -> None:
+    """The mixed-integer solver named (by the case or ``--solver``) is installed and solves a MISOCP; its options fit.
+
+    A solver that is not installed is named with the command that installs it.
+    """
     name = name or case.config.solver.name
-    if name.lower() != "default" and name.upper() not in cp.installed_solvers():
-        raise CaseError(f"solver '{name}' is not installed (installed: {', '.join(cp.installed_solvers())}); "
-                        "use 'default' or install it", file=case.path, field=field)
+    if name.lower() != "default" and (why := solver_problem(name)) is not None:
+        if field == "solver.name":
+            raise case.error(why, "solver", "name")
+        raise CaseError(why, file=case.path, field=field)
     if name.lower() == "default":
         check_solver_options(case)
 
