@@ -30,9 +30,12 @@ from typing import Any
 import pandas as pd
 
 from adnstudy.checks import (
+    BRANCH_RATINGS,
     CLUSTER_DAYS,
     FEEDER,
+    MICROGRID_SUPPLY,
     OUTAGE_DATA,
+    PEAK_LOAD,
     PRICES,
     PROFILES,
     SAIFI_LIMIT,
@@ -111,6 +114,7 @@ STAGES: tuple[Stage, ...] = (
         "Prints losses and the minimum voltage (published bus numbers, substation = 1) and writes bus, "
         "branch and summary tables to OUT/powerflow/.\n\nExample: adnstudy powerflow cases/ieee33.yaml --json",
         sections=(), reads=(), tables=("bus", "branch", "summary"), figures=("voltage_profile",),
+        checks=(FEEDER, PEAK_LOAD),
         run="adnstudy.stages.powerflow:powerflow_stage", report="adnstudy.stages.powerflow:report",
         progress="Solving the AC power flow",
         options=(
@@ -159,7 +163,7 @@ STAGES: tuple[Stage, ...] = (
         sections=("profiles", "candidates", "economics"), reads=(("cluster", "typical"), ("cluster", "weights")),
         tables=("investment", "bus", "branch", "cost"), optional_tables=("reliability", "bus_reliability"),
         figures=("voltage_profile", "sited_capacity"),
-        checks=(FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
+        checks=(FEEDER, PROFILES, PRICES, MICROGRID_SUPPLY, BRANCH_RATINGS, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
         run="adnstudy.stages.plan:plan_stage", report="adnstudy.stages.plan:report",
         progress="Solving the planning MISOCP",
         options=(
@@ -182,7 +186,8 @@ STAGES: tuple[Stage, ...] = (
         sections=("profiles", "economics", "microgrids", "market"),
         reads=(("cluster", "typical"), ("cluster", "weights")),
         tables=("schedule", "trades", "payments", "agents", "agents_by_scenario", "adn", "network", "convergence"),
-        figures=("convergence", "trades", "costs"), checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, SOLVER_OPTIONS),
+        figures=("convergence", "trades", "costs"),
+        checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, MICROGRID_SUPPLY, BRANCH_RATINGS, SOLVER_OPTIONS),
         run="adnstudy.stages.dispatch:dispatch_stage", report="adnstudy.stages.dispatch:report",
         progress="Clearing the market and bargaining, day by day",
         options=(
