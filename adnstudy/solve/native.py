@@ -166,9 +166,6 @@ def _solver_figures(name: str, problem: cp.Problem, solver: Any = None) -> dict[
             codes = {2: "optimal", 9: "time_limit", 11: "interrupted", 13: "suboptimal"}
             return {"solver_status": codes.get(int(extra.Status), str(extra.Status)), "primal": extra.ObjVal,
                     "bound": extra.ObjBound, "nodes": int(extra.NodeCount)}
-        if name == "COPT":
-            return {"solver_status": str(extra.status), "primal": extra.objval, "bound": extra.BestBnd,
-                    "nodes": int(extra.NodeCnt)}
     except Exception:  # a figure the solver does not have (no solution yet, another version)
         pass
     return {}
