@@ -120,6 +120,19 @@ def test_scip_plans_within_its_limits_and_reports_its_gap(small_cluster, tmp_pat
     assert "Solution may be inaccurate" not in result.output and "UserWarning" not in result.output
 
 
+def test_the_native_record_says_what_the_solver_proved() -> None:
+    from adnstudy.solve.native import native_record
+
+    base = {"objective": 1.0, "wall_seconds": 3.0, "status": "optimal_inaccurate"}
+    gaplimit = native_record({**base, "solver_status": "gaplimit", "primal": 0.9, "bound": 0.8991}, "SCIP", 1e-3, 1e6)
+    assert gaplimit["status"] == "optimal" and gaplimit["bound_usd"] == pytest.approx(999_100.0)
+    assert gaplimit["gap"] == pytest.approx(9e-4)
+    stopped = native_record({**base, "solver_status": "timelimit", "primal": 1.0, "bound": 0.99}, "SCIP", 1e-3, 1.0)
+    assert stopped["status"] == "time_limit" and stopped["gap"] == pytest.approx(0.01)
+    silent = native_record(base, "MOSEK", 1e-3, 1.0)  # no figures through CVXPY: CVXPY's status, no gap
+    assert silent["status"] == "optimal_inaccurate" and silent["gap"] is None and silent["bound_usd"] is None
+
+
 def test_a_solver_without_a_time_limit_is_announced_before_it_starts(small_cluster, tmp_path, caplog) -> None:
     out = with_cluster(small_cluster, tmp_path)
     t = time.perf_counter()

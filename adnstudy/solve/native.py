@@ -265,7 +265,8 @@ def native_record(out: dict[str, Any], name: str, gap_target: float, usd_per_uni
             and all(math.isfinite(x) for x in (out["bound"], out["primal"], objective)):
         bound = out["bound"] + (objective - out["primal"])  # the solver's bound, with CVXPY's constant
     gap = None if bound is None else relative_gap(objective, min(bound, objective))
-    if gap is not None and gap <= gap_target * (1 + 1e-9):
+    # SCIP's gaplimit is its own gap proven (relative to the smaller of its bounds, without CVXPY's constant)
+    if (gap is not None and gap <= gap_target * (1 + 1e-9)) or out.get("solver_status") in ("optimal", "gaplimit"):
         status = "optimal"
     elif out.get("solver_status") in ("timelimit", "time_limit"):
         status = "time_limit"
