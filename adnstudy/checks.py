@@ -88,7 +88,7 @@ def case_feeder(case: Case) -> Feeder:
         feeder = load_feeder(case.config.network, case.base_dir, case.path)
     except SolveError:  # the base-case power flow behind branch_rating_factor: the peak load is too large
         bare = case.config.network.model_copy(update={"branch_rating_factor": None})
-        raise peak_load_error(load_feeder(bare, case.base_dir, case.path)) from None
+        raise peak_load_error(case, load_feeder(bare, case.base_dir, case.path)) from None
     check_references(case, feeder)
     return feeder
 
@@ -275,18 +275,21 @@ def check_peak_load(inputs: CaseInputs) -> None:
     try:
         run_powerflow(fd, fd.buses["p_mw"].to_numpy(), fd.buses["q_mvar"].to_numpy(), v0_pu=net.v_substation_pu)
     except SolveError:
-        raise peak_load_error(fd) from None
+        raise peak_load_error(inputs.case, fd) from None
 
 
-def peak_load_error(fd: Feeder) -> CaseError:
-    """The feeder's peak load is beyond what it can carry: name the bus table and the likely unit mistake."""
+def peak_load_error(case: Case, fd: Feeder) -> CaseError:
+    """The feeder's peak load is beyond what it can carry: name network.load_scale if it scales the loads, else
+    the bus table and the likely unit mistake (kW given as MW)."""
     total = float(fd.buses["p_mw"].sum())
-    return CaseError(
-        f"the feeder cannot carry its peak load of {total:,.4g} MW ({total / fd.base_mva:,.3g} times the "
-        f"{fd.base_mva:g} MVA base at {fd.base_kv:g} kV): its AC power flow does not converge. p_mw and q_mvar "
-        "are in MW and Mvar: if the loads are in kW, divide them by 1000 (or check network.load_scale)",
-        file=fd.bus_file, field="p_mw",
-    )
+    scale = case.config.network.load_scale
+    what = (f"the feeder cannot carry its peak load of {total:,.4g} MW ({total / fd.base_mva:,.3g} times the "
+            f"{fd.base_mva:g} MVA base at {fd.base_kv:g} kV): its AC power flow does not converge")
+    if scale != 1.0:
+        return case.error(f"{what}; load_scale {scale:g} multiplies the loads of {fd.bus_file}: lower it",
+                          "network", "load_scale")
+    return CaseError(f"{what}. p_mw and q_mvar are in MW and Mvar: if the loads are in kW, divide them by 1000",
+                     file=fd.bus_file, field="p_mw")
 
 
 def _series_of(case: Case, kind: str, name: str | None = None) -> str | None:
