@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
-from adnstudy.errors import CaseError
+from adnstudy.errors import CaseError, SolveError
 from adnstudy.network.feeder import Feeder, load_feeder
 
 if TYPE_CHECKING:
@@ -84,7 +84,11 @@ def case_feeder(case: Case) -> Feeder:
         table = getattr(net, label)
         if table is not None and not case.resolve(table).is_file():
             raise case.error(f"feeder table not found: {case.resolve(table)}", "network", label)
-    feeder = load_feeder(case.config.network, case.base_dir, case.path)
+    try:
+        feeder = load_feeder(case.config.network, case.base_dir, case.path)
+    except SolveError:  # the base-case power flow behind branch_rating_factor: the peak load is too large
+        bare = case.config.network.model_copy(update={"branch_rating_factor": None})
+        raise peak_load_error(case, load_feeder(bare, case.base_dir, case.path)) from None
     check_references(case, feeder)
     return feeder
 
@@ -237,14 +241,55 @@ def check_saifi_limit(inputs: CaseInputs) -> None:
         )
 
 
-def check_solver(case: Case, name: str | None = None, field: str = "solver.name") -> None:
-    """The mixed-integer solver named (by the case or ``--solver``) is installed; its options fit (below)."""
-    import cvxpy as cp
+#: How to install each CVXPY solver that can solve the plan's mixed-integer SOCP.
+SOLVER_INSTALL = {
+    "SCIP": "pip install 'adnstudy[bench]' (PySCIPOpt, free)",
+    "GUROBI": "pip install gurobipy (and a Gurobi licence)",
+    "MOSEK": "pip install Mosek (and a MOSEK licence)",
+    "CPLEX": "pip install cplex (and a CPLEX licence)",
+    "COPT": "pip install coptpy (and a COPT licence)",
+    "XPRESS": "pip install xpress (and a FICO Xpress licence)",
+    "KNITRO": "pip install knitro (and a Knitro licence)",
+    "ECOS_BB": "pip install ecos",
+}
 
+
+def mixed_integer_socp_solvers() -> list[str]:
+    """CVXPY's solvers that take integer variables together with second-order cones (installed or not)."""
+    from cvxpy.constraints import SOC
+    from cvxpy.reductions.solvers.defines import SOLVER_MAP_CONIC
+
+    return [n for n, s in SOLVER_MAP_CONIC.items()
+            if s.MIP_CAPABLE and SOC in getattr(s, "MI_SUPPORTED_CONSTRAINTS", s.SUPPORTED_CONSTRAINTS)]
+
+
+def solver_problem(name: str) -> str | None:
+    """Why the plan cannot solve with the CVXPY solver ``name`` (None if it can)."""
+    import cvxpy as cp
+    from cvxpy.reductions.solvers.defines import SOLVER_MAP_CONIC, SOLVER_MAP_QP
+
+    up = name.upper()
+    capable = mixed_integer_socp_solvers()
+    choices = f"use 'default' (branch-and-bound on Clarabel) or one of {', '.join(capable)}"
+    if up not in SOLVER_MAP_CONIC and up not in SOLVER_MAP_QP:
+        return f"'{name}' is not a CVXPY solver; {choices}"
+    if up not in capable:
+        return f"solver '{name}' cannot solve the plan's mixed-integer SOCP (integer variables with cones); {choices}"
+    if up not in cp.installed_solvers():
+        return f"solver '{name}' is not installed: {SOLVER_INSTALL.get(up, 'install its Python package')}; or use 'default'"
+    return None
+
+
+def check_solver(case: Case, name: str | None = None, field: str = "solver.name") -> None:
+    """The mixed-integer solver named (by the case or ``--solver``) is installed and solves a MISOCP; its options fit.
+
+    A solver that is not installed is named with the command that installs it.
+    """
     name = name or case.config.solver.name
-    if name.lower() != "default" and name.upper() not in cp.installed_solvers():
-        raise CaseError(f"solver '{name}' is not installed (installed: {', '.join(cp.installed_solvers())}); "
-                        "use 'default' or install it", file=case.path, field=field)
+    if name.lower() != "default" and (why := solver_problem(name)) is not None:
+        if field == "solver.name":
+            raise case.error(why, "solver", "name")
+        raise CaseError(why, file=case.path, field=field)
     if name.lower() == "default":
         check_solver_options(case)
 
@@ -269,6 +314,121 @@ def check_solver_options(case: Case) -> None:
                 raise case.error(f"Clarabel's {key} cannot be {value!r}", "solver", "options", key) from None
 
 
+def check_peak_load(inputs: CaseInputs) -> None:
+    """The bare feeder carries its own peak load: its AC power flow converges (else the loads are likely kW)."""
+    from adnstudy.network.powerflow import run_powerflow
+
+    fd, net = inputs.feeder, inputs.case.config.network
+    try:
+        run_powerflow(fd, fd.buses["p_mw"].to_numpy(), fd.buses["q_mvar"].to_numpy(), v0_pu=net.v_substation_pu)
+    except SolveError:
+        raise peak_load_error(inputs.case, fd) from None
+
+
+def peak_load_error(case: Case, fd: Feeder) -> CaseError:
+    """The feeder's peak load is beyond what it can carry: name network.load_scale if it scales the loads, else
+    the bus table and the likely unit mistake (kW given as MW)."""
+    total = float(fd.buses["p_mw"].sum())
+    scale = case.config.network.load_scale
+    what = (f"the feeder cannot carry its peak load of {total:,.4g} MW ({total / fd.base_mva:,.3g} times the "
+            f"{fd.base_mva:g} MVA base at {fd.base_kv:g} kV): its AC power flow does not converge")
+    if scale != 1.0:
+        return case.error(f"{what}; load_scale {scale:g} multiplies the loads of {fd.bus_file}: lower it",
+                          "network", "load_scale")
+    return CaseError(f"{what}. p_mw and q_mvar are in MW and Mvar: if the loads are in kW, divide them by 1000",
+                     file=fd.bus_file, field="p_mw")
+
+
+def _series_of(case: Case, kind: str, name: str | None = None) -> str | None:
+    """The named series, or the case's first series of ``kind`` (as the models choose it); None if none."""
+    prof = case.config.profiles
+    assert prof is not None
+    return name or next((n for n, s in prof.series.items() if s.kind == kind), None)
+
+
+def _microgrid_hours(inputs: CaseInputs) -> tuple[np.ndarray, np.ndarray]:
+    """Per MG and hour of the profiles: load, and the most its PV, wind, unit and storage can give (MW)."""
+    case, prof = inputs.case, inputs.profiles
+    load, supply = [], []
+    for mg in case.config.microgrids or []:
+        load.append(mg.load_peak_mw * prof[mg.load_profile].to_numpy())
+        most = np.full(len(prof), (mg.generator.p_max_mw if mg.generator else 0.0)
+                       + (mg.storage.power_mw if mg.storage else 0.0))
+        for tech in ("pv", "wind"):
+            capacity = getattr(mg, f"{tech}_mw")
+            if capacity > 0:
+                most = most + capacity * prof[_series_of(case, tech)].to_numpy()
+        supply.append(most)
+    return np.array(load).reshape(-1, len(prof)), np.array(supply).reshape(-1, len(prof))
+
+
+def check_microgrid_supply(inputs: CaseInputs) -> None:
+    """Every MG covers its own load at every hour of the profiles with its PCC import and its own supply.
+
+    Its PV and wind (availability × capacity), unit at p_max and storage at full
+    discharge power are the most it can give; if load − that exceeds the PCC
+    limit in some hour, no dispatch exists.
+    """
+    case = inputs.case
+    load, supply = _microgrid_hours(inputs)
+    limits = np.array([mg.pcc_limit_mw for mg in case.config.microgrids or []])
+    short = load - supply - limits[:, None]
+    if not short.size or short.max() <= 1e-9:
+        return
+    i, h = np.unravel_index(int(np.argmax(short)), short.shape)
+    mg = (case.config.microgrids or [])[i]
+    raise case.error(
+        f"microgrid {mg.name} cannot cover its own load at {inputs.profiles.index[h]:%Y-%m-%d %H:%M}: load "
+        f"{load[i, h]:.3f} MW against at most {supply[i, h]:.3f} MW of its own (unit, storage, PV/wind) and "
+        f"{mg.pcc_limit_mw:g} MW over its PCC, short by {short[i, h]:.3f} MW; raise pcc_limit_mw or its generation",
+        "microgrids", int(i), "pcc_limit_mw",
+    )
+
+
+def check_branch_ratings(inputs: CaseInputs) -> None:
+    """No branch must carry, in some hour of the profiles, more than its rating can at the highest voltage.
+
+    A necessary condition of feasibility, so a case it rejects has no dispatch
+    and no plan. In DistFlow a branch's sending-end power is the net demand
+    beyond it plus the losses there (≥ 0), so at least the load beyond it minus
+    the most every MG and candidate beyond it could supply in that hour (an MG
+    within its PCC limit, a candidate at its maximum capacity × availability,
+    storage at full power). Its apparent power is at most v_max · I_max
+    (v_max: the highest voltage any bus may have). See docs/case.md.
+    """
+    case, fd = inputs.case, inputs.feeder
+    net = case.config.network
+    i_max = fd.branches["rating_a"].to_numpy(dtype=float) / 1000.0 / fd.i_base_ka
+    if case.config.profiles is None or not np.isfinite(i_max).any():
+        return
+    prof = inputs.profiles
+    demand = fd.buses["p_mw"].to_numpy()[:, None] * inputs.bus_load_multipliers  # bus × hour, MW
+    load, supply = _microgrid_hours(inputs)
+    for mg, ld, most in zip(case.config.microgrids or [], load, supply, strict=True):
+        demand[fd.position(mg.bus)] += np.clip(ld - most, -mg.pcc_limit_mw, mg.pcc_limit_mw)  # its least import
+    cand = case.config.candidates
+    for site in cand.sites if cand is not None else []:
+        avail = 1.0 if site.tech == "storage" else prof[_series_of(case, site.tech, site.profile)].to_numpy()
+        demand[fd.position(site.bus)] -= site.max_mw * avail
+    beyond = fd.path @ demand  # branch × hour, MW: the least power entering each branch
+    v_max = max(net.v_max_pu, net.v_substation_pu, *(net.v_substation_range_pu or ()))
+    s_max = v_max * i_max * fd.base_mva  # MVA
+    over = np.where(np.isfinite(s_max)[:, None], beyond - s_max[:, None], -np.inf)
+    if over.max() <= 1e-9 * max(1.0, float(np.nanmax(s_max))):
+        return
+    k, h = np.unravel_index(int(np.argmax(over / np.where(np.isfinite(s_max), s_max, 1.0)[:, None])), over.shape)
+    frm, to = fd.branches["from_bus"].iloc[k], fd.branches["to_bus"].iloc[k]
+    message = (
+        f"branch {frm}-{to} must carry at least {beyond[k, h]:.3f} MW at {prof.index[h]:%Y-%m-%d %H:%M} (the load "
+        f"beyond it less the most its MGs and candidates there could supply), above its rating of "
+        f"{fd.branches['rating_a'].iloc[k]:.0f} A ({s_max[k]:.3f} MVA at {v_max:g} pu): no dispatch or plan can "
+        "keep within it; raise the rating or the supply beyond the branch"
+    )
+    if net.branch_rating_factor is not None:
+        raise case.error(message, "network", "branch_rating_factor")
+    raise CaseError(message, file=fd.branch_file, field="rating_a")
+
+
 # ------------------------------------------------------------------------- per stage
 @dataclass(frozen=True)
 class Check:
@@ -289,5 +449,8 @@ WHOLESALE_PRICE = Check("wholesale price", lambda i: check_wholesale_price(i.cas
 OUTAGE_DATA = Check("outage data", check_outage_data, lambda case: case.config.reliability is not None)
 SAIFI_LIMIT = Check("SAIFI limit", check_saifi_limit, lambda case: case.config.reliability is not None)
 SOLVER = Check("solver", lambda i: check_solver(i.case))
+PEAK_LOAD = Check("peak load", check_peak_load)
+MICROGRID_SUPPLY = Check("microgrid supply", check_microgrid_supply, lambda case: bool(case.config.microgrids))
+BRANCH_RATINGS = Check("branch ratings", check_branch_ratings, lambda case: case.config.profiles is not None)
 #: the market solves only with Clarabel: the solver's name does not concern it, the options may
 SOLVER_OPTIONS = Check("solver options", lambda i: check_solver_options(i.case))

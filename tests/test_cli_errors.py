@@ -727,13 +727,14 @@ def test_bad_value_in_defaults_file_names_that_file(study: Study) -> None:
 
 
 # ---------------------------------------------------------------- computation failures
-@pytest.mark.parametrize("command", ["powerflow", "run"])
-def test_power_flow_that_cannot_converge_exits_1(study: Study, command: str) -> None:
+@pytest.mark.parametrize("command", ["validate", "powerflow", "run"])
+def test_a_peak_load_the_feeder_cannot_carry_is_bad_input(study: Study, command: str) -> None:
+    """The peak power flow does not converge: a case error (the peak load check) naming load_scale."""
     study.write("case.yaml", "network: {feeder: ieee33, load_scale: 50}\n")
     assert_error(
         study.cli(command),
-        "error: AC power flow did not converge",
-        "load_scale",
+        where(study.case, 1, "network.load_scale"),
+        "the feeder cannot carry its peak load of 185.8 MW (18.6 times the 10 MVA base at 12.66 kV): its AC power "
+        "flow does not converge; load_scale 50 multiplies the loads of",
         out=study.out,
-        code=1,
     )

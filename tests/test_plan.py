@@ -215,7 +215,7 @@ def test_unknown_solver_is_a_clear_error(tiny):
     from adnstudy.errors import SolveError
     from adnstudy.problems.plan import solve_plan
 
-    with pytest.raises(SolveError, match="solver 'NOSUCH' is not installed"):
+    with pytest.raises(SolveError, match="'NOSUCH' is not a CVXPY solver"):
         solve_plan(tiny, MipSettings(name="NOSUCH", time_limit_s=10, threads=1))
 
 

@@ -115,5 +115,6 @@ def run_powerflow(
             )
     raise SolveError(
         f"AC power flow did not converge after {it} sweeps (largest voltage change {mismatch:.3g} pu); "
-        "the load is probably beyond what the feeder can carry (check load_scale and the bus loads)"
+        f"the load is probably beyond what the feeder can carry: check network.load_scale and the bus loads in "
+        f"{feeder.bus_file} (p_mw and q_mvar are in MW and Mvar; loads given in kW are 1000 times too large)"
     )

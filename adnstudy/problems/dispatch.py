@@ -49,6 +49,7 @@ from adnstudy.problems.microgrid import (
     microgrid_days,
 )
 from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
+from adnstudy.solve.elastic import Violation, largest_violation
 
 
 # ----------------------------------------------------------------------------- data
@@ -338,7 +339,12 @@ NETWORK_RELAXATIONS = (
 
 
 def diagnose_day(day: DayData, settings: ConicSettings = DEFAULT) -> str:
-    """Why a day's market is infeasible: an MG that cannot balance alone, or the network limit family to blame."""
+    """Why a day's market is infeasible: an MG that cannot balance alone, or the network limit to blame and where.
+
+    The network limit family whose removal makes the day feasible is then made
+    elastic (:func:`~adnstudy.solve.elastic.largest_violation`): its largest
+    violation names the bus or branch and the hour.
+    """
     for i, d in enumerate(day.mgs):
         try:
             MicrogridAgent(d, settings).solve_alone()
@@ -358,5 +364,28 @@ def diagnose_day(day: DayData, settings: ConicSettings = DEFAULT) -> str:
             solve_conic(model.families.problem(model.objective, drop=present), settings, what="diagnosis")
         except SolveError:
             continue
-        return f"the network cannot carry the MGs' exchanges and its loads within {hint}"
+        where = _binding(day, present[0], largest_violation(model.families, present[0], settings))
+        return f"the network cannot carry the MGs' exchanges and its loads within {hint}{where}"
     return "no single MG or network limit family explains it; check loads, PCC limits and network limits together"
+
+
+def _binding(day: DayData, family: str, worst: Violation | None) -> str:
+    """Where the limit binds hardest (published bus numbers, hour of the typical day), as a message tail."""
+    if worst is None:
+        return ""
+    fd, lim = day.adn.feeder, day.adn.limits
+    row, hour = worst.index
+    when = f"hour {hour} of typical day {day.scenario}"
+    if family == "network.voltage_limits":  # [v >= v_min², v <= v_max²] over buses 1.. (v: squared voltage)
+        bus = fd.bus_ids[row + 1]
+        if worst.constraint == 0:
+            need = np.sqrt(max(lim.v_min_pu**2 - worst.amount, 0.0))
+            return f"; at its least violation bus {bus} falls to {need:.4f} pu (v_min_pu {lim.v_min_pu:g}) at {when}"
+        need = np.sqrt(lim.v_max_pu**2 + worst.amount)
+        return f"; at its least violation bus {bus} rises to {need:.4f} pu (v_max_pu {lim.v_max_pu:g}) at {when}"
+    k = np.flatnonzero(np.isfinite(lim.i_max_pu))[row]  # [ell <= i_max²] over the rated branches
+    i_max = lim.i_max_pu[k]
+    over = np.sqrt(i_max**2 + worst.amount) / i_max
+    frm, to = fd.branches["from_bus"].iloc[k], fd.branches["to_bus"].iloc[k]
+    return (f"; at its least violation branch {frm}-{to} carries {over:.2f} times its rating of "
+            f"{fd.branches['rating_a'].iloc[k]:.0f} A at {when}")

@@ -160,7 +160,7 @@ class BranchAndBound:
         lb = min(self._lower_bound(), self.pruned_min, self.incumbent_value)
         row = {"seconds": time.perf_counter() - self._t0, "nodes": self.nodes,
                "heuristic_solves": self.heuristic_solves, "incumbent": self.incumbent_value, "bound": lb,
-               "gap": _gap(self.incumbent_value, lb), "event": event}
+               "gap": relative_gap(self.incumbent_value, lb), "event": event}
         self.history.append(row)
         if self.progress:
             self.progress(row)
@@ -241,7 +241,7 @@ class BranchAndBound:
         self._record("node")
 
     def _gap_proven(self) -> bool:
-        return math.isfinite(self.incumbent_value) and _gap(
+        return math.isfinite(self.incumbent_value) and relative_gap(
             self.incumbent_value, min(self._lower_bound(), self.pruned_min)) <= self.gap
 
     def _root(self) -> None:
@@ -312,7 +312,7 @@ class BranchAndBound:
             status = "gap_not_proven"
         self._record("end")
         return BnBResult(
-            status=status, objective=self.incumbent_value, bound=lb, gap=_gap(self.incumbent_value, lb),
+            status=status, objective=self.incumbent_value, bound=lb, gap=relative_gap(self.incumbent_value, lb),
             nodes=self.nodes, heuristic_solves=self.heuristic_solves, incumbent=self.incumbent,
             seconds=time.perf_counter() - self._t0, history=self.history, failed_nodes=self.failed,
             fixed_by_reduced_cost=self.fixed_by_cost,
@@ -341,7 +341,8 @@ def _is_integral(values: Bounds) -> bool:
     return all(np.all(np.abs(v - np.round(v)) <= INT_TOL) for v in values)
 
 
-def _gap(upper: float, lower: float) -> float:
+def relative_gap(upper: float, lower: float) -> float:
+    """(upper − lower) / |upper|: the gap of an incumbent to a proven bound (every strategy's record)."""
     if not math.isfinite(upper):
         return math.inf
     return max(0.0, (upper - lower) / max(abs(upper), 1e-12))

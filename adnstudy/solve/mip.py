@@ -24,12 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from cvxpy.settings import SOLUTION_PRESENT
 
 from adnstudy.errors import InfeasibleError, SolveError, SolverFailedError
 from adnstudy.solve.bnb import IntegerInfeasible, RelaxationInfeasible, branch_and_bound
-from adnstudy.solve.conic import FINAL, INFEASIBLE, NODE, OK, ConicSettings, solve_conic
+from adnstudy.solve.conic import (
+    FINAL,
+    INFEASIBLE,
+    NODE,
+    ConicSettings,
+    clarabel_accuracy,
+    solve_conic,
+)
 from adnstudy.solve.integer import MixedIntegerModel
-from adnstudy.solve.native import solve_native
+from adnstudy.solve.native import native_record, solve_native
 
 log = logging.getLogger(__name__)
 #: How often the final point is re-solved while the model's rule changes its integers.
@@ -137,20 +145,18 @@ def solve_mip(
         if out["status"] in INFEASIBLE:
             raise InfeasibleError(f"{final.label} is infeasible ({name}: {out['status']}): "
                                   f"{diagnose_infeasible(final)}", status=out["status"])
-        if out["status"] not in OK or any(v is None for v in out["integers"]):
+        if out["status"] not in SOLUTION_PRESENT or any(v is None for v in out["integers"]):
             raise SolverFailedError(f"{name} returned no solution (status: {out['status']})", status=out["status"])
         integers = out["integers"]
-        record = {
-            "name": name, "strategy": "native mixed-integer solve through CVXPY",
-            "status": out["status"], "objective_usd": float(out["objective"]) * final.usd_per_unit, "bound_usd": None,
-            "gap": None, "gap_target": settings.gap, "nodes": None, "threads": settings.threads,
-            "time_limit_s": settings.time_limit_s,
-        }
+        record = {**native_record(out, name, settings.gap, final.usd_per_unit), "threads": settings.threads,
+                  "time_limit_s": settings.time_limit_s}
     t = time.perf_counter()
     status = final_point(final, integers, settings.conic(FINAL))
     timings["resolve"] = time.perf_counter() - t
     record["resolved_objective_usd"] = float(final.problem.value) * final.usd_per_unit
     record["resolve_status"] = status
+    accuracy = clarabel_accuracy(final.problem)
+    record["resolve_gap_rel"] = None if accuracy is None else accuracy.gap_rel
     return MipResult(model=final, record=record, timings=timings)
 
 

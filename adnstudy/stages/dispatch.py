@@ -44,7 +44,14 @@ from adnstudy.results.figures import legend_below, new_figure
 from adnstudy.results.store import read_manifest
 from adnstudy.results.tables import bus_table, scenario_index, zero_below
 from adnstudy.solve.bargaining import BargainResult, bargain
-from adnstudy.solve.conic import DEFAULT, ConicSettings, quiet_solver, solve_conic
+from adnstudy.solve.conic import (
+    DEFAULT,
+    REFERENCE,
+    ConicSettings,
+    clarabel_accuracy,
+    quiet_solver,
+    solve_conic,
+)
 from adnstudy.solve.coordination import CoordinationResult, coordinate, partner_row
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
@@ -87,8 +94,9 @@ def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = Non
 @dataclass(frozen=True)
 class CentralSolve:
     objective_usd: float
-    status: str
+    status: str  # "optimal": within the reference's accuracy (solve/conic.py REFERENCE)
     seconds: float
+    gap_rel: float | None = None  # Clarabel's relative duality gap at the point
 
 
 @dataclass(frozen=True)
@@ -138,12 +146,14 @@ def _central(day: DayData, trading: bool, settings: ConicSettings) -> CentralSol
     what = "clearing" if trading else "disagreement market (no bilateral trades)"
     try:
         status = solve_conic(model.problem, settings, what=f"centralised {what} of typical day {day.scenario}")
+        accuracy = clarabel_accuracy(model.problem)
     except SolverStatusError as exc:
         if exc.status not in NO_POINT:
             raise
         raise SolveError(f"the {what} of typical day {day.scenario} is infeasible (solver status "
                          f"'{exc.status}'): {diagnose_day(day, settings)}; no results were written") from None
-    return CentralSolve(float(model.problem.value), status, time.perf_counter() - t)
+    return CentralSolve(float(model.problem.value), status, time.perf_counter() - t,
+                        None if accuracy is None else accuracy.gap_rel)
 
 
 def solve_day(day: DayData, case: Case) -> ScenarioResult:
@@ -154,10 +164,11 @@ def solve_day(day: DayData, case: Case) -> ScenarioResult:
                     rho_trade=co.rho_trade_usd_per_mw2h * B**2, tol_pu=co.tol_mw / B, tol_dual_pu=co.dual_tol_mw / B,
                     tol_objective=co.tol_objective, max_iter=co.max_iter)
     solver = case.config.solver
-    conic = DEFAULT.with_user(solver.options) if solver.name.lower() == "default" else DEFAULT
+    user = solver.options if solver.name.lower() == "default" else {}
+    conic, reference = DEFAULT.with_user(user), REFERENCE.with_user(user)
     with quiet_solver():
-        central_notrade = _central(day, False, conic)
-        central = _central(day, True, conic)
+        central_notrade = _central(day, False, reference)
+        central = _central(day, True, reference)
         t = time.perf_counter()
         adn = ADNAgent(day.adn, conic)
         mgs = [MicrogridAgent(d, conic) for d in day.mgs]
@@ -311,7 +322,8 @@ def scenario_record(r: ScenarioResult) -> dict[str, Any]:
         "disagreement_gap": relative_gap(nt, cnt), "disagreement_gap_usd": nt.objective_usd - cnt.objective_usd,
         "disagreement_iterations": nt.iterations,
         "centralised_objective_usd": c.objective_usd, "centralised_status": c.status,
-        "centralised_s": c.seconds, "distributed_objective_usd": d.objective_usd,
+        "centralised_gap_rel": c.gap_rel, "disagreement_centralised_status": cnt.status,
+        "disagreement_centralised_gap_rel": cnt.gap_rel, "centralised_s": c.seconds, "distributed_objective_usd": d.objective_usd,
         "gap": relative_gap(d, c), "gap_usd": d.objective_usd - c.objective_usd,
         "iterations": d.iterations, "distributed_s": d.seconds, "disagreement_s": nt.seconds + r.build_s,
         "pcc_mismatch_mw": d.history[-1]["pcc_mismatch_mw"], "reciprocity_mw": d.history[-1]["reciprocity_mw"],
@@ -365,6 +377,7 @@ def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
             "max_dv_pu": float(per_scenario["max_dv_pu"].max()),
             "total_gain_usd": float(agents["gain_usd"].sum()),
             "gains_usd": dict(zip(agents["agent"], agents["gain_usd"].round(2), strict=True)),
+            "inaccurate_references": inaccurate_references(results),
         }
         complete = not not_final and not failed
         w.record(run_key=run_key, objective=summary["distributed_usd"], complete=complete, plan=plan_record,
@@ -381,6 +394,13 @@ def dispatch_stage(case: Case, out_dir: Path, run_key: str | None = None,
             f"solved day were written to {out_dir / 'dispatch'}, these marked converged = false (manifest "
             "'not_converged', 'failed'):\n  " + "\n  ".join(lines))
     return summary
+
+
+def inaccurate_references(results: list[ScenarioResult]) -> list[dict[str, Any]]:
+    """The centralised solves that did not reach the reference accuracy (their status and gap)."""
+    return [{"scenario": r.day.scenario, "market": market, "status": c.status, "gap_rel": c.gap_rel}
+            for r in results for market, c in (("disagreement", r.central_notrade), ("clearing", r.central))
+            if c.status != "optimal"]
 
 
 def figures(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
@@ -461,5 +481,18 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
          f"(centralised {s['centralised_usd']:,.2f}, max gap {s['max_gap']:.1e}); at most {s['max_iterations']} "
          f"ATC/ADMM iterations, PCC mismatch {s['max_pcc_mismatch_mw']:.1e} MW, reciprocity "
          f"{s['max_reciprocity_mw']:.1e} MW; MG gains {gains} USD", False),
+        *reference_warning(s.get("inaccurate_references", [])),
         (f"results: {out_dir / 'dispatch'}", False),
     ]
+
+
+def reference_warning(inaccurate: list[dict[str, Any]]) -> list[Line]:
+    """A warning line when a centralised reference is short of its accuracy."""
+    if not inaccurate:
+        return []
+    which = ", ".join(f"day {r['scenario']} ({r['market']})" for r in inaccurate)
+    gaps = [r["gap_rel"] for r in inaccurate if r["gap_rel"] is not None]
+    worst = f", relative duality gap up to {max(gaps):.1e}" if gaps else ""
+    return [(f"WARNING: the centralised reference of {which} ended '{inaccurate[0]['status']}'{worst} (wanted "
+             f"<= {REFERENCE.accept_gap_rel:g}): the distributed results of those days are judged against a less "
+             "accurate reference; see manifest scenarios[].centralised_status", True)]

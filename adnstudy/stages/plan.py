@@ -82,13 +82,13 @@ def plan_stage(
     case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
     time_limit: float | None = None, reliability: bool = True, verbose: bool | None = None,
 ) -> dict[str, Any]:
+    if solver is not None:  # a usage error, before the inputs are read
+        check_solver(case, solver, field="--solver")
     data, mg_schedules, digests = load_plan_inputs(case, out_dir)
     if verbose is None:  # the branch-and-bound's progress goes to the log at INFO (adnstudy -v)
         verbose = logging.getLogger().isEnabledFor(logging.INFO)
     if reliability and case.config.reliability is not None:
         data = with_reliability(case, data)
-    if solver is not None:
-        check_solver(case, solver, field="--solver")
     scfg = case.config.solver
     settings = MipSettings(
         name=solver or scfg.name, gap=scfg.mip_gap, time_limit_s=time_limit if time_limit is not None else scfg.time_limit_s,
@@ -122,6 +122,7 @@ def plan_stage(
         base_total = baseline.solution.total_usd if baseline.solution is not None else None
         summary = {
             "status": result.record["status"],
+            "resolve_status": result.record["resolve_status"],
             "total_usd": sol.total_usd,
             "gap": result.record["gap"],
             "built": int(sol.build.sum()),
@@ -355,5 +356,9 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
                       "'verification')", True))
     if s["status"] != "optimal":
         lines.append((f"note: the plan is not proven optimal (status {s['status']}); see manifest 'solver'", True))
+    if s.get("resolve_status", "optimal") != "optimal":
+        lines.append((f"WARNING: the plan's operating point was re-solved to status '{s['resolve_status']}' (relative "
+                      f"duality gap above {FINAL.accept_gap_rel:g}): its tables are less accurate than stated; see "
+                      "manifest solver.resolve_gap_rel", True))
     lines.append((f"results: {out_dir / 'plan'}", False))
     return lines

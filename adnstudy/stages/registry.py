@@ -30,9 +30,12 @@ from typing import Any
 import pandas as pd
 
 from adnstudy.checks import (
+    BRANCH_RATINGS,
     CLUSTER_DAYS,
     FEEDER,
+    MICROGRID_SUPPLY,
     OUTAGE_DATA,
+    PEAK_LOAD,
     PRICES,
     PROFILES,
     SAIFI_LIMIT,
@@ -150,6 +153,7 @@ STAGES: tuple[Stage, ...] = (
         "branch and summary tables to OUT/powerflow/ (with --year: to OUT/powerflow_year/).\n\n"
         "Example: adnstudy powerflow cases/ieee33.yaml --json",
         sections=(), reads=(), tables=("bus", "branch", "summary"), figures=("voltage_profile",),
+        checks=(FEEDER, PEAK_LOAD),
         run="adnstudy.stages.powerflow:powerflow_stage", report="adnstudy.stages.powerflow:report",
         progress="Solving the AC power flow",
         options=(
@@ -206,7 +210,7 @@ STAGES: tuple[Stage, ...] = (
         tables=("investment", "bus", "branch", "cost", "storage"),
         optional_tables=("reliability", "bus_reliability", "microgrid_exchange"),
         figures=("voltage_profile", "sited_capacity"),
-        checks=(FEEDER, PROFILES, PRICES, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
+        checks=(FEEDER, PROFILES, PRICES, MICROGRID_SUPPLY, BRANCH_RATINGS, OUTAGE_DATA, SAIFI_LIMIT, SOLVER),
         run="adnstudy.stages.plan:plan_stage", report="adnstudy.stages.plan:report",
         progress="Solving the planning MISOCP",
         options=(
@@ -231,7 +235,8 @@ STAGES: tuple[Stage, ...] = (
         reads=(("cluster", "typical"), ("cluster", "weights")),
         tables=("schedule", "trades", "payments", "agents", "agents_by_scenario", "adn", "network", "convergence"),
         optional_tables=("adn_units",),
-        figures=("convergence", "trades", "costs"), checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, SOLVER_OPTIONS),
+        figures=("convergence", "trades", "costs"),
+        checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, MICROGRID_SUPPLY, BRANCH_RATINGS, SOLVER_OPTIONS),
         run="adnstudy.stages.dispatch:dispatch_stage", report="adnstudy.stages.dispatch:report",
         progress="Clearing the market and bargaining, day by day",
         options=(
