@@ -170,7 +170,7 @@ def coarse_data(data: PlanData) -> PlanData:
 
 
 def with_microgrids(case: Case, data: PlanData, typical: pd.DataFrame, weights: pd.DataFrame,
-                    settings: ConicSettings) -> tuple[PlanData, list[list[MicrogridSchedule]]]:
+                    settings: ConicSettings) -> tuple[PlanData, list[list[MicrogridSchedule]], list[str]]:
     """Add the case's MGs as fixed exchanges at their PCCs: their stand-alone schedules per typical day.
 
     Each MG runs its own model at the day's tariffs and trades only with the ADN,
@@ -179,7 +179,8 @@ def with_microgrids(case: Case, data: PlanData, typical: pd.DataFrame, weights: 
     market of ``dispatch`` on the feeder as it is (a centralised SOCP per day:
     the MGs' costs plus the losses at the wholesale price); where the feeder
     does not bind it is each MG's own optimum. The plan's network must carry
-    these exchanges. Returns the data and the schedules (scenario × MG).
+    these exchanges. Returns the data, the schedules (scenario × MG) and each day's solve status
+    (``settings`` a reference profile: ``optimal`` only within its accuracy).
     """
     from dataclasses import replace
 
@@ -187,14 +188,14 @@ def with_microgrids(case: Case, data: PlanData, typical: pd.DataFrame, weights: 
     from adnstudy.problems.dispatch import centralised_model, diagnose_day, dispatch_days
 
     if not case.config.microgrids:
-        return data, []
+        return data, [], []
     td = typical_days(case, typical, weights)
-    schedules = []
+    schedules, statuses = [], []
     for day in dispatch_days(case, data.feeder, td):
         model = centralised_model(day, trading=False)
         try:
-            solve_conic(model.problem, settings, what=f"the microgrids' stand-alone exchanges on typical day "
-                                                      f"{day.scenario}")
+            statuses.append(solve_conic(model.problem, settings, what=f"the microgrids' stand-alone exchanges on "
+                                                                      f"typical day {day.scenario}"))
         except SolverStatusError as exc:
             raise SolveError(f"the microgrids' stand-alone exchanges on typical day {day.scenario} cannot be "
                              f"carried by the feeder (solver status '{exc.status}'): {diagnose_day(day, settings)}; "
@@ -203,7 +204,7 @@ def with_microgrids(case: Case, data: PlanData, typical: pd.DataFrame, weights: 
     export = np.stack([np.concatenate([day[m].export_pu for day in schedules]) for m in range(len(schedules[0]))])
     mgs = case.config.microgrids
     return replace(data, mg_names=tuple(mg.name for mg in mgs),
-                   mg_pos=np.array([data.feeder.position(mg.bus) for mg in mgs]), mg_export=export), schedules
+                   mg_pos=np.array([data.feeder.position(mg.bus) for mg in mgs]), mg_export=export), schedules, statuses
 
 
 def with_reliability(case: Case, data: PlanData) -> PlanData:

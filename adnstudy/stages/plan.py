@@ -36,24 +36,25 @@ from adnstudy.problems.plan import (
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.figures import legend_below, new_figure
 from adnstudy.results.tables import branch_loading, branch_table, bus_table, scenario_index
-from adnstudy.solve.conic import DEFAULT, FINAL, quiet_solver
+from adnstudy.solve.conic import FINAL, REFERENCE, quiet_solver
 from adnstudy.solve.mip import MipSettings
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 log = logging.getLogger(__name__)
 
-def load_plan_inputs(case: Case, out_dir: Path) -> tuple[PlanData, list[list[MicrogridSchedule]], dict[str, str | None]]:
+def load_plan_inputs(case: Case, out_dir: Path
+                     ) -> tuple[PlanData, list[list[MicrogridSchedule]], list[str], dict[str, str | None]]:
     """The checked case and the typical days as the model's data, with the MGs' stand-alone exchanges at their
-    PCCs (their schedules, scenario × MG); the digests of the tables read."""
+    PCCs (their schedules, scenario × MG, and the status of each day's solve); the digests of the tables read."""
     inputs = checked_inputs(case, "plan")
     tables, digests = read_inputs(case, out_dir, "plan")
     typical, weights = tables["cluster", "typical"], tables["cluster", "weights"]
     data = plan_data(case, inputs.feeder, typical, weights)
     scfg = case.config.solver
-    conic = DEFAULT.with_user(scfg.options) if scfg.name.lower() == "default" else DEFAULT
+    reference = REFERENCE.with_user(scfg.options) if scfg.name.lower() == "default" else REFERENCE
     with quiet_solver():
-        data, schedules = with_microgrids(case, data, typical, weights, conic)
-    return data, schedules, digests
+        data, schedules, statuses = with_microgrids(case, data, typical, weights, reference)
+    return data, schedules, statuses, digests
 
 
 def check_reliability_consistency(sol: PlanSolution, result: ReliabilityResult, rtol: float = 1e-6) -> dict[str, float]:
@@ -84,7 +85,7 @@ def plan_stage(
 ) -> dict[str, Any]:
     if solver is not None:  # a usage error, before the inputs are read
         check_solver(case, solver, field="--solver")
-    data, mg_schedules, digests = load_plan_inputs(case, out_dir)
+    data, mg_schedules, mg_statuses, digests = load_plan_inputs(case, out_dir)
     if verbose is None:  # the branch-and-bound's progress goes to the log at INFO (adnstudy -v)
         verbose = logging.getLogger().isEnabledFor(logging.INFO)
     if reliability and case.config.reliability is not None:
@@ -132,13 +133,16 @@ def plan_stage(
             "max_dv_pu": check.max_dv_pu,
             "tight": check.tight,
         }
+        inaccurate = [k for k, st in enumerate(mg_statuses) if st != "optimal"]
+        if inaccurate:
+            summary["inaccurate_exchanges"] = inaccurate
         if rel_record is not None:
             summary["SAIDI_h"] = rel_record["SAIDI"]
             summary["EENS_mwh"] = rel_record["EENS"]
         w.record(run_key=run_key, solver=result.record, objective=sol.total_usd, verification=check.as_dict(),
                  baseline=baseline_record(baseline), reliability=rel_record, scenarios=data.n_days,
                  snapshots=data.n_snap, year_days=YEAR_DAYS, summary=summary,
-                 microgrids=microgrid_record(data, mg_schedules))
+                 microgrids=microgrid_record(data, mg_schedules, mg_statuses))
     if not check.tight:
         log.warning("relaxation not tight")
     return summary
@@ -177,18 +181,20 @@ def microgrid_exchange_table(data: PlanData) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def microgrid_record(data: PlanData, schedules: list[list[MicrogridSchedule]]) -> dict[str, Any] | None:
-    """The manifest's record of the MGs the plan carried: annual exchanges and stand-alone cost."""
+def microgrid_record(data: PlanData, schedules: list[list[MicrogridSchedule]], statuses: list[str]
+                     ) -> dict[str, Any] | None:
+    """The manifest's record of the MGs the plan carried: annual exchanges and stand-alone cost per MG, and the
+    status of each typical day's solve of the exchanges (``exchange_status``)."""
     if data.mg_export is None:
         return None
     w, base = data.snap_weight, data.feeder.base_mva
     days = data.days_weight
-    return {name: {
+    return {"by_microgrid": {name: {
         "bus": int(data.feeder.bus_ids[data.mg_pos[m]]),
         "export_mwh_per_yr": float(w @ np.maximum(data.mg_export[m], 0.0) * base),
         "import_mwh_per_yr": float(w @ np.maximum(-data.mg_export[m], 0.0) * base),
         "standalone_cost_usd_per_yr": float(days @ np.array([day[m].cost_usd for day in schedules])),
-    } for m, name in enumerate(data.mg_names)}
+    } for m, name in enumerate(data.mg_names)}, "exchange_status": statuses}
 
 
 def built_capacity(data: PlanData, sol: PlanSolution) -> dict[str, float]:
@@ -360,5 +366,9 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
         lines.append((f"WARNING: the plan's operating point was re-solved to status '{s['resolve_status']}' (relative "
                       f"duality gap above {FINAL.accept_gap_rel:g}): its tables are less accurate than stated; see "
                       "manifest solver.resolve_gap_rel", True))
+    if s.get("inaccurate_exchanges"):
+        lines.append((f"WARNING: the MGs' exchanges of typical day(s) {s['inaccurate_exchanges']} were solved short of "
+                      "the reference accuracy (status optimal_inaccurate); see manifest microgrids.exchange_status",
+                      True))
     lines.append((f"results: {out_dir / 'plan'}", False))
     return lines
