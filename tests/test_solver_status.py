@@ -199,8 +199,9 @@ def test_an_inaccurate_reference_is_a_warning() -> None:
                                              "gap_rel": 2.5e-6}])
     assert to_stderr and line.startswith("WARNING: the centralised reference of day 3 (clearing) ended "
                                          "'optimal_inaccurate', relative duality gap up to 2.5e-06 (wanted <= 1e-07)")
-    summary = {"built": 1, "capacity_mw": 1.0, "total_usd": 1.0, "status": "optimal", "gap": 0.0, "max_dv_pu": 0.0,
-               "tight": True, "resolve_status": "optimal_inaccurate"}
+    summary = {"built": 1, "res_capacity_mw": 1.0, "storage_capacity_mw": 0.0, "storage_energy_mwh": 0.0,
+               "baseline_total_usd": 2.0, "saving_usd": 1.0, "total_usd": 1.0, "status": "optimal", "gap": 0.0,
+               "max_dv_pu": 0.0, "tight": True, "resolve_status": "optimal_inaccurate"}
     lines = report(_Case(), Path("out"), summary, {})
     assert ("WARNING: the plan's operating point was re-solved to status 'optimal_inaccurate' (relative duality gap "
             "above 1e-06): its tables are less accurate than stated; see manifest solver.resolve_gap_rel", True) in lines
