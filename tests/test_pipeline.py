@@ -137,8 +137,8 @@ def test_dispatch_runs_on_the_planned_network(planned_dispatch) -> None:
     # power balance of every hour: import + MG exports + own units = loads + losses
     adn = pd.read_parquet(out / "dispatch" / "adn.parquet").set_index("hour")
     sched = pd.read_parquet(out / "dispatch" / "schedule.parquet")
+    # the MGs' PCC exports sum to their sales to the ADN less their purchases (bilateral trades cancel in the sum)
     mg_export = (sched["p_sell_mw"] - sched["p_buy_mw"]).groupby(sched["hour"]).sum()
-    trades_net = 0.0  # bilateral trades are between MGs: they cancel in the sum of PCC exports
     case = load_case(SMALL)
     from adnstudy.checks import CaseInputs
     from adnstudy.data.typical import typical_days
@@ -146,7 +146,7 @@ def test_dispatch_runs_on_the_planned_network(planned_dispatch) -> None:
     fd = CaseInputs(case).feeder
     td = typical_days(case, typical, pd.read_parquet(out / "cluster" / "weights.parquet"))
     load = fd.buses["p_mw"].to_numpy() @ td.bus_load_multipliers(fd).reshape(fd.n_bus, td.n_days, 24)[:, 1]
-    balance = adn["import_mw"] + mg_export + trades_net + adn["p_dg_mw"] + adn["p_storage_mw"] - load - adn["loss_mw"]
+    balance = adn["import_mw"] + mg_export + adn["p_dg_mw"] + adn["p_storage_mw"] - load - adn["loss_mw"]
     assert np.abs(balance).max() < 2e-4  # the coordination's PCC tolerance (5e-5 MW per MG) and table rounding
     # the bare feeder: no plan, no units; the plan's DG displaces substation imports
     bare_manifest = json.loads((bare / "dispatch" / "manifest.json").read_text())
