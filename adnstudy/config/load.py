@@ -16,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from adnstudy.config.schema import CaseConfig
+from adnstudy.data import userfile
 from adnstudy.errors import CaseError
 
 Loc = tuple[str | int, ...]
@@ -74,48 +75,161 @@ def _dotted(loc: Loc) -> str:
     return out
 
 
-def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[Loc, int]]:
-    """Parse a YAML mapping and record the line of every key (1-based)."""
+#: bounds on the YAML of a case or defaults file (docs/case.md, "Limits on input files"): a shipped
+#: case has ~350 nodes and is 5 levels deep; a file beyond these is refused before it is expanded
+MAX_DEPTH = 32
+MAX_NODES = 20_000
+#: the tag PyYAML gives a ``<<`` merge key
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _TooLarge(Exception):
+    def __init__(self, message: str, line: int | None) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+class _CaseLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing documents nested deeper than MAX_DEPTH or of more than MAX_NODES nodes.
+
+    Checked as each node is composed, so a hostile file stops early: long before the
+    composer's recursion or the memory of a huge list is a problem.
+    """
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        self._depth += 1
+        self._nodes += 1
+        if self._depth > MAX_DEPTH or self._nodes > MAX_NODES:
+            line = self.peek_event().start_mark.line + 1
+            if self._depth > MAX_DEPTH:
+                raise _TooLarge(f"nested more than {MAX_DEPTH} levels deep; a case is a few levels of mappings and lists", line)
+            raise _TooLarge(f"more than {MAX_NODES:,} values; a case is a few hundred (data belong in CSV files)", line)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse aliases whose expansion is too large, too deep, or endless (an alias inside its own anchor).
+
+    Aliases (``*name``) share the anchored node, so the composed graph is small even
+    when the document it stands for is huge (a "billion laughs" file): count the nodes
+    and depth of that document on the graph, each node once, without expanding it.
+    """
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted: the current path
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        nid = id(node)
+        kids = _children(node)
+        if done:
+            size[nid] = min(1 + sum(size[id(k)] for k in kids), MAX_NODES + 1)
+            height[nid] = 1 + max((height[id(k)] for k in kids), default=0)
+            open_.discard(nid)
+            if size[nid] > MAX_NODES:
+                raise _TooLarge(f"the aliases (*name) expand to more than {MAX_NODES:,} values", node.start_mark.line + 1)
+            if height[nid] > MAX_DEPTH:
+                raise _TooLarge(f"the aliases (*name) expand to more than {MAX_DEPTH} levels", node.start_mark.line + 1)
+            continue
+        if nid in size:
+            continue
+        if nid in open_:
+            raise _TooLarge("an alias (*name) refers to a mapping or list that contains it", node.start_mark.line + 1)
+        open_.add(nid)
+        stack.append((node, True))
+        stack.extend((k, False) for k in kids if id(k) not in size)
+
+
+def _read_yaml(path: Path, what: str = "a case file") -> tuple[dict[str, Any], dict[Loc, int], bytes]:
+    """Parse a YAML mapping and record the line of every key (1-based); also the file's bytes.
+
+    The file is parsed once: composed into nodes (bounded in depth and size), its
+    aliases' expansion checked, its lines collected, then constructed from the nodes.
+    """
+    raw = userfile.read_bytes(path, limit=userfile.MAX_YAML_BYTES, what=what)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CaseError("file not found", file=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise CaseError(f"cannot read file ({exc})", file=path) from None
     if not text.strip():
         raise CaseError("the file is empty; a case is a YAML mapping with at least 'network'", file=path)
+    loader = _CaseLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if not isinstance(node, yaml.MappingNode):
+            top = loader.construct_document(node) if isinstance(node, yaml.ScalarNode) else None
+            if node is None or (isinstance(node, yaml.ScalarNode) and top is None):
+                raise CaseError("the file has only comments; a case is a YAML mapping with at least 'network'",
+                                file=path)
+            kind = "list" if isinstance(node, yaml.SequenceNode) else type(top).__name__
+            raise CaseError(f"a case must be a YAML mapping of sections, not a {kind}", file=path, line=1)
+        _check_expansion(node)
+        lines: dict[Loc, int] = {}
+        _collect_lines(node, (), lines, path)
+        data = loader.construct_document(node)
+    except _TooLarge as exc:
+        raise CaseError(str(exc), file=path, line=exc.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise CaseError(f"not valid YAML: {problem}", file=path, line=line) from None
-    if data is None:
-        raise CaseError("the file has only comments; a case is a YAML mapping with at least 'network'", file=path)
-    if not isinstance(data, dict):
-        kind = type(data).__name__
-        raise CaseError(f"a case must be a YAML mapping of sections, not a {kind}", file=path, line=1)
-    lines: dict[Loc, int] = {}
-    _collect_lines(node, (), lines, path)
-    return data, lines
+    finally:
+        loader.dispose()
+    return data, lines, raw
 
 
-def _collect_lines(node: yaml.Node | None, loc: Loc, out: dict[Loc, int], path: Path) -> None:
+def _collect_lines(node: yaml.Node | None, loc: Loc, out: dict[Loc, int], path: Path, merged: bool = False) -> None:
+    """Record the line of each key and list item under ``loc``.
+
+    A ``<<`` merge key's mappings give lines to the keys the mapping does not give
+    itself; ``merged`` marks their content (no repeated-key check, explicit keys win).
+    """
     if isinstance(node, yaml.MappingNode):
+        merges: list[yaml.Node] = []
         for key, value in node.value:
-            sub = (*loc, key.value)
+            if key.tag == MERGE_TAG:
+                merges.append(value)
+                continue
             line = key.start_mark.line + 1
-            if sub in out:  # YAML itself would keep the last one silently
+            if not isinstance(key, yaml.ScalarNode):
+                raise CaseError("a key must be a name, not a list or mapping", file=path, field=_dotted(loc) or None,
+                                line=line)
+            sub = (*loc, key.value)
+            if merged:
+                out.setdefault(sub, line)
+            elif sub in out:  # YAML itself would keep the last one silently
                 raise CaseError(f"repeated key (first given on line {out[sub]})", file=path, field=_dotted(sub), line=line)
-            out[sub] = line
-            _collect_lines(value, sub, out, path)
+            else:
+                out[sub] = line
+            _collect_lines(value, sub, out, path, merged)
+        for value in merges:
+            for m in value.value if isinstance(value, yaml.SequenceNode) else [value]:
+                _collect_lines(m, loc, out, path, merged=True)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             sub = (*loc, i)
-            out[sub] = item.start_mark.line + 1
-            _collect_lines(item, sub, out, path)
+            if merged:
+                out.setdefault(sub, item.start_mark.line + 1)
+            else:
+                out[sub] = item.start_mark.line + 1
+            _collect_lines(item, sub, out, path, merged)
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +246,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 def load_case(path: str | Path) -> Case:
     """Load, merge with its chain of defaults files, and validate a case file."""
     path = Path(path)
-    data, case_lines = _read_yaml(path)
+    data, case_lines, raw = _read_yaml(path)
     line_map: dict[Loc, tuple[str, int]] = {k: (str(path), v) for k, v in case_lines.items()}
 
     merged = data
@@ -151,7 +265,7 @@ def load_case(path: str | Path) -> Case:
     return Case(
         config=config,
         path=path.resolve(),
-        file_sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        file_sha256=hashlib.sha256(raw).hexdigest(),
         config_sha256=hashlib.sha256(canonical).hexdigest(),
         lines=line_map,
     )
@@ -172,7 +286,7 @@ def resolve_defaults(named: str, by: Path) -> Path | None:
     candidate = Path(named).expanduser()
     if not candidate.is_absolute():
         candidate = by.parent / candidate
-    if candidate.is_file():
+    if candidate.exists():  # a directory or device too: reading it says what it is
         return candidate.resolve()
     if Path(named).name == named:
         return packaged_defaults().get(named)
@@ -206,7 +320,7 @@ def _defaults_chain(path: Path, data: dict[str, Any], lines: dict[Loc, int]
             raise CaseError(f"the defaults files name each other in a cycle: {cycle}",
                             file=by, field="defaults", line=line)
         seen.append(dpath)
-        ddata, dlines = _read_yaml(dpath)
+        ddata, dlines, _ = _read_yaml(dpath, "a defaults file")
         chain.append((dpath, ddata, dlines))
         by, named, lines = dpath, ddata.get("defaults"), dlines
     return chain
