@@ -189,7 +189,7 @@ class ProfilesConfig(Strict):
         None, description="strptime format of the times (default: inferred from the first row)."
     )
     dayfirst: bool = Field(False, description="Dates without the year first are day first (dd.mm.yyyy).")
-    series: dict[Name, SeriesConfig] = Field(min_length=1)
+    series: dict[Name, SeriesConfig] = Field(min_length=1, max_length=1000)
 
     def time_options(self, series: str) -> tuple[str | None, bool]:
         """(time_format, dayfirst) of the file a series is read from: its own settings, else the section's."""
@@ -225,7 +225,7 @@ class ClusteringConfig(Strict):
     neighbour_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
         0.02, description="Cut-off distance chosen so a point has this share of points as neighbours."
     )
-    extreme_days: list[Literal["peak_net_load", "min_net_load"]] = Field(default_factory=list)
+    extreme_days: list[Literal["peak_net_load", "min_net_load"]] = Field(default_factory=list, max_length=2)
     max_iter: PositiveInt = 300
     compare: bool = Field(True, description="Also run the comparison methods and report metrics.")
 
@@ -264,7 +264,7 @@ class CandidateConfig(Strict):
 
 
 class CandidatesConfig(Strict):
-    sites: list[CandidateConfig] = Field(min_length=1)
+    sites: list[CandidateConfig] = Field(min_length=1, max_length=1000)
     max_penetration: Fraction | None = Field(
         None, description="Total RES capacity over the feeder's peak load."
     )
@@ -319,10 +319,10 @@ class ReliabilityConfig(Strict):
     repair_h: Positive = Field(5.0, description="Repair time, for branches without repair_h in the table.")
     switching_h: Positive = Field(1.0, description="Time to isolate a fault and restore by switching.")
     sectionalisers: list[BranchRef] = Field(
-        default_factory=list, description="Branches (from, to) with a sectionalising switch (added to the table's)."
+        default_factory=list, max_length=5000, description="Branches (from, to) with a sectionalising switch (added to the table's)."
     )
     fuses: list[BranchRef] = Field(
-        default_factory=list, description="Branches (from, to) with a fuse: a protective device for its lateral."
+        default_factory=list, max_length=5000, description="Branches (from, to) with a fuse: a protective device for its lateral."
     )
     tie_restoration: bool = Field(
         True, description="Normally-open tie lines restore isolated areas they reach from healthy supply."
@@ -431,7 +431,7 @@ class SolverConfig(Strict):
     mip_gap: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-3
     time_limit_s: Positive | None = None
     threads: PositiveInt = 2
-    options: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    options: dict[str, float | int | str | bool] = Field(default_factory=dict, max_length=100)
 
 
 # ------------------------------------------------------------------------------ case
@@ -447,7 +447,7 @@ class CaseConfig(Strict):
     candidates: CandidatesConfig | None = None
     economics: EconomicsConfig | None = None
     reliability: ReliabilityConfig | None = None
-    microgrids: list[MicrogridConfig] | None = None
+    microgrids: Annotated[list[MicrogridConfig], Field(max_length=1000)] | None = None
     market: MarketConfig | None = None
     solver: SolverConfig = Field(default_factory=SolverConfig)
 
