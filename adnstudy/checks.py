@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
+from adnstudy.data import csvfile
 from adnstudy.errors import CaseError, SolveError
 from adnstudy.network.feeder import Feeder, load_feeder
 
@@ -82,8 +83,9 @@ def case_feeder(case: Case) -> Feeder:
     net = case.config.network
     for label in ("buses", "branches"):  # checked here too, for the line in the case file
         table = getattr(net, label)
-        if table is not None and not case.resolve(table).is_file():
-            raise case.error(f"feeder table not found: {case.resolve(table)}", "network", label)
+        why = csvfile.problem(case.resolve(table), "feeder table") if table is not None else None
+        if why is not None:
+            raise case.error(why, "network", label)
     try:
         feeder = load_feeder(case.config.network, case.base_dir, case.path)
     except SolveError:  # the base-case power flow behind branch_rating_factor: the peak load is too large

@@ -682,11 +682,12 @@ def test_profile_bad_time(study: Study, command: str, cell: str, reason: str) ->
 @pytest.mark.parametrize("command", PROFILE_COMMANDS)
 def test_profile_not_utf8(study: Study, command: str) -> None:
     study.write("case.yaml", CSV_PROFILES)
-    study.write("p.csv", hourly_csv(day_shape()).encode() + b"2021-01-03 00:00,\xff\n")
+    text = hourly_csv(day_shape())
+    study.write("p.csv", text.encode() + b"2021-01-03 00:00,\xff\n")
     assert_error(
         study.cli(command),
-        where(study.folder / "p.csv", None),
-        "'utf-8' codec can't decode",
+        where(study.folder / "p.csv", len(text.splitlines()) + 1),
+        "'utf-8' codec can't decode byte 0xff",
         out=study.out,
     )
 

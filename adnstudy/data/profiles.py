@@ -93,8 +93,9 @@ def load_profiles(case: Case) -> pd.DataFrame:
             assert rel is not None
             path = case.resolve(rel)
             field = ("profiles", "series", name, "file") if s.file else ("profiles", "file")
-            if not path.is_file():
-                raise case.error(f"profile file not found: {path}", *field)
+            why = csvfile.problem(path, "profile file")
+            if why is not None:
+                raise case.error(why, *field)
             cols = csvfile.header(path)
             if cfg.time_column not in cols:
                 raise case.error(f"{path.name} has no time column '{cfg.time_column}'", "profiles", "time_column")
@@ -135,7 +136,8 @@ def load_profiles(case: Case) -> pd.DataFrame:
 def _simbench_file(path: Path, items: list[tuple[str, str]]) -> _TimedFile:
     """A SimBench profile table: the columns asked for, on a regular 15-minute index."""
     need = {"time", *(c for _, c in items)}
-    raw = pd.read_csv(path, sep=";", usecols=lambda c: str(c).strip() in need)
+    with csvfile.open_file(path) as fh:
+        raw = pd.read_csv(fh, sep=";", usecols=lambda c: str(c).strip() in need)
     raw.columns = [str(c).strip() for c in raw.columns]
     raw.index = csvfile.lines_of(raw)
     # SimBench stamps rows in local time (an hour repeats when daylight saving ends)

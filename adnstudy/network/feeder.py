@@ -141,8 +141,9 @@ def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Fe
         bus_file = net.buses if net.buses.is_absolute() else base_dir / net.buses
         branch_file = net.branches if net.branches.is_absolute() else base_dir / net.branches
         for label, p in (("network.buses", bus_file), ("network.branches", branch_file)):
-            if not p.is_file():
-                raise CaseError(f"feeder table not found: {p}", file=case_file, field=label)
+            why = csvfile.problem(p, "feeder table")
+            if why is not None:
+                raise CaseError(why, file=case_file, field=label)
         name = Path(bus_file).name  # a user feeder is known by its bus table
     buses = csvfile.read_table(Path(bus_file), comment="#")
     branches = csvfile.read_table(Path(branch_file), comment="#")
