@@ -320,6 +320,9 @@ def _defaults_chain(path: Path, data: dict[str, Any], lines: dict[Loc, int]
             raise CaseError(f"the defaults files name each other in a cycle: {cycle}",
                             file=by, field="defaults", line=line)
         seen.append(dpath)
+        why = userfile.problem(dpath, userfile.MAX_YAML_BYTES, "a defaults file")
+        if why is not None:  # a device, FIFO, directory or huge file: said at the line that names it
+            raise CaseError(f"defaults file {dpath}: {why}", file=by, field="defaults", line=line)
         ddata, dlines, _ = _read_yaml(dpath, "a defaults file")
         chain.append((dpath, ddata, dlines))
         by, named, lines = dpath, ddata.get("defaults"), dlines
