@@ -26,11 +26,11 @@ from adnstudy.errors import CaseError
 #: the index name of a table read here: each row's line in the file
 LINE = "line"
 #: bounds on a CSV table (docs/case.md, "Limits on input files"); the file size is userfile.MAX_CSV_BYTES
-MAX_LINE_BYTES = userfile.MIB
+MAX_LINE_BYTES = userfile.MB
 MAX_COLUMNS = 10_000
 WHAT = "a feeder table or profile file"
 _BOM = b"\xef\xbb\xbf"
-_CHUNK = userfile.MIB
+_CHUNK = 1 << 20
 
 
 def open_file(path: Path) -> BinaryIO:
@@ -86,7 +86,7 @@ def _lines(fh: BinaryIO, path: Path) -> Iterator[tuple[int, bytes]]:
 
 
 def _too_long(path: Path, line: int) -> CaseError:
-    return CaseError(f"the line is over {MAX_LINE_BYTES // userfile.MIB} MB long; a table's lines are short "
+    return CaseError(f"the line is over {MAX_LINE_BYTES // userfile.MB} MB long; a table's lines are short "
                      "(is this a CSV file?)", file=path, line=line)
 
 

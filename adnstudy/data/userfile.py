@@ -17,11 +17,11 @@ from typing import BinaryIO
 
 from adnstudy.errors import CaseError
 
-MIB = 1 << 20
+MB = 1_000_000
 #: a case file or defaults file: cases are a few KB; data lives in CSV files
-MAX_YAML_BYTES = 1 * MIB
+MAX_YAML_BYTES = 1 * MB
 #: a feeder table or profile file: a year of 15-minute data with a hundred columns is ~50 MB
-MAX_CSV_BYTES = 200 * MIB
+MAX_CSV_BYTES = 200 * MB
 
 _KINDS = (
     (stat.S_ISCHR, "a character device"),
@@ -32,7 +32,7 @@ _KINDS = (
 
 
 def size_text(n: int) -> str:
-    return f"{n / MIB:.0f} MB" if n >= MIB else f"{n} bytes"
+    return f"{n / MB:.0f} MB" if n >= MB else f"{n:,} bytes"
 
 
 def _problem_of(st: os.stat_result, limit: int, what: str) -> str | None:
