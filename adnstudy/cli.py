@@ -1,7 +1,8 @@
 """Command line: thin commands, one library call each; errors become a message and an exit code.
 
 Exit codes: 0 success, 2 bad input (case, feeder, profiles, missing inputs,
-usage), 1 a solve or computation that failed.
+usage; a results folder another run is writing), 1 a solve or computation that
+failed, 130 Ctrl-C (SIGINT), 143 SIGTERM.
 """
 
 from __future__ import annotations
