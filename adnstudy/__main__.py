@@ -1,3 +1,3 @@
-from adnstudy.cli import main
+from adnstudy.entry import main
 
 main()

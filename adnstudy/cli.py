@@ -1,7 +1,8 @@
 """Command line: thin commands, one library call each; errors become a message and an exit code.
 
 Exit codes: 0 success, 2 bad input (case, feeder, profiles, missing inputs,
-usage), 1 a solve or computation that failed.
+usage; a results folder another run is writing), 1 a solve or computation that
+failed, 130 Ctrl-C (SIGINT), 143 SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from adnstudy import __version__
+from adnstudy import __version__, interrupt
 from adnstudy.errors import AdnstudyError
 from adnstudy.stages.registry import STAGES, Stage, resolve
 
@@ -98,8 +99,9 @@ def handled(func: F) -> F:
             if STATE.verbose >= 2:
                 traceback.print_exc()
             _fail(str(exc), exc.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted; no results were written for the unfinished stage", 130)
+        except KeyboardInterrupt as exc:  # Ctrl-C (130) or SIGTERM (143): the stage's writer cleaned up
+            _fail(f"{interrupt.describe(exc)}; no results were written for the unfinished stage",
+                  interrupt.exit_code(exc))
         except Exception as exc:  # an unexpected failure is still a clean message
             if STATE.verbose:
                 traceback.print_exc()
@@ -192,6 +194,7 @@ def _stage_command(stage: Stage) -> Callable[..., None]:
 
     def command(case: Path, out: Path | None = None, **given: Any) -> None:
         from adnstudy.pipeline import run_stage
+        from adnstudy.results.store import out_lock
 
         c = _load(case)
         for opt in stage.options:
@@ -201,9 +204,9 @@ def _stage_command(stage: Stage) -> Callable[..., None]:
                 _echo(lines)
                 return
         out_dir = _out(c, out)
-        with progress(stage.progress):
+        with out_lock(out_dir), progress(stage.progress):  # the folder is this run's until it ends
             summary = run_stage(c, out_dir, stage.name, **given)
-        _echo(resolve(stage.report)(c, out_dir, summary, given))
+            _echo(resolve(stage.report)(c, out_dir, summary, given))
 
     params = [
         inspect.Parameter("case", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=CaseArg),
@@ -240,6 +243,7 @@ def run(
     Example: adnstudy run cases/ieee33.yaml --out results/ieee33
     """
     from adnstudy.pipeline import run_all
+    from adnstudy.results.store import out_lock
 
     c = _load(case)
     out_dir = _out(c, out)
@@ -248,7 +252,7 @@ def run(
         if STATE.verbose:
             typer.echo(f"running {name} ...", err=True)
 
-    with progress("Running the study"):
+    with out_lock(out_dir), progress("Running the study"):  # one lock across all the stages
         outcomes = run_all(c, out_dir, force=force, on_start=start)
     width = max(len(o.stage) for o in outcomes)
     for o in outcomes:
@@ -261,7 +265,13 @@ def run(
 
 
 def main() -> None:
-    app()
+    """The command (``adnstudy.entry.main`` installs the signal handlers before importing this module)."""
+    interrupt.install()
+    try:
+        app()
+    except KeyboardInterrupt as exc:  # outside a command, e.g. while typer parses the arguments
+        typer.echo(f"error: {interrupt.describe(exc)}", err=True)
+        sys.exit(interrupt.exit_code(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -88,3 +88,9 @@ class NotConvergedError(SolveError):
 class IncompleteResultsError(SolveError):
     """A stage wrote its results, but some parts (named in the message and marked in the tables and the
     manifest) did not reach their tolerances or failed: nothing is lost, and nothing looks final (exit 1)."""
+
+
+class ResultsBusyError(AdnstudyError):
+    """Another process is writing into the results folder (it holds the folder's lock)."""
+
+    exit_code = 2

@@ -5,15 +5,32 @@ in only when the stage finished, so a failed or interrupted stage leaves the
 previous results (or nothing) and never a half-written set. The manifest records
 what produced the tables: package version, case hashes, inputs, solver record,
 timings per phase and the objective.
+
+**Faults and concurrent runs** (docs/results.md, "What a killed, interrupted or
+concurrent run leaves behind"): a run that writes into a results folder holds
+its lock (:func:`out_lock`, ``DIR/.adnstudy.lock``); a second run into the same
+folder stops at once with exit 2 naming the holder. The hidden folders are
+named with their owner (``.<stage>.tmp-<host>-<pid>-<hex>``); the first thing a
+run does under the lock is :func:`recover`: remove those of dead owners and put
+back a stage folder that a killed swap left aside. The swap itself is one atomic
+``renameat2(RENAME_EXCHANGE)`` on Linux, else two renames that :func:`recover`
+completes.
 """
 
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import errno
 import hashlib
 import json
+import logging
 import os
+import re
+import shlex
 import shutil
+import socket
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,11 +40,24 @@ from typing import Any
 
 import pandas as pd
 
-from adnstudy import __version__
+from adnstudy import __version__, interrupt
 from adnstudy.config.load import Case
-from adnstudy.errors import MissingInputError
+from adnstudy.errors import MissingInputError, ResultsBusyError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+#: The lock file of a results folder: held (and holding who) while a run writes there.
+LOCK = ".adnstudy.lock"
+#: This machine in the hidden folders' names (letters, digits and underscores).
+HOST = re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:40] or "host"
+#: A hidden folder of a stage: ``.<folder>.tmp-<host>-<pid>-<hex>`` (older versions: ``.<folder>.tmp-<hex>``).
+SCRATCH = re.compile(r"^\.(?P<folder>.+)\.(?P<kind>tmp|old)-(?:(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)-)?[0-9a-f]{8}$")
 
 
 def default_out(case: Case) -> Path:
@@ -56,7 +86,7 @@ class StageWriter:
         self.case = case
         self.folder = folder or stage
         self.final = self.out_dir / self.folder
-        self.tmp = self.out_dir / f".{self.folder}.tmp-{uuid.uuid4().hex[:8]}"
+        self.tmp = self.out_dir / scratch_name(self.folder, "tmp")
         #: the tables and figures the stage declares (None: not checked)
         self.declared = (tables, optional_tables, figures)
         self.timings: dict[str, float] = {}
@@ -66,18 +96,27 @@ class StageWriter:
         self._t0 = time.perf_counter()
 
     def __enter__(self) -> StageWriter:
-        self.tmp.mkdir(parents=True, exist_ok=False)
+        self._lock = out_lock(self.out_dir)  # already held by the command: taken again (counted)
+        self._lock.__enter__()
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=False)
+        except BaseException:
+            self._lock.__exit__(None, None, None)
+            raise
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
         try:
-            self._commit()
-        except BaseException:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            raise
+            if exc_type is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return
+            try:
+                self._commit()
+            except BaseException:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                raise
+        finally:
+            self._lock.__exit__(None, None, None)
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -133,13 +172,234 @@ class StageWriter:
         }
         with open(self.tmp / MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=2, default=_json_default)
-        old = None
-        if self.final.exists():
-            old = self.out_dir / f".{self.folder}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(self.final, old)
-        os.replace(self.tmp, self.final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        with interrupt.deferred():  # a signal waits until the swap is done
+            previous = _swap(self.tmp, self.final)
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+
+
+def scratch_name(folder: str, kind: str) -> str:
+    """A hidden folder's name beside stage folder ``folder``: ``kind`` (tmp, old), this host and process."""
+    return f".{folder}.{kind}-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _swap(new: Path, final: Path) -> Path | None:
+    """Put complete folder ``new`` in place of ``final``; return where the previous results now are.
+
+    One atomic exchange where the system has it; else ``final`` is renamed
+    aside to ``.<stage>.old-…`` and ``new`` into place (a kill between the two
+    renames is repaired by :func:`recover`).
+    """
+    if not final.exists():
+        os.replace(new, final)
+        return None
+    if _exchange(new, final):
+        return new  # it now holds the previous results
+    old = final.parent / scratch_name(final.name, "old")
+    os.replace(final, old)
+    os.replace(new, final)
+    return old
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where it is not available."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc before 2.28, musl
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a file system without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` of this machine runs (a zombie does not; unknown counts as running)."""
+    if pid == os.getpid():
+        return True
+    if sys.platform == "win32":  # os.kill(pid, 0) would end it there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def _owner_dead(match: re.Match[str]) -> bool:
+    if match["pid"] is None:  # named by a version without owners or a lock: its run is over
+        return True
+    return match["host"] == HOST and not _alive(int(match["pid"]))  # another machine's: not known
+
+
+def recover(out_dir: Path) -> list[str]:
+    """What killed runs left in ``out_dir``, cleaned (call it holding the folder's lock); returns what was done.
+
+    Hidden ``.<stage>.tmp-*`` and ``.<stage>.old-*`` folders whose owner process
+    is dead are deleted, except that when ``<stage>/`` is missing (a swap cut
+    between its two renames) the newest complete ``.old-*`` (with a manifest)
+    is renamed back to ``<stage>/``: the previous results, as if the killed
+    stage had never run.
+    """
+    out_dir = Path(out_dir)
+    done: list[str] = []
+    olds: dict[str, list[Path]] = {}
+    try:
+        entries = list(out_dir.iterdir())
+    except FileNotFoundError:
+        return done
+    for path in entries:
+        match = SCRATCH.match(path.name)
+        if match is None or path.is_symlink() or not path.is_dir() or not _owner_dead(match):
+            continue
+        if match["kind"] == "old":
+            olds.setdefault(match["folder"], []).append(path)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name}")
+    for folder, paths in olds.items():
+        final = out_dir / folder
+        paths.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        if not final.exists() and (paths[0] / MANIFEST).is_file():
+            os.replace(paths[0], final)
+            done.append(f"restored {folder}/ from {paths[0].name}")
+            paths = paths[1:]
+        for path in paths:
+            shutil.rmtree(path, ignore_errors=True)
+            done.append(f"removed {path.name}")
+    for line in done:
+        log.info("%s: %s (left by a run that was killed)", out_dir, line)
+    return done
+
+
+class out_lock:  # noqa: N801 - used as a function: ``with out_lock(out_dir):``
+    """Exclusive use of a results folder by this process, for a whole command (module docstring).
+
+    Taken again by the same process, it is only counted. The first taker
+    creates the folder if needed, writes its pid, host, command and start time
+    into ``DIR/.adnstudy.lock`` and runs :func:`recover`; the last release
+    deletes the file (and the folder, if the run left it empty). Another
+    process that holds the lock makes this raise :class:`ResultsBusyError`.
+    The lock is a POSIX record lock (``fcntl.lockf``): the system drops it when
+    its process ends, however it ends, and a forked child does not inherit it.
+    """
+
+    _held: dict[str, list[Any]] = {}  # folder's real path -> [fd, count, created the folder]
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / LOCK
+
+    def __enter__(self) -> out_lock:
+        self.key = os.path.realpath(self.out_dir)
+        held = self._held.get(self.key)
+        if held is not None:
+            held[1] += 1
+            return self
+        created = not self.out_dir.exists()
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        fd = _acquire(self.path, self.out_dir)
+        self._held[self.key] = [fd, 1, created]
+        try:
+            recover(self.out_dir)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        held = self._held[self.key]
+        held[1] -= 1
+        if held[1]:
+            return
+        del self._held[self.key]
+        fd, _, created = held
+        try:
+            os.ftruncate(fd, 0)
+            os.unlink(self.path)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)  # releases the lock
+        if created:
+            try:
+                self.out_dir.rmdir()  # only if the run left it empty
+            except OSError:
+                pass
+
+
+def _acquire(path: Path, out_dir: Path) -> int:
+    """The open, locked lock file; :class:`ResultsBusyError` if another process holds it."""
+    for _ in range(100):  # the holder may delete the file just as we open it: open the new one
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            locked = _try_lock(fd)
+            if not locked:
+                raise ResultsBusyError(f"{out_dir} is in use by another adnstudy run ({_holder(fd)}): wait until "
+                                       "it ends, or give another --out folder")
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(path))
+            except FileNotFoundError:
+                same = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if same:
+            since = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+            info = {"pid": os.getpid(), "host": socket.gethostname(), "since_utc": since,
+                    "command": shlex.join(["adnstudy", *sys.argv[1:]])}
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(info).encode())
+            return fd
+        os.close(fd)
+    raise ResultsBusyError(f"{out_dir}: could not take its lock {path.name} (it keeps being replaced)")
+
+
+def _try_lock(fd: int) -> bool:
+    if fcntl is None:
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, from its file: pid, host, since when, command."""
+    for attempt in range(5):
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            info = json.loads(os.read(fd, 65536).decode("utf-8", errors="replace"))
+            return (f"pid {info['pid']} on {info['host']}, since {info['since_utc']}: "
+                    f"{str(info['command'])[:300]}")
+        except (OSError, ValueError, KeyError, TypeError):
+            if attempt < 4:
+                time.sleep(0.05)  # the holder is writing it
+    return "a process that did not say who it is"
 
 
 def _json_default(obj: Any) -> Any:

@@ -6,6 +6,14 @@ no time limit (ECOS_BB) is stopped from outside. The child returns the integer
 decisions; the caller re-solves the continuous model with them fixed, so every
 strategy's tables come from the same model.
 
+**The child never outlives the run.** When the parent leaves the wait for any
+reason (Ctrl-C, SIGTERM, an error) it stops the child: SIGTERM, then SIGKILL
+after :data:`GRACE_S`. The child ignores SIGINT (the parent decides), dies at
+once on SIGTERM, is a daemon (it never holds up the interpreter's exit), and
+dies with its parent even when the parent is killed outright: on Linux through
+``prctl(PR_SET_PDEATHSIG, SIGKILL)``, elsewhere through a thread that watches
+its parent's pid (which runs only while the solver releases the GIL).
+
 **Limits.** The case's time limit counts from the start of the child (model
 building included): each solver gets what is left of it when it starts, with
 the gap and threads, in its own words (:func:`solver_options`). SCIP goes
@@ -25,9 +33,14 @@ those its status does not already say.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import multiprocessing as mp
+import os
+import signal
+import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -44,6 +57,9 @@ log = logging.getLogger(__name__)
 TIME_LIMITED = ("SCIP", "GUROBI", "MOSEK", "CPLEX", "COPT", "XPRESS")
 #: CVXPY's warning after a solve that ended short of optimal: the record's status says it.
 INACCURATE_WARNING = "Solution may be inaccurate"
+#: Seconds a stopped child gets to end after SIGTERM before it is killed.
+GRACE_S = 2.0
+_PR_SET_PDEATHSIG = 1
 
 
 def solver_options(name: str, gap: float, time_limit: float | None, threads: int) -> dict[str, Any]:
@@ -171,8 +187,30 @@ def _solver_figures(name: str, problem: cp.Problem, solver: Any = None) -> dict[
     return {}
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """In the child: end when the parent ends, whatever ends it (module docstring)."""
+    from adnstudy import interrupt
+
+    interrupt.in_child()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the thread below
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the line above
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="adnstudy-parent-watch", daemon=True).start()
+
+
 def _child(conn, build: Callable[[], Any], name: str, gap: float, threads: int, user: dict[str, Any],
-           verbose: bool, deadline: float | None) -> None:
+           verbose: bool, deadline: float | None, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -224,23 +262,25 @@ def solve_native(
     ctx = mp.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
     deadline = None if time_limit is None else time.monotonic() + time_limit
-    proc = ctx.Process(target=_child, args=(child, build, name, gap, threads, dict(options or {}), verbose, deadline))
+    proc = ctx.Process(target=_child, args=(child, build, name, gap, threads, dict(options or {}), verbose, deadline,
+                                            os.getpid()), daemon=True)
     t0 = time.perf_counter()
-    proc.start()
-    child.close()
-    # a limited solver stops itself at the deadline and needs a moment to hand back its plan
-    wait_s = None if time_limit is None else (time_limit * 1.1 + 30.0 if limited else time_limit + 1.0)
-    ready = parent.poll(wait_s)
-    if not ready:
-        proc.kill()
-        proc.join()
-        raise SolveError(f"{name} did not finish within the time limit of {time_limit:g} s (no plan is reported)")
     try:
-        out = parent.recv()
-    except EOFError:
+        proc.start()
+        child.close()
+        # a limited solver stops itself at the deadline and needs a moment to hand back its plan
+        wait_s = None if time_limit is None else (time_limit * 1.1 + 30.0 if limited else time_limit + 1.0)
+        if not parent.poll(wait_s):
+            raise SolveError(f"{name} did not finish within the time limit of {time_limit:g} s (no plan is reported)")
+        try:
+            out = parent.recv()
+        except EOFError:
+            proc.join()
+            raise SolveError(f"{name} ended the solver process abnormally (exit code {proc.exitcode})") from None
         proc.join()
-        raise SolveError(f"{name} ended the solver process abnormally (exit code {proc.exitcode})") from None
-    proc.join()
+    finally:  # Ctrl-C, SIGTERM, an error or the time limit: the child does not outlive this call
+        _stop(proc)
+        parent.close()
     out["wall_seconds"] = time.perf_counter() - t0
     for text in out.pop("warnings", []):
         if INACCURATE_WARNING not in text:
@@ -253,6 +293,17 @@ def solve_native(
     if "error" in out:
         raise SolveError(f"{name} failed: {out['error']}")
     return out
+
+
+def _stop(proc: mp.process.BaseProcess) -> None:
+    """End a child that is still running: SIGTERM, then SIGKILL after :data:`GRACE_S`."""
+    if proc.pid is None or proc.exitcode is not None:
+        return
+    proc.terminate()
+    proc.join(GRACE_S)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
 
 
 def native_record(out: dict[str, Any], name: str, gap_target: float, usd_per_unit: float) -> dict[str, Any]:
