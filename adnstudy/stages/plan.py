@@ -103,7 +103,7 @@ def plan_stage(
             p_bus, q_bus = net_loads(data, sol)
             check = verify_against_ac(data.feeder, sol.flow, p_bus, q_bus)
         with w.phase("baseline"):
-            baseline = no_investment_baseline(data, settings.conic(FINAL))
+            baseline = no_investment_baseline(data, settings.conic(FINAL), model=result.model)
         rel_record = None
         if data.reliability is not None:
             with w.phase("reliability"):
