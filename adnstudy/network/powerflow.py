@@ -147,8 +147,10 @@ def run_powerflow(
 CHUNK_CELLS = 1_000_000
 
 
-def chunk_slices(n_snap: int, n_bus: int, cells: int = CHUNK_CELLS) -> list[slice]:
-    """Consecutive snapshot ranges of at most ``cells`` bus·snapshots each (at least one snapshot)."""
+def chunk_slices(n_snap: int, n_bus: int, cells: int | None = None) -> list[slice]:
+    """Consecutive snapshot ranges of at most ``cells`` (default :data:`CHUNK_CELLS`) bus·snapshots each
+    (at least one snapshot)."""
+    cells = CHUNK_CELLS if cells is None else cells
     step = max(1, cells // max(1, n_bus))
     return [slice(a, min(a + step, n_snap)) for a in range(0, n_snap, step)]
 
@@ -158,7 +160,7 @@ def run_powerflow_chunks(
     multipliers: np.ndarray,
     *,
     v0_pu: float = 1.0,
-    cells: int = CHUNK_CELLS,
+    cells: int | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
 ) -> Iterator[tuple[slice, np.ndarray, np.ndarray, PowerFlowResult]]:
