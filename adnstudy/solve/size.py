@@ -12,8 +12,9 @@ with R renewable and B storage candidates::
 Memory is calibrated on ``benchmarks/scale.py``'s measurements (peak RSS of
 ``adnstudy plan``, 2 cores, CVXPY 1.9, Clarabel 0.11): the process itself
 (~300 MB), and per nonzero and model copy the compiled CVXPY problem plus
-Clarabel's workspace (KKT matrix, its LDL factor and iterates), about 0.55 kB
-(0.7 kB with the reliability section, whose final point retries more);
+Clarabel's workspace (KKT matrix, its LDL factor and iterates), about 0.45 kB
+(0.6 kB with the reliability section, whose final point retries more): within
+−7 % … +34 % of the peaks measured at 200 and 500 buses, K = 8;
 the plan's branch-and-bound keeps one model copy per thread, and the rest of
 the stage (one-day seeding model, tables, AC check) adds about half a copy.
 One relaxation takes about 1.1 s per 150,000 nonzeros, growing as
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 #: Environment variable capping the memory a model may take, in MB (default: what the machine has available).
 MEMORY_LIMIT_ENV = "ADNSTUDY_MEMORY_LIMIT_MB"
 BASE_MB = 300.0  # the Python process with numpy, pandas, CVXPY and the case loaded
-BYTES_PER_NNZ = {False: 550.0, True: 700.0}  # per nonzero and model copy, without / with reliability
+BYTES_PER_NNZ = {False: 450.0, True: 600.0}  # per nonzero and model copy, without / with reliability
 STAGE_COPIES = 0.5  # what the stage holds besides the search's copies, in model copies
 NODE_SECONDS = 1.1  # one relaxation of NODE_NNZ nonzeros
 NODE_NNZ = 150_000
