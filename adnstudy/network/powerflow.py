@@ -7,7 +7,10 @@ one sweep over all snapshots at once is two sparse products::
     I_br   = T · I_load                          backward: each branch carries its subtree
     V      = V0 − Tᵀ · (z ⊙ I_br)                forward: drops along the path
 
-iterated until the largest voltage change is below ``tol``. Loads are constant
+iterated until each snapshot's largest voltage change is below ``tol`` (a
+converged snapshot is kept and leaves the sweep, so a snapshot's result does
+not depend on which others are solved with it: :func:`run_powerflow_chunks`
+gives the one-shot numbers bit for bit with memory bounded by the chunk). Loads are constant
 power (positive = consumption); a net injection (DG, MG export) is a negative load.
 The method is exact for radial networks with no shunt branches, which is the
 Baran & Wu data. Used to verify relaxed (SOCP) operating points and for the
@@ -16,6 +19,7 @@ base-case checks against the published figures.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,34 +91,88 @@ def run_powerflow(
     v0 = np.broadcast_to(np.asarray(v0_pu, dtype=float), (n_snap,)).astype(complex)
     T = feeder.path
     Tt = T.T.tocsr()
+    # Each snapshot (column) is swept until its own voltage change is below tol and then kept: a column's
+    # result depends on that column alone, so solving the hours in chunks gives the same numbers bit for bit.
+    v_out = np.empty((feeder.n_bus, n_snap), dtype=complex)
+    change_out = np.zeros(n_snap)
+    active = np.arange(n_snap)
+    s_a, v0_a = s, v0
     v = np.tile(v0, (feeder.n_bus, 1))
-    mismatch = np.inf
+    mismatch, iterations = np.inf, 0
     for it in range(1, max_iter + 1):
-        i_load = np.conj(s / v)
+        i_load = np.conj(s_a / v)
         i_br = T @ i_load
-        v_new = v0[None, :] - Tt @ (z * i_br)
-        v_new[0] = v0
-        mismatch = float(np.max(np.abs(v_new - v)))
+        v_new = v0_a[None, :] - Tt @ (z * i_br)
+        v_new[0] = v0_a
+        change = np.max(np.abs(v_new - v), axis=0)
         v = v_new
+        mismatch, iterations = float(np.max(change)), it
         if not np.isfinite(mismatch) or np.min(np.abs(v)) < 0.2:
             break
-        if mismatch < tol:
-            i_load = np.conj(s / v)
-            i_br = T @ i_load
-            s_from = v[feeder.f] * np.conj(i_br)
-            loss = z * np.abs(i_br) ** 2
-            return PowerFlowResult(
-                v=v,
-                i_branch=i_br,
-                s_from=s_from,
-                loss=loss,
-                iterations=it,
-                max_mismatch_pu=mismatch,
-                base_mva=feeder.base_mva,
-                i_base_ka=feeder.i_base_ka,
-            )
+        done = change < tol
+        if done.any():
+            v_out[:, active[done]] = v[:, done]
+            change_out[active[done]] = change[done]
+            if done.all():
+                active = active[:0]
+                break
+            keep = ~done
+            active, v, s_a, v0_a = active[keep], v[:, keep], s_a[:, keep], v0_a[keep]
+    if n_snap and not active.size:
+        v = v_out
+        i_load = np.conj(s / v)
+        i_br = T @ i_load
+        s_from = v[feeder.f] * np.conj(i_br)
+        loss = z * np.abs(i_br) ** 2
+        return PowerFlowResult(
+            v=v,
+            i_branch=i_br,
+            s_from=s_from,
+            loss=loss,
+            iterations=iterations,
+            max_mismatch_pu=float(np.max(change_out)),
+            base_mva=feeder.base_mva,
+            i_base_ka=feeder.i_base_ka,
+        )
+    it = iterations
     raise SolveError(
         f"AC power flow did not converge after {it} sweeps (largest voltage change {mismatch:.3g} pu); "
         f"the load is probably beyond what the feeder can carry: check network.load_scale and the bus loads in "
         f"{feeder.bus_file} (p_mw and q_mvar are in MW and Mvar; loads given in kW are 1000 times too large)"
     )
+
+
+#: Bus·snapshot cells per chunk of a long power flow (:func:`run_powerflow_chunks`): about 16 MB per complex
+#: bus × snapshot array, a few hundred MB for the sweep and the chunk's tables at any feeder size.
+CHUNK_CELLS = 1_000_000
+
+
+def chunk_slices(n_snap: int, n_bus: int, cells: int | None = None) -> list[slice]:
+    """Consecutive snapshot ranges of at most ``cells`` (default :data:`CHUNK_CELLS`) bus·snapshots each
+    (at least one snapshot)."""
+    cells = CHUNK_CELLS if cells is None else cells
+    step = max(1, cells // max(1, n_bus))
+    return [slice(a, min(a + step, n_snap)) for a in range(0, n_snap, step)]
+
+
+def run_powerflow_chunks(
+    feeder: Feeder,
+    multipliers: np.ndarray,
+    *,
+    v0_pu: float = 1.0,
+    cells: int | None = None,
+    tol: float = 1e-10,
+    max_iter: int = 100,
+) -> Iterator[tuple[slice, np.ndarray, np.ndarray, PowerFlowResult]]:
+    """The power flow of every snapshot of ``multipliers`` (bus × snapshot, per unit of each bus's peak load),
+    chunk by chunk: yields the chunk's snapshots, its loads ``p_mw``, ``q_mvar`` and its result.
+
+    Memory is bounded by the chunk, not by buses × snapshots; the numbers are those of one
+    :func:`run_powerflow` over all snapshots (each snapshot is swept on its own).
+    """
+    p_peak = feeder.buses["p_mw"].to_numpy()[:, None]
+    q_peak = feeder.buses["q_mvar"].to_numpy()[:, None]
+    for sl in chunk_slices(multipliers.shape[1], feeder.n_bus, cells):
+        mult = multipliers[:, sl]
+        p, q = p_peak * mult, q_peak * mult
+        yield sl, p, q, run_powerflow(feeder, p, q, v0_pu=v0_pu, tol=tol, max_iter=max_iter)

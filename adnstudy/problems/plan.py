@@ -26,6 +26,7 @@ model (:class:`~adnstudy.solve.integer.MixedIntegerModel`).
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -445,7 +446,10 @@ def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "r
 def solve_plan(data: PlanData, settings: MipSettings) -> MipResult:
     """The MISOCP by the case's strategy (:func:`~adnstudy.solve.mip.solve_mip`), seeded by the one-day model."""
     coarse = (lambda: build_plan_model(coarse_data(data))) if data.n_days > 1 else None
-    return solve_mip(lambda native: build_plan_model(data, "native" if native else "relaxed"), settings, coarse=coarse)
+    result = solve_mip(lambda native: build_plan_model(data, "native" if native else "relaxed"), settings,
+                       coarse=coarse)
+    gc.collect()  # the search's other model copies and the coarse model hold reference cycles: free them now
+    return result
 
 
 @dataclass(frozen=True)
@@ -457,14 +461,19 @@ class Baseline:
     reason: str | None = None  # why there is no solution
 
 
-def no_investment_baseline(data: PlanData, settings: ConicSettings = FINAL) -> Baseline:
+def no_investment_baseline(data: PlanData, settings: ConicSettings = FINAL, model: PlanModel | None = None
+                           ) -> Baseline:
     """The same model (network, limits, prices, reliability) with every build, module and island fixed at 0.
 
     One SOCP: the annual cost of operating the network as it is, against which the plan's saving is
     measured. A network that cannot meet its limits without new capacity has no baseline; the reason
     is the first constraint family whose removal makes it feasible (:data:`RELAXATIONS`).
+
+    ``model``: the plan's own relaxed model of ``data``, once its solution has been read
+    (:meth:`PlanModel.solution`), re-solved with its integers fixed at 0 instead of building and compiling a
+    second model (on large feeders the compiled model and Clarabel's workspace are most of the memory).
     """
-    model = build_plan_model(data)
+    model = model if model is not None else build_plan_model(data)
     model.fix_integers([np.zeros_like(block.lo0, dtype=float) for block in model.integers])
     try:
         status = solve_conic(model.problem, settings, "the no-investment baseline")

@@ -148,6 +148,18 @@ class Accuracy:
                 "res_dual": self.res_dual, "iterations": self.iterations}
 
 
+def release_stale_solver(problem: cp.Problem) -> None:
+    """Drop the Clarabel object a problem keeps if CVXPY cannot update it in place (Clarabel's presolve is on).
+
+    CVXPY would then build the next one while the kept one still holds its workspace (the KKT matrix and
+    its factor): twice the memory of a solve on a large model, for nothing (the kept object is not used).
+    """
+    cache = getattr(problem, "_solver_cache", None)
+    solver = cache.get("CLARABEL") if cache else None
+    if solver is not None and not solver.is_data_update_allowed():
+        del cache["CLARABEL"]
+
+
 def clarabel_accuracy(problem: cp.Problem) -> Accuracy | None:
     """Clarabel's figures of the problem's last solve (None if CVXPY kept no Clarabel solver).
 
@@ -195,6 +207,7 @@ def solve_conic(
         error: SolverFailedError | None = None
         for n, options in enumerate(attempts):
             try:
+                release_stale_solver(problem)
                 problem.solve(solver="CLARABEL", **options)
             except cp.SolverError as exc:
                 held = -1
@@ -217,6 +230,7 @@ def solve_conic(
             raise error
         best = min(short)[1]
         if best != held:  # put the best of the points back (a solve is deterministic)
+            release_stale_solver(problem)
             problem.solve(solver="CLARABEL", **attempts[best])
         return cp.OPTIMAL_INACCURATE
 

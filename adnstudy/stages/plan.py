@@ -38,6 +38,7 @@ from adnstudy.results.figures import legend_below, new_figure
 from adnstudy.results.tables import branch_loading, branch_table, bus_table, scenario_index
 from adnstudy.solve.conic import FINAL, REFERENCE, quiet_solver
 from adnstudy.solve.mip import MipSettings
+from adnstudy.solve.size import check_plan_size
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def plan_stage(
 ) -> dict[str, Any]:
     if solver is not None:  # a usage error, before the inputs are read
         check_solver(case, solver, field="--solver")
+    check_plan_size(case, reliability=reliability, solver=solver, time_limit_s=time_limit)  # before building
     data, mg_schedules, mg_statuses, digests = load_plan_inputs(case, out_dir)
     if verbose is None:  # the branch-and-bound's progress goes to the log at INFO (adnstudy -v)
         verbose = logging.getLogger().isEnabledFor(logging.INFO)
@@ -103,7 +105,7 @@ def plan_stage(
             p_bus, q_bus = net_loads(data, sol)
             check = verify_against_ac(data.feeder, sol.flow, p_bus, q_bus)
         with w.phase("baseline"):
-            baseline = no_investment_baseline(data, settings.conic(FINAL))
+            baseline = no_investment_baseline(data, settings.conic(FINAL), model=result.model)
         rel_record = None
         if data.reliability is not None:
             with w.phase("reliability"):

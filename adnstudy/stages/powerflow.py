@@ -1,7 +1,7 @@
 """``adnstudy powerflow``: the base case of the feeder by AC power flow.
 
 ``peak`` solves the published peak snapshot (every bus at its peak load);
-``year`` solves every hour of the case's profiles in one vectorised sweep and
+``year`` solves every hour of the case's profiles, vectorised over the hours of a chunk, and
 adds annual energy losses (for a 365-day year, as every stage counts it), into
 its own folder ``powerflow_year/``. Tables (see ``docs/results.md``): ``bus``,
 ``branch`` and ``summary``.
@@ -14,12 +14,15 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import HOURS, YEAR_DAYS
 from adnstudy.network.feeder import Feeder
-from adnstudy.network.powerflow import PowerFlowResult, run_powerflow
+from adnstudy.network.powerflow import PowerFlowResult, run_powerflow_chunks
 from adnstudy.results.figures import new_figure
+from adnstudy.results.store import StageWriter
 from adnstudy.results.tables import branch_loading, branch_table, bus_table
 from adnstudy.stages.registry import BY_NAME, Line, checked_inputs, stage_writer
 
@@ -27,7 +30,11 @@ Mode = Literal["peak", "year"]
 
 
 def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year: bool = False) -> dict[str, Any]:
-    """Solve and write the base-case power flow (``year``: every hour of the profiles); return the summary."""
+    """Solve and write the base-case power flow (``year``: every hour of the profiles); return the summary.
+
+    The hours are solved and written in chunks (:func:`~adnstudy.network.powerflow.run_powerflow_chunks`),
+    so memory is bounded by a chunk, not by buses × hours; the tables are those of one sweep over the year.
+    """
     net = case.config.network
     mode: Mode = "year" if year else "peak"
     inputs = checked_inputs(case, "powerflow")
@@ -40,44 +47,88 @@ def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year:
             else:
                 mult = inputs.bus_load_multipliers
                 times = inputs.profiles.index
-            p = feeder.buses["p_mw"].to_numpy()[:, None] * mult
-            q = feeder.buses["q_mvar"].to_numpy()[:, None] * mult
-        with w.phase("solve"):
-            res = run_powerflow(feeder, p, q, v0_pu=net.v_substation_pu)
+        parts = {name: ParquetParts(w, name) for name in ("bus", "branch")}
+        summaries: list[pd.DataFrame] = []
+        worst_v: dict[int, np.ndarray] = {}  # each chunk's lowest-voltage snapshot → its bus voltages
+        iterations, mismatch = 0, 0.0
+        chunks = run_powerflow_chunks(feeder, mult, v0_pu=net.v_substation_pu)
+        while True:
+            with w.phase("solve"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            sl, p, q, res = chunk
+            iterations, mismatch = max(iterations, res.iterations), max(mismatch, res.max_mismatch_pu)
+            with w.phase("write"):
+                bus, branch, summary = result_tables(feeder, res, p, q, None if times is None else times[sl],
+                                                     first=sl.start)
+                parts["bus"].write(bus)
+                parts["branch"].write(branch)
+                summaries.append(summary)
+                low = int(np.argmin(summary["v_min_pu"].to_numpy()))
+                worst_v[sl.start + low] = res.v_pu[:, low]
+            del bus, branch, res, p, q
         with w.phase("write"):
-            bus, branch, summary = result_tables(feeder, res, p, q, times)
-            w.table("bus", bus)
-            w.table("branch", branch)
+            for part in parts.values():
+                part.close()
+            summary = pd.concat(summaries, ignore_index=True)
             w.table("summary", summary)
-            figures = summarise(feeder, res, summary, mode)
-            w.figure("voltage_profile", voltage_figure(feeder, res, figures))
+            figures = summarise(feeder, summary, mode)
+            w.figure("voltage_profile", voltage_figure(feeder, worst_v[figures.get("worst_snapshot", 0)], figures))
         w.record(
             run_key=run_key,
             mode=mode,
             **({"year_days": YEAR_DAYS} if mode == "year" else {}),
-            solver={"name": "backward_forward_sweep", "status": "converged", "iterations": res.iterations,
-                    "max_mismatch_pu": res.max_mismatch_pu},
+            solver={"name": "backward_forward_sweep", "status": "converged", "iterations": iterations,
+                    "max_mismatch_pu": mismatch},
             objective=None,
             summary=figures,
         )
     return figures
 
 
+class ParquetParts:
+    """A table of the stage written chunk by chunk into one Parquet file (one row group per chunk).
+
+    Reads back as the frame the chunks concatenate to, as if written whole by ``StageWriter.table``.
+    """
+
+    def __init__(self, w: StageWriter, name: str) -> None:
+        self.w, self.name = w, name
+        self.path = w.tmp / f"{name}.parquet"
+        self.writer: pq.ParquetWriter | None = None
+
+    def write(self, df: pd.DataFrame) -> None:
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, table.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        assert self.writer is not None, "no chunk written"
+        self.writer.close()
+        self.w.tables.append(self.name)
+
+
 def result_tables(
-    feeder: Feeder, res: PowerFlowResult, p: np.ndarray, q: np.ndarray, times: pd.DatetimeIndex | None
+    feeder: Feeder, res: PowerFlowResult, p: np.ndarray, q: np.ndarray, times: pd.DatetimeIndex | None,
+    first: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Tidy tables, one row per (snapshot, bus) and (snapshot, branch), and one per snapshot."""
+    """Tidy tables, one row per (snapshot, bus) and (snapshot, branch), and one per snapshot
+    (snapshots numbered from ``first``)."""
     n_snap = res.v.shape[1]
-    snap = np.arange(n_snap)
+    cols = np.arange(n_snap)
+    snap = first + cols
     index = {"snapshot": snap}
-    bus = bus_table(feeder, index, {"v_pu": res.v_pu, "va_deg": res.va_deg, "p_load_mw": p, "q_load_mvar": q})
+    v_pu = res.v_pu
+    bus = bus_table(feeder, index, {"v_pu": v_pu, "va_deg": res.va_deg, "p_load_mw": p, "q_load_mvar": q})
     i_ka = res.i_branch_ka
     branch = branch_table(feeder, index, {
         "p_mw": res.s_from.real * feeder.base_mva, "q_mvar": res.s_from.imag * feeder.base_mva, "i_ka": i_ka,
         "loss_mw": res.loss.real * feeder.base_mva, "loss_mvar": res.loss.imag * feeder.base_mva,
         **branch_loading(feeder, i_ka),
     })
-    vmin_pos = np.argmin(res.v_pu, axis=0)
+    vmin_pos = np.argmin(v_pu, axis=0)
     summary = pd.DataFrame({
         "snapshot": snap,
         "time": times if times is not None else pd.NaT,
@@ -86,13 +137,13 @@ def result_tables(
         "q_import_mvar": res.s_from.imag[feeder.f == 0].sum(axis=0) * feeder.base_mva + q[0],
         "p_loss_mw": res.p_loss_mw,
         "q_loss_mvar": res.q_loss_mvar,
-        "v_min_pu": res.v_pu[vmin_pos, snap],
+        "v_min_pu": v_pu[vmin_pos, cols],
         "v_min_bus": feeder.bus_ids[vmin_pos],
     })
     return bus, branch, summary
 
 
-def summarise(feeder: Feeder, res: PowerFlowResult, summary: pd.DataFrame, mode: Mode) -> dict[str, Any]:
+def summarise(feeder: Feeder, summary: pd.DataFrame, mode: Mode) -> dict[str, Any]:
     """Headline figures at the worst snapshot (lowest voltage; the peak in peak mode), and energy over a year.
 
     Annual energies are for a ``YEAR_DAYS``-day year: the sums over the profiles' hours (8,784 in a
@@ -115,10 +166,10 @@ def summarise(feeder: Feeder, res: PowerFlowResult, summary: pd.DataFrame, mode:
     return out
 
 
-def voltage_figure(feeder: Feeder, res: PowerFlowResult, figures: dict[str, Any]):
+def voltage_figure(feeder: Feeder, v_pu: np.ndarray, figures: dict[str, Any]):
+    """The bus voltages ``v_pu`` of the worst snapshot."""
     fig, ax = new_figure(7, 3.2)
-    worst = figures.get("worst_snapshot", 0)
-    ax.plot(np.arange(feeder.n_bus), res.v_pu[:, worst], marker="o", ms=3)
+    ax.plot(np.arange(feeder.n_bus), v_pu, marker="o", ms=3)
     ax.set_xticks(np.arange(feeder.n_bus)[:: max(1, feeder.n_bus // 16)])
     ax.set_xticklabels(feeder.bus_ids[:: max(1, feeder.n_bus // 16)])
     ax.set_xlabel("bus")
