@@ -216,10 +216,6 @@ def _stage_command(stage: Stage) -> Callable[..., None]:
                           annotation=Annotated[o.annotation, typer.Option(*o.flags, help=o.help, metavar=o.metavar)])
         for o in stage.options
     ]
-    if stage.reads_results:
-        params.append(inspect.Parameter("force_inputs", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
-            bool, typer.Option("--force-inputs", help="Use earlier stages' results even if they are not this case's "
-                               "(a warning, recorded in the manifest); their content is still checked.")]))
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__name__ = stage.name
     command.__doc__ = stage.help

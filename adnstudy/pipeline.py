@@ -22,23 +22,21 @@ that did not converge) is never up to date.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adnstudy import __version__
 from adnstudy.config.load import Case
 from adnstudy.errors import IncompleteResultsError
-from adnstudy.provenance import CURRENT, StageRun, json_options, key_parts, sha256_json
-from adnstudy.results.store import read_manifest
+from adnstudy.results.store import read_manifest, table_digest
 from adnstudy.stages.registry import BY_NAME, STAGES, Stage, missing_sections, resolve
 
 
 def _file_digest(path: Path) -> str:
-    """SHA-256 of a data file, read in blocks (a profile file may be 200 MB)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -> dict[str, str]:
@@ -84,20 +82,18 @@ def section_values(case: Case, sections: tuple[str, ...]) -> dict[str, Any]:
 
 
 def run_key(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any] | None = None) -> str:
-    """Hash of what the stage's results depend on (module docstring): of its ``depends`` record."""
-    return sha256_json(key_parts(case, out_dir, stage, options))
-
-
-@contextmanager
-def _running(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any], force_inputs: bool = False
-             ) -> Iterator[str]:
-    """The stage's run key, with its ``depends`` and options published for its writer and input checks."""
-    parts = key_parts(case, out_dir, stage, options)
-    token = CURRENT.set(StageRun(stage.name, json_options(options), parts, force_inputs=force_inputs))
-    try:
-        yield sha256_json(parts)
-    finally:
-        CURRENT.reset(token)
+    """Hash of what the stage's results depend on (module docstring)."""
+    options = options or {}
+    sections, files = stage.depends_on(options)
+    payload = {
+        "version": __version__,
+        "stage": stage.name,
+        "options": {k: str(v) for k, v in options.items()},
+        "sections": section_values(case, sections),
+        "files": input_digests(case, files),
+        "tables": {f"{up}/{t}": table_digest(path) for (up, t), path in stage.tables_read(out_dir, options).items()},
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -117,8 +113,7 @@ def run_stage(case: Case, out_dir: Path, name: str, **options: Any) -> dict[str,
     """Run one stage now (as its own command does), recording its run key."""
     stage = BY_NAME[name]
     opts = stage.result_options(options)
-    with _running(case, out_dir, stage, opts, force_inputs=bool(options.get("force_inputs"))) as key:
-        return resolve(stage.run)(case, out_dir, run_key=key, **opts)
+    return resolve(stage.run)(case, out_dir, run_key=run_key(case, out_dir, stage, opts), **opts)
 
 
 def run_all(
@@ -139,8 +134,7 @@ def run_all(
         if on_start:
             on_start(stage.name)
         try:
-            with _running(case, out_dir, stage, {}) as key:
-                summary = resolve(stage.run)(case, out_dir, run_key=key)
+            summary = resolve(stage.run)(case, out_dir, run_key=key)
         except IncompleteResultsError as exc:  # written and marked; later stages may still run
             outcomes.append(StageOutcome(stage.name, "not final", str(exc)))
             continue

@@ -84,12 +84,6 @@ def typical_days(case: Case, typical: pd.DataFrame, weights: pd.DataFrame) -> Ty
     for name, kind in kinds.items():
         first_of.setdefault(kind, name)
     series = {n: cube[n].to_numpy().reshape(len(scenarios), HOURS) for n in kinds}
-    for n, values in series.items():
-        if np.isnan(values).any():
-            d, h = np.argwhere(np.isnan(values))[0]
-            raise case.error(f"cluster/typical has no value of series '{n}' for scenario {scenarios[d]} hour {h} "
-                             "(typical and weights tables do not match): re-run 'adnstudy cluster' for this case",
-                             "clustering")
     # tables written before the normalised column existed carry only the raw day counts
     weight_days = (weights["weight_days"].to_numpy(dtype=float) if "weight_days" in weights.columns
                    else year_weight_days(weights["days"].to_numpy()))

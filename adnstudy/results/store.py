@@ -166,7 +166,6 @@ class StageWriter:
                 "config_sha256": self.case.config_sha256,
             },
             "tables": self.tables,
-            "table_sha256": {t: table_digest(self.tmp / f"{t}.parquet") for t in self.tables},
             "figures": self.figures,
             "timings_s": {k: round(v, 6) for k, v in self.timings.items()},
             **self.meta,
@@ -440,10 +439,4 @@ def read_table(out_dir: Path, stage: str, table: str, case: Case) -> pd.DataFram
         raise MissingInputError(
             f"{path} is missing: it is written by 'adnstudy {stage} {case.path} --out {out_dir}'"
         )
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # 0-byte, truncated or garbage file: Arrow's errors have no common base
-        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-        raise MissingInputError(
-            f"{path} is not a readable Parquet table ({reason}): re-run 'adnstudy {stage} {case.path} --out {out_dir}'"
-        ) from None
+    return pd.read_parquet(path)

@@ -106,11 +106,6 @@ class Stage:
     reads_network: bool = True  # its results depend on the network section and the feeder tables
 
     @property
-    def reads_results(self) -> bool:
-        """Whether it reads earlier stages' tables (then its command has --force-inputs)."""
-        return bool(self.reads or self.optional_reads or self.folder_reads)
-
-    @property
     def requires(self) -> tuple[str, ...]:
         """Earlier stages whose tables this one reads."""
         return tuple(dict.fromkeys(s for s, _ in self.reads))
@@ -282,20 +277,11 @@ def read_inputs(case: Case, out_dir: Path, stage: str, options: Mapping[str, Any
                 ) -> tuple[dict[tuple[str, str], pd.DataFrame], dict[str, str | None]]:
     """The tables the stage reads (declared, and optional ones that exist) and their content digests.
 
-    Before reading, each is checked to be its case's (:func:`adnstudy.provenance.check_upstream`);
-    after, its columns, types and ranges (:mod:`adnstudy.results.inputs`). The digests go into the
-    stage's manifest (``inputs``: ``"stage/table"`` → sha256), the same values its run key holds.
+    The digests go into the stage's manifest (``inputs``: ``"stage/table"`` → sha256), the same
+    values its run key holds.
     """
-    from adnstudy.provenance import check_upstream
-    from adnstudy.results.inputs import checked_table
-
-    s = BY_NAME[stage]
-    paths = s.tables_read(out_dir, options)
-    check_upstream(case, s, paths)
-    prof = case.config.profiles
-    kinds = {n: sr.kind for n, sr in prof.series.items()} if prof is not None else None
-    tables = {(up, t): checked_table(read_table(path.parents[1], up, t, case), path, up, t, kinds)
-              for (up, t), path in paths.items()}
+    paths = BY_NAME[stage].tables_read(out_dir, options)
+    tables = {(up, t): read_table(path.parents[1], up, t, case) for (up, t), path in paths.items()}
     return tables, {f"{up}/{t}": table_digest(path) for (up, t), path in paths.items()}
 
 
@@ -326,20 +312,7 @@ def all_checks() -> dict[str, tuple[Check, ...]]:
 
 def stage_writer(out_dir: Path, case: Case, stage: str, inputs: dict[str, str | None] | None = None,
                  options: Mapping[str, Any] | None = None) -> StageWriter:
-    """The results writer of a stage, holding it to the tables and figures it declares.
-
-    Its manifest records what the results depend on (``depends``, the run key's parts), the options
-    they were computed with, and the input checks overridden by ``--force-inputs`` (``forced_inputs``).
-    """
-    from adnstudy.provenance import CURRENT, json_options, key_parts
-
+    """The results writer of a stage, holding it to the tables and figures it declares."""
     s = BY_NAME[stage]
-    w = StageWriter(out_dir, stage, case, inputs=inputs, folder=s.folder_for(options), tables=s.tables,
-                    optional_tables=s.optional_tables, figures=s.figures)
-    run = CURRENT.get()
-    if run is not None and run.stage == stage:
-        w.record(options=run.options, depends=run.parts, forced_inputs=run.forced)
-    else:  # called as a library function, not through a command: what the given options say
-        opts = {k: v for k, v in (options or {}).items() if v is not None}
-        w.record(options=json_options(opts), depends=key_parts(case, out_dir, s, opts), forced_inputs=[])
-    return w
+    return StageWriter(out_dir, stage, case, inputs=inputs, folder=s.folder_for(options), tables=s.tables,
+                       optional_tables=s.optional_tables, figures=s.figures)
