@@ -17,6 +17,10 @@ hash of what its results depend on, and nothing else —
 so ``run`` after them skips what they already did with the same options. A
 stage whose manifest says it is incomplete (``complete: false``: a dispatch day
 that did not converge) is never up to date.
+
+Each manifest also records the key's parts (``depends``, :func:`key_parts`) and
+the stage's result options, so a later stage can recompute an earlier stage's
+key for the current case and name what differs (``results/provenance.py``).
 """
 
 from __future__ import annotations

@@ -192,5 +192,6 @@ def key_difference(case: Case, folder: Path, stage: str, manifest: dict[str, Any
 
 
 def _differing(then: Any, now: Mapping[str, Any]) -> list[str]:
+    """Keys whose values differ, in the order the stage declares them (those no longer read last)."""
     then = then if isinstance(then, dict) else {}
-    return [k for k in sorted(set(then) | set(now)) if then.get(k) != now.get(k)]
+    return [k for k in dict.fromkeys([*now, *then]) if then.get(k) != now.get(k)]

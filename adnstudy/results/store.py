@@ -194,5 +194,5 @@ def read_table(out_dir: Path, stage: str, table: str, case: Case) -> pd.DataFram
         reason = (str(exc).strip().splitlines() or [""])[0][:200]
         raise BadInputTableError(
             f"{path} is not a readable Parquet table ({type(exc).__name__}: {reason}; {path.stat().st_size} bytes): "
-            f"it is written by 'adnstudy {stage}', re-run {command}"
+            f"the table is written by '{stage}', re-run {command}"
         ) from None
