@@ -11,6 +11,7 @@ warning recorded in the manifest, never unreadable or out-of-range tables.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -164,6 +165,22 @@ def test_missing_corrupt_or_old_manifest_is_an_error(planned, tmp_path) -> None:
     manifest.write_text(json.dumps(old))
     refused(cli("plan", case, "--out", out), f"{manifest} does not record its tables' digests")
     assert not (out / "plan").exists()
+    # forced: the plan is made, and its manifest says from what
+    manifest.unlink()
+    result = ok("plan", case, "--out", out, "--no-reliability", "--force-inputs")
+    assert f"--force-inputs: {manifest} is missing" in result.stderr
+    forced = json.loads((out / "plan" / "manifest.json").read_text())["forced_inputs"]
+    assert len(forced) == 1 and forced[0].startswith(f"{manifest} is missing")
+
+
+def test_run_reruns_a_stage_whose_own_manifest_is_broken(tmp_path) -> None:
+    (tmp_path / "case.yaml").write_text("network: {feeder: ieee33}\n")
+    out = tmp_path / "out"
+    ok("run", tmp_path / "case.yaml", "--out", out)
+    assert re.search(r"^powerflow +up to date", ok("run", tmp_path / "case.yaml", "--out", out).stdout, re.M)
+    (out / "powerflow" / "manifest.json").write_text("{not json")
+    assert re.search(r"^powerflow +ran", ok("run", tmp_path / "case.yaml", "--out", out).stdout, re.M)
+    assert json.loads((out / "powerflow" / "manifest.json").read_text())["stage"] == "powerflow"
 
 
 def rewrite(path: Path, edit) -> None:
