@@ -154,9 +154,9 @@ def changed_tables(case: Case, folder: Path, stage: str, manifest: dict[str, Any
     if not changed:
         return None
     files = ", ".join(str(folder / stage / f"{t}.parquet") for t in changed)
-    verb = "were" if len(changed) > 1 else "was"
-    return (f"{files} {verb} changed after '{stage}' wrote it (its manifest records another SHA-256); "
-            f"re-run {rerun_command(case, folder, stage, manifest['options'] if 'options' in manifest else None)}")
+    what = "were changed after '{}' wrote them" if len(changed) > 1 else "was changed after '{}' wrote it"
+    return (f"{files} {what.format(stage)} (its manifest records another SHA-256); "
+            f"re-run {rerun_command(case, folder, stage, manifest.get('options'))}")
 
 
 def key_difference(case: Case, folder: Path, stage: str, manifest: dict[str, Any]) -> str | None:
