@@ -214,7 +214,7 @@ def _stage_command(stage: Stage) -> Callable[..., None]:
     ] + [
         inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default,
                           annotation=Annotated[o.annotation, typer.Option(*o.flags, help=o.help, metavar=o.metavar)])
-        for o in stage.options
+        for o in stage.command_options
     ]
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__name__ = stage.name

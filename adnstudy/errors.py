@@ -55,6 +55,16 @@ class MissingInputError(AdnstudyError):
     exit_code = 2
 
 
+class StaleInputError(MissingInputError):
+    """An earlier stage's results are there but cannot be trusted: no readable manifest, a table changed after
+    it was written, or produced from other case content (``--force-inputs`` turns this into a warning)."""
+
+
+class BadInputTableError(MissingInputError):
+    """An earlier stage's table cannot be read, or lacks a column or holds values its readers cannot use
+    (never overridable)."""
+
+
 class SolveError(AdnstudyError):
     """A solver or an iterative method failed; the message gives status and likely cause."""
 

@@ -17,13 +17,17 @@ hash of what its results depend on, and nothing else —
 so ``run`` after them skips what they already did with the same options. A
 stage whose manifest says it is incomplete (``complete: false``: a dispatch day
 that did not converge) is never up to date.
+
+Each manifest also records the key's parts (``depends``, :func:`key_parts`) and
+the stage's result options, so a later stage can recompute an earlier stage's
+key for the current case and name what differs (``results/provenance.py``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,12 +35,15 @@ from typing import Any
 from adnstudy import __version__
 from adnstudy.config.load import Case
 from adnstudy.errors import IncompleteResultsError
+from adnstudy.results.provenance import StageRun, running
 from adnstudy.results.store import read_manifest, table_digest
-from adnstudy.stages.registry import BY_NAME, STAGES, Stage, missing_sections, resolve
+from adnstudy.stages.registry import BY_NAME, FORCE_INPUTS, STAGES, Stage, missing_sections, resolve
 
 
 def _file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """SHA-256 of a data file, read in blocks (a profile file may be 200 MB)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -> dict[str, str]:
@@ -81,11 +88,11 @@ def section_values(case: Case, sections: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def run_key(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any] | None = None) -> str:
-    """Hash of what the stage's results depend on (module docstring)."""
+def key_payload(case: Case, out_dir: Path, stage: Stage, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the stage's run key hashes (module docstring)."""
     options = options or {}
     sections, files = stage.depends_on(options)
-    payload = {
+    return {
         "version": __version__,
         "stage": stage.name,
         "options": {k: str(v) for k, v in options.items()},
@@ -93,7 +100,27 @@ def run_key(case: Case, out_dir: Path, stage: Stage, options: dict[str, Any] | N
         "files": input_digests(case, files),
         "tables": {f"{up}/{t}": table_digest(path) for (up, t), path in stage.tables_read(out_dir, options).items()},
     }
+
+
+def key_of(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_key(case: Case, out_dir: Path, stage: Stage, options: Mapping[str, Any] | None = None) -> str:
+    """Hash of what the stage's results depend on (module docstring)."""
+    return key_of(key_payload(case, out_dir, stage, options))
+
+
+def key_parts(payload: dict[str, Any]) -> dict[str, Any]:
+    """The run key's parts as the manifest records them (``depends``): each section's value by its SHA-256, so
+    a later stage can name what differs (``results/provenance.py``)."""
+    return {
+        "version": payload["version"],
+        "options": payload["options"],
+        "sections": {name: key_of({"value": v}) for name, v in payload["sections"].items()},
+        "files": payload["files"],
+        "tables": payload["tables"],
+    }
 
 
 @dataclass(frozen=True)
@@ -113,7 +140,10 @@ def run_stage(case: Case, out_dir: Path, name: str, **options: Any) -> dict[str,
     """Run one stage now (as its own command does), recording its run key."""
     stage = BY_NAME[name]
     opts = stage.result_options(options)
-    return resolve(stage.run)(case, out_dir, run_key=run_key(case, out_dir, stage, opts), **opts)
+    payload = key_payload(case, out_dir, stage, opts)
+    run = StageRun(stage.name, opts, key_parts(payload), force_inputs=bool(options.get(FORCE_INPUTS.name)))
+    with running(run):
+        return resolve(stage.run)(case, out_dir, run_key=key_of(payload), **opts)
 
 
 def run_all(
@@ -126,7 +156,8 @@ def run_all(
         if reason:
             outcomes.append(StageOutcome(stage.name, "not in case", reason))
             continue
-        key = run_key(case, out_dir, stage)
+        payload = key_payload(case, out_dir, stage)
+        key = key_of(payload)
         old = read_manifest(out_dir, stage.folder_for())
         if not force and old is not None and old.get("run_key") == key and old.get("complete", True):
             outcomes.append(StageOutcome(stage.name, "up to date", "inputs and case unchanged"))
@@ -134,7 +165,8 @@ def run_all(
         if on_start:
             on_start(stage.name)
         try:
-            summary = resolve(stage.run)(case, out_dir, run_key=key)
+            with running(StageRun(stage.name, {}, key_parts(payload))):
+                summary = resolve(stage.run)(case, out_dir, run_key=key)
         except IncompleteResultsError as exc:  # written and marked; later stages may still run
             outcomes.append(StageOutcome(stage.name, "not final", str(exc)))
             continue

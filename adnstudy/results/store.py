@@ -42,7 +42,7 @@ import pandas as pd
 
 from adnstudy import __version__, interrupt
 from adnstudy.config.load import Case
-from adnstudy.errors import MissingInputError, ResultsBusyError
+from adnstudy.errors import BadInputTableError, MissingInputError, ResultsBusyError
 
 try:
     import fcntl
@@ -166,6 +166,8 @@ class StageWriter:
                 "config_sha256": self.case.config_sha256,
             },
             "tables": self.tables,
+            # what later stages compare their inputs with (results/provenance.py)
+            "table_sha256": {t: table_digest(self.tmp / f"{t}.parquet") for t in self.tables},
             "figures": self.figures,
             "timings_s": {k: round(v, 6) for k, v in self.timings.items()},
             **self.meta,
@@ -411,11 +413,17 @@ def _json_default(obj: Any) -> Any:
 
 
 def read_manifest(out_dir: Path, stage: str) -> dict[str, Any] | None:
+    """The stage's manifest, or None if there is none or it cannot be read as a JSON object (a stage whose
+    manifest is unreadable is never up to date; ``results/provenance.py`` names the fault to a later stage)."""
     path = Path(out_dir) / stage / MANIFEST
     if not path.is_file():
         return None
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            manifest = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
 
 
 def table_path(out_dir: Path, stage: str, table: str) -> Path:
@@ -433,10 +441,18 @@ def table_digest(path: Path) -> str | None:
 
 
 def read_table(out_dir: Path, stage: str, table: str, case: Case) -> pd.DataFrame:
-    """Read a table an earlier stage wrote, or say which command produces it."""
+    """Read a table an earlier stage wrote, or say which command produces it (missing, or not Parquet)."""
+    import pyarrow as pa
+
     path = table_path(out_dir, stage, table)
+    command = f"'adnstudy {stage} {case.path} --out {out_dir}'"
     if not path.is_file():
-        raise MissingInputError(
-            f"{path} is missing: it is written by 'adnstudy {stage} {case.path} --out {out_dir}'"
-        )
-    return pd.read_parquet(path)
+        raise MissingInputError(f"{path} is missing: it is written by {command}")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as exc:  # empty, truncated, garbage
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise BadInputTableError(
+            f"{path} is not a readable Parquet table ({type(exc).__name__}: {reason}; {path.stat().st_size} bytes): "
+            f"the table is written by '{stage}', re-run {command}"
+        ) from None

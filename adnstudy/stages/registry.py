@@ -69,10 +69,21 @@ class Option:
     default: Any
     help: str
     #: "result": passed to the stage and part of its run key; "display": only changes what is printed;
-    #: "action": a flag that runs ``action`` (a "module:function" of the case) instead of the stage
+    #: "action": a flag that runs ``action`` (a "module:function" of the case) instead of the stage;
+    #: "input": how the stage treats its inputs (not passed to the stage, not in its run key: --force-inputs)
     kind: str = "result"
     action: str | None = None
     metavar: str | None = None
+
+
+#: Every command of a stage that reads earlier stages' tables has it (``Stage.command_options``): use those
+#: tables although they fail the provenance check (``results/provenance.py``), with a warning in the manifest.
+FORCE_INPUTS = Option(
+    "force_inputs", ("--force-inputs",), bool, False,
+    "Use earlier stages' tables even if they do not match this case (missing manifest, edited table, other case "
+    "content): a warning, recorded in the manifest. Unreadable or out-of-range tables are still refused.",
+    kind="input",
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,8 @@ class Stage:
     folder_reads: tuple[str, tuple[tuple[str, str], ...]] | None = None
     #: option → further case sections and files ("files:profiles") read when the option is set
     option_reads: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: option → case sections not read when the option is False (plan --no-reliability)
+    option_skips: tuple[tuple[str, tuple[str, ...]], ...] = ()
     reads_network: bool = True  # its results depend on the network section and the feeder tables
 
     @property
@@ -114,8 +127,10 @@ class Stage:
         """(case sections or dotted fields, data files) this stage's results depend on, given its options."""
         options = options or {}
         extra = [x for name, xs in self.option_reads if options.get(name) for x in xs]
+        skipped = {x for name, xs in self.option_skips if options.get(name) is False for x in xs}
         net = ("network",) if self.reads_network else ()
-        sections = (*net, *self.sections, *self.also_reads, *(x for x in extra if not x.startswith("files:")))
+        sections = (*net, *self.sections, *(x for x in self.also_reads if x not in skipped),
+                    *(x for x in extra if not x.startswith("files:")))
         files = (*(("feeder",) if self.reads_network else ()), *self.files,
                  *(x.removeprefix("files:") for x in extra if x.startswith("files:")))
         return tuple(dict.fromkeys(sections)), tuple(dict.fromkeys(files))
@@ -135,6 +150,16 @@ class Stage:
             for up, t in self.folder_reads[1]:
                 out[up, t] = table_path(src, up, t)
         return out
+
+    @property
+    def reads_tables(self) -> bool:
+        """It reads tables of earlier stages (always, when they exist, or with an option)."""
+        return bool(self.reads or self.optional_reads or self.folder_reads)
+
+    @property
+    def command_options(self) -> tuple[Option, ...]:
+        """The options of its command: its own, and ``--force-inputs`` if it reads earlier stages' tables."""
+        return (*self.options, FORCE_INPUTS) if self.reads_tables else self.options
 
     def folder_for(self, options: Mapping[str, Any] | None = None) -> str:
         return self.folder(options or {}) if self.folder is not None else self.name
@@ -222,7 +247,7 @@ STAGES: tuple[Stage, ...] = (
             Option("reliability", ("--reliability/--no-reliability",), bool, True,
                    "Use the case's reliability section (default: yes)."),
         ),
-        also_reads=("reliability", "microgrids", "solver"),
+        also_reads=("reliability", "microgrids", "solver"), option_skips=(("reliability", ("reliability",)),),
     ),
     Stage(
         name="dispatch",
@@ -277,12 +302,20 @@ def read_inputs(case: Case, out_dir: Path, stage: str, options: Mapping[str, Any
                 ) -> tuple[dict[tuple[str, str], pd.DataFrame], dict[str, str | None]]:
     """The tables the stage reads (declared, and optional ones that exist) and their content digests.
 
+    Each table must be readable Parquet, be what its stage wrote for this case (``results/provenance.py``;
+    ``--force-inputs`` makes that a warning) and hold what the stage relies on (``results/schemas.py``).
     The digests go into the stage's manifest (``inputs``: ``"stage/table"`` → sha256), the same
     values its run key holds.
     """
+    from adnstudy.results.provenance import check_provenance
+    from adnstudy.results.schemas import check_tables
+
     paths = BY_NAME[stage].tables_read(out_dir, options)
     tables = {(up, t): read_table(path.parents[1], up, t, case) for (up, t), path in paths.items()}
-    return tables, {f"{up}/{t}": table_digest(path) for (up, t), path in paths.items()}
+    digests = {f"{up}/{t}": table_digest(path) for (up, t), path in paths.items()}
+    manifests = check_provenance(case, stage, paths, digests)
+    check_tables(case, tables, paths, manifests)
+    return tables, digests
 
 
 def applicable_stages(case: Case) -> list[str]:
@@ -308,11 +341,15 @@ def all_checks() -> dict[str, tuple[Check, ...]]:
     return {s.name: s.checks for s in STAGES}
 
 
-
-
 def stage_writer(out_dir: Path, case: Case, stage: str, inputs: dict[str, str | None] | None = None,
                  options: Mapping[str, Any] | None = None) -> StageWriter:
     """The results writer of a stage, holding it to the tables and figures it declares."""
+    from adnstudy.results.provenance import current_run
+
     s = BY_NAME[stage]
-    return StageWriter(out_dir, stage, case, inputs=inputs, folder=s.folder_for(options), tables=s.tables,
-                       optional_tables=s.optional_tables, figures=s.figures)
+    writer = StageWriter(out_dir, stage, case, inputs=inputs, folder=s.folder_for(options), tables=s.tables,
+                         optional_tables=s.optional_tables, figures=s.figures)
+    run = current_run(stage)
+    if run is not None:  # run through the command line or `adnstudy run`: options, key parts, forced inputs
+        writer.record(**run.manifest_fields())
+    return writer
