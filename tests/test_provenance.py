@@ -110,7 +110,8 @@ def test_a_plan_made_before_candidates_were_edited_is_refused_unless_forced(plan
     out = copy_results(src, tmp_path / "out", "cluster", "plan")
     case = small_case(tmp_path / "edited", ("max_penetration: 0.9", "max_penetration: 0.85"))
     message = f"{out / 'plan'} was produced from different case content (candidates changed)"
-    refused(cli("dispatch", case, "--out", out, "--day", "0"), message, f"re-run 'adnstudy plan {case} --out {out}'")
+    refused(cli("dispatch", case, "--out", out, "--day", "0"), message, f"re-run 'adnstudy plan {case} --out {out}'",
+            "or run dispatch with --no-plan")
     refused(cli("reliability", case, "--plan", out, "--out", out), message)  # another folder's plan: the same check
     assert sorted(p.name for p in out.iterdir()) == ["cluster", "plan"]
     # forced: a warning on stderr and in the manifest; the run key is the one without --force-inputs

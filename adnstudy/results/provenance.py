@@ -111,6 +111,8 @@ def check_provenance(case: Case, stage: str, paths: Mapping[tuple[str, str], Pat
             assert manifest is not None
             problem = key_difference(case, folder, up, manifest)
         if problem is not None:
+            if stage == "dispatch" and up == "plan":  # the plan is optional: the bare feeder is an answer too
+                problem += " (or run dispatch with --no-plan, on the bare feeder)"
             problems.append(problem)
     if problems:
         run = current_run(stage)
