@@ -286,9 +286,9 @@ def check_time_limit(seconds: float | None, option: str = "--time-limit") -> Non
     (0 or a negative limit would stop before the first node, NaN compares false
     with everything and inf overflows the waits.)
     """
-    from adnstudy.config.schema import SolverConfig, range_of
+    from adnstudy.config.schema import SolverConfig, field_range
 
-    rng = range_of(SolverConfig.model_fields["time_limit_s"].annotation)
+    rng = field_range(SolverConfig.model_fields["time_limit_s"])
     assert rng is not None
     if seconds is not None and not rng.contains(seconds):
         raise CaseError(f"must be a number of seconds {rng.text().removesuffix(' s')} (got {seconds:g})", field=option)

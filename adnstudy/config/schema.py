@@ -27,6 +27,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 
@@ -96,13 +97,18 @@ def quantity(lo: float, hi: float, unit: str = "", *, lo_open: bool = False, hi_
 
 
 def range_of(annotation: Any) -> Range | None:
-    """The :class:`Range` of a field's annotation (also inside ``X | None``), if it has one."""
+    """The :class:`Range` of a type (also inside ``X | None``, a list or a tuple), if it has one."""
     if isinstance(annotation, Range):
         return annotation
-    for arg in typing.get_args(annotation):
+    for arg in (*typing.get_args(annotation), *getattr(annotation, "__metadata__", ())):
         if (found := range_of(arg)) is not None:
             return found
     return None
+
+
+def field_range(info: FieldInfo) -> Range | None:
+    """The :class:`Range` of a model field (pydantic moves a top-level ``Annotated``'s metadata to the field)."""
+    return next((m for m in info.metadata if isinstance(m, Range)), None) or range_of(info.annotation)
 
 
 # The named quantities (docs/case.md states each range).
@@ -507,7 +513,7 @@ class CoordinationConfig(Strict):
 
 class MarketConfig(Strict):
     fee_mode: Literal["flat", "distance"] = "flat"
-    fee_usd_per_mwh: Price = Field(
+    fee_usd_per_mwh: quantity(0, 100_000) = Field(
         5.0, description="Flat fee, or fee per ohm of PCC-to-PCC path resistance in 'distance' mode."
     )
     fee_payer: Literal["buyer", "seller", "split"] = "split"
