@@ -326,17 +326,19 @@ def check_solver_options(case: Case, name: str | None = None) -> None:
     for key, value in cfg.options.items():
         if name == "DEFAULT":
             unknown, wrong = _clarabel_option(key, value)
-            solver, known = "Clarabel, the default strategy's solver", _clarabel_settings()
+            solver, noun, known = "Clarabel, the default strategy's solver", "setting", _clarabel_settings()
         elif name == "SCIP":
             unknown, wrong = _scip_option(key, value)
-            solver, known = "SCIP", []
+            solver, noun, known = "SCIP", "parameter", []
         elif name == "ECOS_BB":
             unknown, wrong = key not in ECOS_BB_OPTIONS, key in ECOS_BB_OPTIONS and _ecos_rejects(key, value)
-            solver, known = "ECOS_BB", list(ECOS_BB_OPTIONS)
+            solver, noun, known = "ECOS_BB", "option", list(ECOS_BB_OPTIONS)
         else:
             return
         if unknown:
-            raise case.error(f"not an option of {solver}; {_options_hint(name, key, known)}", "solver", "options", key)
+            article = "an" if noun[0] in "aeiou" else "a"
+            raise case.error(f"not {article} {noun} of {solver}; {_options_hint(name, noun, key, known)}",
+                             "solver", "options", key)
         if wrong:
             raise case.error(f"{solver.split(',')[0]}'s {key} cannot be {value!r}", "solver", "options", key)
 
@@ -389,7 +391,7 @@ def _ecos_rejects(key: str, value: object) -> bool:
     return False
 
 
-def _options_hint(name: str, key: str, known: list[str]) -> str:
+def _options_hint(name: str, noun: str, key: str, known: list[str]) -> str:
     """The options closest to ``key``, and the solver's options (SCIP's thousands: how they are named)."""
     import difflib
 
@@ -401,7 +403,7 @@ def _options_hint(name: str, key: str, known: list[str]) -> str:
     guess = f"did you mean {', '.join(close)}? " if close else ""
     if name == "SCIP":
         return f"{guess}SCIP has {len(known):,} parameters, named like limits/time or limits/gap"
-    return f"{guess}its options: {', '.join(known)}"
+    return f"{guess}its {noun}s: {', '.join(known)}"
 
 
 def check_peak_load(inputs: CaseInputs) -> None:

@@ -205,9 +205,9 @@ def test_time_limit_must_be_a_plausible_number_of_seconds(tmp_path: Path, value:
 @pytest.mark.parametrize(
     "solver, key, named",
     [
-        ("{options: {max_itr: 50}}", "max_itr", "not an option of Clarabel, the default strategy's solver; "
+        ("{options: {max_itr: 50}}", "max_itr", "not a setting of Clarabel, the default strategy's solver; "
          "did you mean max_iter"),
-        ("{name: SCIP, options: {limits/tme: 60}}", "limits/tme", "not an option of SCIP; did you mean limits/time"),
+        ("{name: SCIP, options: {limits/tme: 60}}", "limits/tme", "not a parameter of SCIP; did you mean limits/time"),
         ("{name: ECOS_BB, options: {max_iter: 50}}", "max_iter", "not an option of ECOS_BB; did you mean max_iters"),
     ],
     ids=["clarabel", "scip", "ecos_bb"],
@@ -218,7 +218,7 @@ def test_unknown_solver_option_is_named_with_the_known_ones(tmp_path: Path, solv
     message = error_line(invoke("validate", case))
     assert message.startswith(f"error: {case}:2: solver.options.{key}: {named}")
     if "SCIP" not in solver:  # a short list: all of them (SCIP's thousands: how they are named)
-        assert "its options: " in message and ("tol_gap_rel" in message or "mi_rel_eps" in message)
+        assert ("its settings: " in message or "its options: " in message) and ("tol_gap_rel" in message or "mi_rel_eps" in message)
 
 
 def test_solver_option_of_the_wrong_type_is_an_error(tmp_path: Path) -> None:
@@ -232,7 +232,7 @@ def test_options_are_checked_for_the_solver_of_the_command_line(tmp_path: Path) 
     case = over_ieee33(tmp_path, "solver: {options: {max_iter: 50}}\n")
     out = tmp_path / "out"
     message = error_line(invoke("plan", case, "--out", out, "--solver", "SCIP"))
-    assert message.startswith(f"error: {case}:2: solver.options.max_iter: not an option of SCIP")
+    assert message.startswith(f"error: {case}:2: solver.options.max_iter: not a parameter of SCIP")
     assert not (out / "plan").exists()
 
 
