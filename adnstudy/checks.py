@@ -282,6 +282,20 @@ def solver_problem(name: str) -> str | None:
     return None
 
 
+def check_time_limit(seconds: float | None, option: str = "--time-limit") -> None:
+    """A time limit given on the command line is a number of seconds in the range of ``solver.time_limit_s``.
+
+    (0 or a negative limit would stop before the first node, NaN compares false
+    with everything and inf overflows the waits.)
+    """
+    from adnstudy.config.schema import SolverConfig, field_range
+
+    rng = field_range(SolverConfig.model_fields["time_limit_s"])
+    assert rng is not None
+    if seconds is not None and not rng.contains(seconds):
+        raise CaseError(f"must be a number of seconds {rng.text().removesuffix(' s')} (got {seconds:g})", field=option)
+
+
 def check_solver(case: Case, name: str | None = None, field: str = "solver.name") -> None:
     """The mixed-integer solver named (by the case or ``--solver``) is installed and solves a MISOCP; its options fit.
 
@@ -292,28 +306,106 @@ def check_solver(case: Case, name: str | None = None, field: str = "solver.name"
         if field == "solver.name":
             raise case.error(why, "solver", "name")
         raise CaseError(why, file=case.path, field=field)
-    if name.lower() == "default":
-        check_solver_options(case)
+    check_solver_options(case, name)
 
 
-def check_solver_options(case: Case) -> None:
-    """With the default strategy, ``solver.options`` go to Clarabel: each must be a Clarabel setting of its type.
+#: Options of ECOS_BB (ECOS's keyword arguments; ``verbose`` is adnstudy's -v).
+ECOS_BB_OPTIONS = ("feastol", "abstol", "reltol", "feastol_inacc", "abstol_inacc", "reltol_inacc", "max_iters",
+                   "nitref", "mi_max_iters", "mi_int_tol", "mi_abs_eps", "mi_rel_eps", "mi_verbose")
 
-    (With a named solver they are that solver's, passed as given; only it can judge them.)
+
+def check_solver_options(case: Case, name: str | None = None) -> None:
+    """``solver.options`` are settings of the solver they go to, each of a type it takes; an unknown one is an error.
+
+    With the default strategy they go to Clarabel, with ``SCIP`` or ``ECOS_BB``
+    to that solver: each option is tried on the solver itself (a Clarabel
+    settings object, a SCIP model, a one-variable ECOS solve), so the names
+    and types are the installed version's. Another named solver (GUROBI,
+    MOSEK, ...) gets them as given: only it can judge them.
     """
     cfg = case.config.solver
-    if cfg.name.lower() == "default" and cfg.options:
-        import clarabel
+    name = (name or cfg.name).upper()
+    for key, value in cfg.options.items():
+        if name == "DEFAULT":
+            unknown, wrong = _clarabel_option(key, value)
+            solver, noun, known = "Clarabel, the default strategy's solver", "setting", _clarabel_settings()
+        elif name == "SCIP":
+            unknown, wrong = _scip_option(key, value)
+            solver, noun, known = "SCIP", "parameter", []
+        elif name == "ECOS_BB":
+            unknown, wrong = key not in ECOS_BB_OPTIONS, key in ECOS_BB_OPTIONS and _ecos_rejects(key, value)
+            solver, noun, known = "ECOS_BB", "option", list(ECOS_BB_OPTIONS)
+        else:
+            return
+        if unknown:
+            article = "an" if noun[0] in "aeiou" else "a"
+            raise case.error(f"not {article} {noun} of {solver}; {_options_hint(name, noun, key, known)}",
+                             "solver", "options", key)
+        if wrong:
+            raise case.error(f"{solver.split(',')[0]}'s {key} cannot be {value!r}", "solver", "options", key)
 
-        settings = clarabel.DefaultSettings()
-        for key, value in cfg.options.items():
-            try:
-                setattr(settings, key, value)
-            except AttributeError:
-                raise case.error("not a setting of Clarabel, the default strategy's solver", "solver", "options",
-                                 key) from None
-            except TypeError:
-                raise case.error(f"Clarabel's {key} cannot be {value!r}", "solver", "options", key) from None
+
+def _clarabel_settings() -> list[str]:
+    import clarabel
+
+    settings = clarabel.DefaultSettings()
+    return [a for a in dir(settings) if not a.startswith("_") and not callable(getattr(settings, a))]
+
+
+def _clarabel_option(key: str, value: object) -> tuple[bool, bool]:
+    """(unknown, wrong type) of a Clarabel setting."""
+    import clarabel
+
+    if key not in _clarabel_settings():
+        return True, False
+    try:
+        setattr(clarabel.DefaultSettings(), key, value)
+    except (AttributeError, TypeError, ValueError, OverflowError):
+        return False, True
+    return False, False
+
+
+def _scip_option(key: str, value: object) -> tuple[bool, bool]:
+    """(unknown, wrong type) of a SCIP parameter, asked of a SCIP model."""
+    from pyscipopt import Model
+
+    model = Model()
+    model.hideOutput()
+    if key not in model.getParams():
+        return True, False
+    try:
+        model.setParam(key, value)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return False, True
+    return False, False
+
+
+def _ecos_rejects(key: str, value: object) -> bool:
+    """Whether ECOS refuses this value of a known option (a one-variable solve: x >= 0, minimise x)."""
+    import ecos
+    import scipy.sparse as sp
+
+    try:
+        ecos.solve(np.ones(1), sp.csc_matrix(-np.ones((1, 1))), np.zeros(1), {"l": 1, "q": []}, verbose=False,
+                   **{key: value})
+    except (TypeError, ValueError, OverflowError):
+        return True
+    return False
+
+
+def _options_hint(name: str, noun: str, key: str, known: list[str]) -> str:
+    """The options closest to ``key``, and the solver's options (SCIP's thousands: how they are named)."""
+    import difflib
+
+    if name == "SCIP":
+        from pyscipopt import Model
+
+        known = sorted(Model().getParams())
+    close = difflib.get_close_matches(key, known, n=5 if name == "SCIP" else 3, cutoff=0.6)
+    guess = f"did you mean {', '.join(close)}? " if close else ""
+    if name == "SCIP":
+        return f"{guess}SCIP has {len(known):,} parameters, named like limits/time or limits/gap"
+    return f"{guess}its {noun}s: {', '.join(known)}"
 
 
 def check_peak_load(inputs: CaseInputs) -> None:
@@ -455,4 +547,5 @@ PEAK_LOAD = Check("peak load", check_peak_load)
 MICROGRID_SUPPLY = Check("microgrid supply", check_microgrid_supply, lambda case: bool(case.config.microgrids))
 BRANCH_RATINGS = Check("branch ratings", check_branch_ratings, lambda case: case.config.profiles is not None)
 #: the market solves only with Clarabel: the solver's name does not concern it, the options may
-SOLVER_OPTIONS = Check("solver options", lambda i: check_solver_options(i.case))
+SOLVER_OPTIONS = Check("solver options", lambda i: check_solver_options(i.case, "default"),
+                       lambda case: case.config.solver.name.lower() == "default")

@@ -363,8 +363,8 @@ def test_unknown_field_in_shipped_case(study: Study) -> None:
     [
         (".nan", "finite number (got nan)"),
         (".inf", "finite number (got inf)"),
-        ("-10", "greater than 0 (got -10)"),
-        ("0", "greater than 0 (got 0)"),
+        ("-10", "from 0.1 to 1,000 MVA (got -10)"),
+        ("0", "from 0.1 to 1,000 MVA (got 0)"),
     ],
     ids=["nan", "inf", "negative", "zero"],
 )
@@ -387,7 +387,7 @@ def test_negative_capex(study: Study) -> None:
     assert_error(
         study.cli("run"),
         where(study.case, line_of(text, "-1300000"), "candidates.sites[6].capex_usd_per_mw"),
-        "greater than or equal to 0 (got -1300000)",
+        "from 0 to 1e9 USD/MW (got -1300000)",
         out=study.out,
     )
 
@@ -723,7 +723,7 @@ def test_bad_value_in_defaults_file_names_that_file(study: Study) -> None:
     defaults = study.write("d.yaml", "# shared\nsolver:\n  threads: 0\n")
     study.write("case.yaml", "defaults: d.yaml\n" + MINIMAL)
     assert_error(
-        study.cli("validate"), where(defaults, 3, "solver.threads"), "greater than 0 (got 0)"
+        study.cli("validate"), where(defaults, 3, "solver.threads"), "from 1 to 1,024 (got 0)"
     )
 
 

@@ -382,7 +382,7 @@ def test_bad_value_at_the_end_of_a_chain_names_that_file(tmp_path: Path) -> None
     write(tmp_path, "shared/variant.yaml", "defaults: base.yaml\n")
     case = write(tmp_path, "case.yaml", "defaults: shared/variant.yaml\nnetwork: {feeder: ieee33}\n")
     assert error_line(invoke("validate", case)).startswith(
-        f"error: {base}:3: market.fee_usd_per_mwh: Input should be greater than or equal to 0")
+        f"error: {base}:3: market.fee_usd_per_mwh: Input should be from 0 to 100,000")
 
 
 def test_defaults_cycle(tmp_path: Path) -> None:

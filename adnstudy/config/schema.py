@@ -11,12 +11,15 @@ The full reference with defaults is ``docs/case.md``.
 from __future__ import annotations
 
 import re
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -24,14 +27,106 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-Finite = Annotated[float, Field(allow_inf_nan=False)]
-Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-PositiveInt = Annotated[int, Field(gt=0)]
-BusId = Annotated[int, Field(ge=1)]
+
+def _no_bool(value: object) -> object:
+    """YAML's true/false are not numbers (pydantic's lax mode would take true as 1)."""
+    if isinstance(value, bool):
+        raise PydanticCustomError("bool_number", "expected a number, not a boolean")
+    return value
+
+
+def _num(x: float) -> str:
+    """A bound as people write it: 1,000 and 0.5, but 1e-12 and 1e7."""
+    if x == 0:
+        return "0"
+    if 1e-3 <= abs(x) < 1e7:
+        return f"{x:,.10g}"
+    mantissa, exponent = f"{x:e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The plausible values of a physical quantity: wide enough for any real study, excluding the absurd.
+
+    ``or_zero``: 0 is allowed besides the range (a size that is zero, or at least
+    a meaningful minimum). The same words state the range in errors and in
+    docs/case.md (a test checks that every ranged field's row states it).
+    """
+
+    lo: float
+    hi: float
+    unit: str = ""
+    lo_open: bool = False
+    hi_open: bool = False
+    or_zero: bool = False
+
+    def contains(self, value: Any) -> Any:
+        """Whether ``value`` (a number or an array) is in the range; NaN is not."""
+        lo_ok = value > self.lo if self.lo_open else value >= self.lo
+        hi_ok = value < self.hi if self.hi_open else value <= self.hi
+        inside = lo_ok & hi_ok
+        return (inside | (value == 0)) if self.or_zero else inside
+
+    def text(self) -> str:
+        """``from 0.1 to 1,000 MVA``, ``above 0 and at most 1``, ``0 or from 0.001 to 1,000 MW``."""
+        lo, hi = _num(self.lo), _num(self.hi)
+        if self.lo_open:
+            words = f"above {lo} and below {hi}" if self.hi_open else f"above {lo} and at most {hi}"
+        else:
+            words = f"at least {lo} and below {hi}" if self.hi_open else f"from {lo} to {hi}"
+        words = f"0 or {words}" if self.or_zero else words
+        return f"{words} {self.unit}" if self.unit else words
+
+    def check(self, value: Any) -> Any:
+        if not self.contains(value):
+            raise PydanticCustomError("range", f"Input should be {self.text()}")
+        return value
+
+
+def quantity(lo: float, hi: float, unit: str = "", *, lo_open: bool = False, hi_open: bool = False,
+             or_zero: bool = False, integer: bool = False) -> Any:
+    """A number type of the schema: finite, not a boolean, within :class:`Range` (kept as metadata for the docs)."""
+    rng = Range(lo, hi, unit, lo_open, hi_open, or_zero)
+    if integer:
+        return Annotated[int, BeforeValidator(_no_bool), AfterValidator(rng.check), rng]
+    return Annotated[float, BeforeValidator(_no_bool), Field(allow_inf_nan=False), AfterValidator(rng.check), rng]
+
+
+def range_of(annotation: Any) -> Range | None:
+    """The :class:`Range` of a type (also inside ``X | None``, a list or a tuple), if it has one."""
+    if isinstance(annotation, Range):
+        return annotation
+    for arg in (*typing.get_args(annotation), *getattr(annotation, "__metadata__", ())):
+        if (found := range_of(arg)) is not None:
+            return found
+    return None
+
+
+def field_range(info: FieldInfo) -> Range | None:
+    """The :class:`Range` of a model field (pydantic moves a top-level ``Annotated``'s metadata to the field)."""
+    return next((m for m in info.metadata if isinstance(m, Range)), None) or range_of(info.annotation)
+
+
+# The named quantities (docs/case.md states each range).
+PowerMW = quantity(1e-3, 1000, "MW")  # a size or limit: at least 1 kW
+PowerMWOrZero = quantity(1e-3, 1000, "MW", or_zero=True)
+EnergyMWh = quantity(1e-3, 10_000, "MWh")
+VoltagePU = quantity(0.5, 1.5, "pu")
+Price = quantity(0, 100_000, "USD/MWh")
+Fraction = quantity(0, 1)
+Efficiency = quantity(0.1, 1)
+Rate = quantity(0, 100, "failures/yr", lo_open=True)
+Hours = quantity(0, 1000, "h", lo_open=True)
+Iterations = quantity(1, 1_000_000, integer=True)
+Tolerance = quantity(1e-12, 1)
+Penalty = quantity(1e-6, 1e6, "USD/(MW²·h)")
+Seconds = quantity(0.01, 1e7, "s")
+BusId = quantity(1, 1e9, integer=True)
+
 
 NAME_RULE = "names have 1 to 64 letters, digits, '_' or '-' and start with a letter or '_'"
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}")
@@ -80,21 +175,21 @@ class NetworkConfig(Strict):
     )
     buses: Path | None = Field(None, description="User bus table (CSV), relative to the case file.")
     branches: Path | None = Field(None, description="User branch table (CSV).")
-    base_mva: Positive = Field(10.0, description="Three-phase power base of the per-unit system.")
-    v_substation_pu: Positive = Field(1.0, description="Substation voltage for power flows.")
-    v_substation_range_pu: tuple[Positive, Positive] | None = Field(
+    base_mva: quantity(0.1, 1000, "MVA") = Field(10.0, description="Three-phase power base of the per-unit system.")
+    v_substation_pu: VoltagePU = Field(1.0, description="Substation voltage for power flows.")
+    v_substation_range_pu: tuple[VoltagePU, VoltagePU] | None = Field(
         None,
         description="On-load tap-changer range the optimisation may use; "
         "None fixes the substation at v_substation_pu.",
     )
-    v_min_pu: Positive = 0.95
-    v_max_pu: Positive = 1.05
-    load_scale: Positive = Field(1.0, description="Multiplier on every bus's peak load.")
-    p_import_max_mw: Positive | None = Field(None, description="Substation import limit (None: unlimited).")
-    p_export_max_mw: NonNegative | None = Field(
+    v_min_pu: VoltagePU = 0.95
+    v_max_pu: VoltagePU = 1.05
+    load_scale: quantity(1e-3, 100) = Field(1.0, description="Multiplier on every bus's peak load.")
+    p_import_max_mw: PowerMW | None = Field(None, description="Substation import limit (None: unlimited).")
+    p_export_max_mw: PowerMWOrZero | None = Field(
         None, description="Substation export (reverse flow) limit; 0 forbids export (None: unlimited)."
     )
-    branch_rating_factor: Positive | None = Field(
+    branch_rating_factor: quantity(0.01, 100) | None = Field(
         None,
         description="Branches without rating_a get this multiple of their base-case "
         "peak current (the published IEEE feeders carry no ratings).",
@@ -219,14 +314,14 @@ class ProfilesConfig(Strict):
 class ClusteringConfig(Strict):
     """Typical days (``adnstudy cluster``)."""
 
-    k: PositiveInt = 8
+    k: quantity(1, 1000, integer=True) = 8
     representative: Literal["centroid", "medoid"] = "centroid"
     kernel: Literal["cutoff", "gaussian"] = "gaussian"
-    neighbour_fraction: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = Field(
+    neighbour_fraction: quantity(0, 1, lo_open=True, hi_open=True) = Field(
         0.02, description="Cut-off distance chosen so a point has this share of points as neighbours."
     )
     extreme_days: list[Literal["peak_net_load", "min_net_load"]] = Field(default_factory=list, max_length=2)
-    max_iter: PositiveInt = 300
+    max_iter: Iterations = 300
     compare: bool = Field(True, description="Also run the comparison methods and report metrics.")
 
 
@@ -236,20 +331,20 @@ class CandidateConfig(Strict):
 
     bus: BusId
     tech: Literal["pv", "wind", "storage"]
-    min_mw: NonNegative = 0.0
-    max_mw: Positive
-    module_mw: Positive | None = Field(None, description="Build in whole modules of this size.")
+    min_mw: PowerMWOrZero = 0.0
+    max_mw: PowerMW
+    module_mw: PowerMW | None = Field(None, description="Build in whole modules of this size.")
     profile: Name | None = Field(
         None, description="Availability series, of the tech's kind (default: the case's first series of that kind)."
     )
-    capex_usd_per_mw: NonNegative
-    fixed_capex_usd: NonNegative = Field(0.0, description="Site cost paid if built at all.")
-    lifetime_yr: PositiveInt = 20
-    om_usd_per_mwh: NonNegative = 0.0
-    om_usd_per_mw_yr: NonNegative = 0.0
-    pf_min: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
-    energy_mwh_per_mw: Positive | None = Field(None, description="Storage energy-to-power ratio.")
-    efficiency: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = Field(
+    capex_usd_per_mw: quantity(0, 1e9, "USD/MW")
+    fixed_capex_usd: quantity(0, 1e10, "USD") = Field(0.0, description="Site cost paid if built at all.")
+    lifetime_yr: quantity(1, 100, "years", integer=True) = 20
+    om_usd_per_mwh: Price = 0.0
+    om_usd_per_mw_yr: quantity(0, 1e7, "USD/(MW·yr)") = 0.0
+    pf_min: quantity(0.1, 1) = 0.95
+    energy_mwh_per_mw: quantity(0.01, 1000, "h") | None = Field(None, description="Storage energy-to-power ratio.")
+    efficiency: Efficiency = Field(
         0.95, description="Storage one-way (charge and discharge) efficiency."
     )
     islanding: bool = Field(True, description="May supply an island during a fault.")
@@ -268,11 +363,11 @@ class CandidatesConfig(Strict):
     max_penetration: Fraction | None = Field(
         None, description="Total RES capacity over the feeder's peak load."
     )
-    budget_usd: Positive | None = None
+    budget_usd: quantity(1, 1e12, "USD") | None = None
 
 
 # ------------------------------------------------------------------------- economics
-Hourly = Annotated[list[NonNegative], Field(min_length=24, max_length=24)]
+Hourly = Annotated[list[Price], Field(min_length=24, max_length=24)]
 
 
 #: A tariff: 24 hourly values (the same every day), or the name of a profiles series of kind price (USD/MWh),
@@ -284,14 +379,14 @@ Tariff = Annotated[
 
 
 class EconomicsConfig(Strict):
-    discount_rate: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.08
+    discount_rate: quantity(0, 0.5) = 0.08
     purchase_price_usd_per_mwh: Tariff = Field(
         description="Price of substation imports: 24 hourly values, or a price series of the profiles."
     )
     sell_price_usd_per_mwh: Tariff | None = Field(
         None, description="Price of substation exports, the same way (default: no export revenue)."
     )
-    wholesale_price_usd_per_mwh: NonNegative | None = Field(
+    wholesale_price_usd_per_mwh: Price | None = Field(
         None, description="Value of losses for the ADN operator in dispatch."
     )
 
@@ -310,14 +405,14 @@ BranchRef = tuple[BusId, BusId]
 class ReliabilityConfig(Strict):
     """Branch outage data, switch placement and index limits (IEEE 1366); see docs/reliability.md."""
 
-    failure_rate_per_km_yr: Positive | None = Field(
+    failure_rate_per_km_yr: quantity(0, 100, "failures/(km·yr)", lo_open=True) | None = Field(
         None, description="Failure rate per km and year, for branches with length_km and no failure_rate_per_yr."
     )
-    failure_rate_per_yr: Positive | None = Field(
+    failure_rate_per_yr: Rate | None = Field(
         None, description="Failure rate per branch and year, for branches with neither column in the table."
     )
-    repair_h: Positive = Field(5.0, description="Repair time, for branches without repair_h in the table.")
-    switching_h: Positive = Field(1.0, description="Time to isolate a fault and restore by switching.")
+    repair_h: Hours = Field(5.0, description="Repair time, for branches without repair_h in the table.")
+    switching_h: Hours = Field(1.0, description="Time to isolate a fault and restore by switching.")
     sectionalisers: list[BranchRef] = Field(
         default_factory=list, max_length=5000, description="Branches (from, to) with a sectionalising switch (added to the table's)."
     )
@@ -331,10 +426,10 @@ class ReliabilityConfig(Strict):
         "weighted_mean",
         description="Island DG credit per MW: the scenarios' weighted mean availability, or its 10th percentile.",
     )
-    voll_usd_per_mwh: NonNegative = Field(0.0, description="Value of lost load; > 0 adds the EENS cost to plan.")
-    saidi_limit_h: Positive | None = None
-    saifi_limit: Positive | None = None
-    eens_limit_mwh: Positive | None = None
+    voll_usd_per_mwh: quantity(0, 1e6, "USD/MWh") = Field(0.0, description="Value of lost load; > 0 adds the EENS cost to plan.")
+    saidi_limit_h: quantity(0, 8784, "h", lo_open=True) | None = None
+    saifi_limit: quantity(0, 1000, lo_open=True) | None = None
+    eens_limit_mwh: quantity(0, 1e7, "MWh", lo_open=True) | None = None
 
     @model_validator(mode="after")
     def _rates(self) -> ReliabilityConfig:
@@ -349,11 +444,11 @@ class ReliabilityConfig(Strict):
 class GeneratorConfig(Strict):
     """Controllable unit, cost a·p² + b·p + c (USD/h, p in MW)."""
 
-    p_min_mw: NonNegative = 0.0
-    p_max_mw: Positive
-    cost_a_usd_per_mw2h: NonNegative = 0.0
-    cost_b_usd_per_mwh: NonNegative = 0.0
-    cost_c_usd_per_h: NonNegative = 0.0
+    p_min_mw: PowerMWOrZero = 0.0
+    p_max_mw: PowerMW
+    cost_a_usd_per_mw2h: quantity(0, 100_000, "USD/(MW²·h)") = 0.0
+    cost_b_usd_per_mwh: Price = 0.0
+    cost_c_usd_per_h: quantity(0, 1e6, "USD/h") = 0.0
 
     @model_validator(mode="after")
     def _limits(self) -> GeneratorConfig:
@@ -365,14 +460,14 @@ class GeneratorConfig(Strict):
 
 
 class StorageConfig(Strict):
-    power_mw: Positive
-    energy_mwh: Positive
-    eta_charge: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
-    eta_discharge: Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)] = 0.95
+    power_mw: PowerMW
+    energy_mwh: EnergyMWh
+    eta_charge: Efficiency = 0.95
+    eta_discharge: Efficiency = 0.95
     soc_min: Fraction = 0.1
     soc_max: Fraction = 0.9
     soc_initial: Fraction = Field(0.5, description="State of charge at the start and (cyclic) the end of the day.")
-    cost_usd_per_mwh: NonNegative = Field(0.0, description="Throughput (degradation) cost per MWh discharged.")
+    cost_usd_per_mwh: Price = Field(0.0, description="Throughput (degradation) cost per MWh discharged.")
 
     @model_validator(mode="after")
     def _soc(self) -> StorageConfig:
@@ -392,33 +487,33 @@ class StorageConfig(Strict):
 class MicrogridConfig(Strict):
     name: Name
     bus: BusId = Field(description="Point of common coupling on the ADN feeder.")
-    load_peak_mw: NonNegative
+    load_peak_mw: PowerMWOrZero
     load_profile: Name = "load"
-    pv_mw: NonNegative = 0.0
-    wind_mw: NonNegative = 0.0
-    pcc_limit_mw: Positive = Field(description="Import/export limit at the PCC.")
+    pv_mw: PowerMWOrZero = 0.0
+    wind_mw: PowerMWOrZero = 0.0
+    pcc_limit_mw: PowerMW = Field(description="Import/export limit at the PCC.")
     generator: GeneratorConfig | None = None
     storage: StorageConfig | None = None
-    bargaining_power: Positive = 1.0
+    bargaining_power: quantity(1e-3, 1000) = 1.0
 
 
 # ---------------------------------------------------------------------------- market
 class CoordinationConfig(Strict):
     """The distributed solution of dispatch: ATC (ADN–MG) with ADMM (MG–MG), then ADMM for the payments."""
 
-    max_iter: PositiveInt = Field(1000, description="Iteration limit of the stage-1 ATC/ADMM loop.")
-    tol_mw: Positive = Field(5e-5, description="Primal residual (PCC mismatch, trade reciprocity) to reach, MW.")
-    dual_tol_mw: Positive = Field(1e-4, description="Dual residual (change of exports and agreed trades) to reach, MW.")
-    tol_objective: Positive = Field(1e-4, description="Relative change of the objective over the last iterations.")
-    rho_trade_usd_per_mw2h: Positive = Field(20.0, description="ADMM penalty on trade disagreement.")
-    rho_pcc_usd_per_mw2h: Positive = Field(20.0, description="ATC penalty weight on PCC mismatch.")
-    payment_max_iter: PositiveInt = Field(500, description="Iteration limit of the payment ADMM.")
-    payment_tol: Positive = Field(1e-7, description="Payment disagreement to reach, relative to the group's gain.")
+    max_iter: Iterations = Field(1000, description="Iteration limit of the stage-1 ATC/ADMM loop.")
+    tol_mw: quantity(1e-12, 1, "MW") = Field(5e-5, description="Primal residual (PCC mismatch, trade reciprocity) to reach, MW.")
+    dual_tol_mw: quantity(1e-12, 1, "MW") = Field(1e-4, description="Dual residual (change of exports and agreed trades) to reach, MW.")
+    tol_objective: Tolerance = Field(1e-4, description="Relative change of the objective over the last iterations.")
+    rho_trade_usd_per_mw2h: Penalty = Field(20.0, description="ADMM penalty on trade disagreement.")
+    rho_pcc_usd_per_mw2h: Penalty = Field(20.0, description="ATC penalty weight on PCC mismatch.")
+    payment_max_iter: Iterations = Field(500, description="Iteration limit of the payment ADMM.")
+    payment_tol: Tolerance = Field(1e-7, description="Payment disagreement to reach, relative to the group's gain.")
 
 
 class MarketConfig(Strict):
     fee_mode: Literal["flat", "distance"] = "flat"
-    fee_usd_per_mwh: NonNegative = Field(
+    fee_usd_per_mwh: quantity(0, 100_000) = Field(
         5.0, description="Flat fee, or fee per ohm of PCC-to-PCC path resistance in 'distance' mode."
     )
     fee_payer: Literal["buyer", "seller", "split"] = "split"
@@ -428,9 +523,9 @@ class MarketConfig(Strict):
 # ---------------------------------------------------------------------------- solver
 class SolverConfig(Strict):
     name: str = Field("default", description="'default' or any installed CVXPY solver name.")
-    mip_gap: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 1e-3
-    time_limit_s: Positive | None = None
-    threads: PositiveInt = 2
+    mip_gap: quantity(1e-9, 0.5) = 1e-3
+    time_limit_s: Seconds | None = None
+    threads: quantity(1, 1024, integer=True) = 2
     options: dict[str, float | int | str | bool] = Field(default_factory=dict, max_length=100)
 
 

@@ -34,6 +34,14 @@ SIMBENCH_TABLES = ("LoadProfile", "RESProfile", "PowerPlantProfile", "StoragePro
 SIMBENCH_TIME_FORMAT = "%d.%m.%Y %H:%M"
 #: PV/wind values down to this (per unit of rating) are standby consumption, clipped to zero.
 NEGATIVE_TOLERANCE = 1e-3
+#: Largest magnitude of a value in a profile file (any unit: W, kW, MW, per unit, USD/MWh): beyond it, nonsense.
+RAW_LIMIT = 1e12
+#: Largest value of a load series with normalise: none (per unit of the bus's peak load).
+LOAD_PU_LIMIT = 10.0
+#: Largest magnitude of a price series (USD/MWh), as for the case's prices (schema.Price).
+PRICE_LIMIT = 100_000.0
+#: A series whose largest magnitude is below this is too small to normalise to its peak (nonsense ratios).
+PEAK_MIN = 1e-9
 #: A UTC offset at the end of a time (after hh:mm[:ss[.f]]): Z, +hh, +hhmm or +hh:mm.
 UTC_OFFSET = r"\d:\d\d(?:[.,]\d+)?\s*(?P<offset>Z|(?P<sign>[+-])(?P<h>\d\d):?(?P<m>\d\d)?)$"
 #: Dates that begin with the year are year-month-day (ISO 8601), whatever ``dayfirst`` says.
@@ -118,19 +126,36 @@ def load_profiles(case: Case) -> pd.DataFrame:
         index = f.times.tz_convert(zone).tz_localize(None) if f.min_offset_min is not None else f.times
         _check_unique(f, index)
         for name, col in wanted[f.path]:
-            values = pd.to_numeric(f.raw[col], errors="coerce")
-            # checked before resampling: an hourly mean would silently skip a gap in finer data
-            if values.isna().any():
-                i = int(np.flatnonzero(values.isna().to_numpy())[0])
-                what = "value is missing" if pd.isna(f.raw[col].iloc[i]) else f"{f.raw[col].iloc[i]!r} is not a number"
-                raise CaseError(f"row {i + 1}: {what} (series '{name}')", file=f.path, field=col,
-                                line=int(f.raw.index[i]))
+            values = _values(f, name, col)
             frames.append(pd.Series(values.to_numpy(), index=index, name=name))
     data = pd.concat(frames, axis=1)
     out = _to_hourly_pu(data, cfg, case)
     if zone is not None:
         out.attrs[OFFSET_ATTR] = zone.tzname(None)
     return out
+
+
+def _values(f: _TimedFile, name: str, col: str) -> pd.Series:
+    """A column's numbers, each finite and of a plausible size; the first that is not is named by its line.
+
+    Checked before resampling: an hourly mean would silently skip a gap in finer data (and turn inf into NaN).
+    """
+    cells = f.raw[col]
+    values = pd.to_numeric(cells, errors="coerce") if cells.dtype != bool else pd.Series(np.nan, index=cells.index)
+    number = values.to_numpy(dtype=float)
+    bad = ~np.isfinite(number) | (np.abs(np.nan_to_num(number)) > RAW_LIMIT)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        if pd.isna(cells.iloc[i]):
+            what = "value is missing"
+        elif np.isnan(number[i]):
+            what = f"{str(cells.iloc[i])!r} is not a number"
+        elif np.isinf(number[i]):
+            what = f"{str(cells.iloc[i])!r} is not a finite number"
+        else:
+            what = f"{number[i]:g} is beyond {RAW_LIMIT:g} in magnitude (no profile value is this large in any unit)"
+        raise CaseError(f"row {i + 1}: {what} (series '{name}')", file=f.path, field=col, line=int(f.raw.index[i]))
+    return values
 
 
 def _simbench_file(path: Path, items: list[tuple[str, str]]) -> _TimedFile:
@@ -273,7 +298,18 @@ def _to_hourly_pu(data: pd.DataFrame, cfg: ProfilesConfig, case: Case) -> pd.Dat
             peak = float(np.max(np.abs(col.to_numpy())))
             if peak <= 0:
                 raise case.error("series is zero everywhere and cannot be normalised to its peak", "profiles", "series", name)
+            if peak < PEAK_MIN:
+                raise case.error(f"series peaks at {peak:.3g}, too small to normalise to its peak (at least {PEAK_MIN:g})",
+                                 "profiles", "series", name)
             col = col / peak
+        elif s.kind == "load" and col.max() > LOAD_PU_LIMIT:
+            raise case.error(
+                f"a load series with normalise: none is per unit of the buses' peak loads (max {col.max():.3g} > "
+                f"{LOAD_PU_LIMIT:g}); use normalise: peak", "profiles", "series", name, "normalise",
+            )
+        elif s.kind == "price" and col.abs().max() > PRICE_LIMIT:
+            raise case.error(f"a price series is in USD/MWh, at most {PRICE_LIMIT:,.0f} in magnitude (max "
+                             f"{col.abs().max():.3g})", "profiles", "series", name, "column")
         elif s.kind in ("pv", "wind") and col.max() > 1.0 + 1e-6:
             raise case.error(
                 f"a {s.kind} series with normalise: none must be per unit of rating (max {col.max():.3g} > 1); "

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from adnstudy.config.schema import NetworkConfig
+from adnstudy.config.schema import NetworkConfig, Range
 from adnstudy.data import csvfile
 from adnstudy.errors import CaseError
 
@@ -37,6 +37,22 @@ SWITCH_KINDS = ("breaker", "sectionaliser", "fuse", "tie", "none")
 BUS_REQUIRED = ("bus", "base_kv", "p_mw", "q_mvar")
 BRANCH_REQUIRED = ("from_bus", "to_bus", "r_ohm", "x_ohm")
 BRANCH_OPTIONAL_FLOAT = ("rating_a", "length_km", "failure_rate_per_yr", "repair_h")
+#: Plausible values of the numeric columns (docs/case.md states them; a test checks it).
+COLUMN_RANGES = {
+    "bus": Range(1, 1e9),
+    "from_bus": Range(1, 1e9),
+    "to_bus": Range(1, 1e9),
+    "base_kv": Range(0.1, 1000, "kV"),
+    "p_mw": Range(-1000, 1000, "MW"),
+    "q_mvar": Range(-1000, 1000, "Mvar"),
+    "customers": Range(0, 1e7),
+    "r_ohm": Range(1e-6, 1000, "Ω"),
+    "x_ohm": Range(0, 1000, "Ω"),
+    "rating_a": Range(0.1, 100_000, "A"),
+    "length_km": Range(1e-4, 1000, "km"),
+    "failure_rate_per_yr": Range(0, 100, "failures/yr", lo_open=True),
+    "repair_h": Range(0, 1000, "h", lo_open=True),
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,13 +189,25 @@ class _Table:
             label = f"bus {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
             raise self.error(i, col, f"{label}: {what}")
 
+    def within(self, col: str, values: pd.Series, ids: pd.Series | None = None) -> None:
+        """Every given value of a column is in its plausible range (:data:`COLUMN_RANGES`)."""
+        rng = COLUMN_RANGES[col]
+        given = values.notna().to_numpy()
+        bad = given & ~rng.contains(values.to_numpy(dtype=float))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            label = f"bus {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
+            raise self.error(i, col, f"{label}: {col} must be {rng.text()} (got {values.iloc[i]:g})")
+
     def numeric(self, col: str, *, required: bool) -> pd.Series:
-        """Column as float; non-numbers are errors naming the row and its line."""
+        """Column as float; non-numbers (also true/false) are errors naming the row and its line."""
         df = self.frame
         if col not in df.columns:
             if required:
                 raise CaseError(f"missing column '{col}'", file=self.file, field=col)
             return pd.Series(np.nan, index=df.index, dtype=float)
+        if df[col].dtype == bool:  # pandas reads a column of True/False as booleans, which to_numeric takes as 1/0
+            raise self.error(0, col, f"row 1: {str(df[col].iloc[0])!r} is not a number")
         values = pd.to_numeric(df[col], errors="coerce")
         bad = (values.isna() & df[col].notna()).to_numpy()
         if bad.any():
@@ -222,11 +250,14 @@ def build_feeder(
     b = pd.DataFrame()
     ids = bt.numeric("bus", required=True)
     bt.check((ids != np.round(ids)).to_numpy() | (ids < 1).to_numpy(), "bus", "bus ids must be integers >= 1")
+    bt.within("bus", ids)
     b["bus"] = ids.astype(int)
     bt.check(b["bus"].duplicated().to_numpy(), "bus", "duplicate bus id", b["bus"])
     for col in ("base_kv", "p_mw", "q_mvar"):
         b[col] = bt.numeric(col, required=True)
     bt.check((b["base_kv"] <= 0).to_numpy(), "base_kv", "base_kv must be positive", b["bus"])
+    for col in ("base_kv", "p_mw", "q_mvar"):
+        bt.within(col, b[col], b["bus"])
     kv = b["base_kv"].to_numpy()
     bt.check(kv != kv[0], "base_kv",
              f"base_kv differs from {kv[0]:g} kV of bus {b['bus'].iloc[0]} (line {bt.lines[0]}); all buses must "
@@ -234,6 +265,7 @@ def build_feeder(
     cust = bt.numeric("customers", required=False).fillna(0.0)
     bt.check(((cust < 0) | (cust != np.round(cust))).to_numpy(), "customers", "customers must be a whole number >= 0",
              b["bus"])
+    bt.within("customers", cust, b["bus"])
     b["customers"] = cust.astype(int)
     if "load_profile" in buses.columns:
         b["load_profile"] = buses["load_profile"].fillna("").astype(str).str.strip()
@@ -262,14 +294,18 @@ def build_feeder(
     for col in ("from_bus", "to_bus"):
         v = lt.numeric(col, required=True)
         lt.check((v != np.round(v)).to_numpy(), col, "bus ids must be integers")
+        lt.within(col, v)
         br[col] = v.astype(int)
     for col in ("r_ohm", "x_ohm"):
         br[col] = lt.numeric(col, required=True)
     lt.check((br["r_ohm"] <= 0).to_numpy(), "r_ohm", "resistance must be positive")
     lt.check((br["x_ohm"] < 0).to_numpy(), "x_ohm", "reactance must not be negative")
+    for col in ("r_ohm", "x_ohm"):
+        lt.within(col, br[col])
     for col in BRANCH_OPTIONAL_FLOAT:
         v = lt.numeric(col, required=False)
         lt.check((v <= 0).to_numpy(), col, f"{col} must be positive where given")
+        lt.within(col, v)
         br[col] = v
     sw = branches["switch"].fillna("none").astype(str).str.strip().str.lower() if "switch" in branches.columns else pd.Series("none", index=br.index)
     lt.check(~sw.isin(SWITCH_KINDS).to_numpy(), "switch", f"switch must be one of {', '.join(SWITCH_KINDS)}")

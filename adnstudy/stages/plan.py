@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adnstudy.checks import check_solver
+from adnstudy.checks import check_solver, check_time_limit
 from adnstudy.config.load import Case
 from adnstudy.data.typical import YEAR_DAYS
 from adnstudy.errors import SolveError
@@ -84,7 +84,8 @@ def plan_stage(
     case: Case, out_dir: Path, run_key: str | None = None, solver: str | None = None,
     time_limit: float | None = None, reliability: bool = True, verbose: bool | None = None,
 ) -> dict[str, Any]:
-    if solver is not None:  # a usage error, before the inputs are read
+    check_time_limit(time_limit)  # usage errors, before the inputs are read
+    if solver is not None:
         check_solver(case, solver, field="--solver")
     check_plan_size(case, reliability=reliability, solver=solver, time_limit_s=time_limit)  # before building
     data, mg_schedules, mg_statuses, digests = load_plan_inputs(case, out_dir)
