@@ -217,11 +217,20 @@ def check_wholesale_price(case: Case) -> None:
 
 
 def check_outage_data(inputs: CaseInputs) -> None:
-    """Every branch has a failure rate, repair ≥ switching time, switches sit on branches (reliability.data)."""
-    from adnstudy.reliability.data import reliability_data
+    """Every branch has a failure rate, repair ≥ switching time, switches sit on branches (reliability.data);
+    and no bus is without supply for longer than a year's hours (which would give ASAI < 0)."""
+    from adnstudy.reliability.data import HOURS_PER_YEAR, reliability_data
+    from adnstudy.reliability.evaluate import evaluate
 
     fd = inputs.feeder
-    reliability_data(inputs.case, fd, np.zeros(fd.n_bus), np.empty(0, dtype=int), np.empty(0))
+    rd = reliability_data(inputs.case, fd, np.zeros(fd.n_bus), np.empty(0, dtype=int), np.empty(0))
+    unavailable = evaluate(rd).unavailability_h_per_yr
+    worst = int(np.argmax(unavailable)) if len(unavailable) else 0
+    if len(unavailable) and not unavailable[worst] <= HOURS_PER_YEAR:
+        raise inputs.case.error(
+            f"with these failure rates and repair times bus {fd.bus_ids[worst]} would be without supply "
+            f"{unavailable[worst]:,.0f} h a year, more than the {HOURS_PER_YEAR:,.0f} hours a year has: check the "
+            "failure rates (per year, or per km and year) and repair_h, here and in the branch table", "reliability")
 
 
 def check_saifi_limit(inputs: CaseInputs) -> None:

@@ -262,3 +262,11 @@ def test_case_doc_states_every_range_of_the_feeder_tables() -> None:
     rows = {line.split("`")[1]: line for line in body.splitlines() if line.startswith("| `")}
     missing = [f"{col}: {rng.text()}" for col, rng in COLUMN_RANGES.items() if rng.text() not in rows.get(col, "")]
     assert not missing, f"docs/case.md, feeder tables, does not state these ranges: {missing}"
+
+
+def test_outage_data_beyond_a_year_is_an_error(tmp_path: Path) -> None:
+    """Rates and repair times each in range, but together longer outages than a year has (ASAI < 0 before)."""
+    case = over_ieee33(tmp_path, "reliability: {failure_rate_per_yr: 90, repair_h: 900}\n")
+    line = error_line(invoke("validate", case))
+    assert line.startswith(f"error: {case}:2: reliability: ") and "would be without supply" in line
+    assert "more than the 8,760 hours a year has" in line
