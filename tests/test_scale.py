@@ -148,3 +148,19 @@ def test_synthetic_feeder_of_33_buses_is_the_ieee33_feeder(tmp_path):
     assert np.array_equal(a.bus_ids, b.bus_ids) and np.allclose(a.r_pu, b.r_pu) and len(a.ties) == len(b.ties)
     assert np.array_equal(a.branches["rating_a"], b.branches["rating_a"])
     assert HOURS == 24
+
+
+def test_dispatch_too_large_for_the_memory_cap_says_so_before_building(tmp_path):
+    """One typical day's network model of a 2,000-bus feeder with microgrids under a 200 MB cap: exit 2 with the
+    estimate before the (missing) typical days are read."""
+    text = (ROOT / "tests" / "cases" / "small" / "case.yaml").read_text()
+    case = write_case(tmp_path / "feeder", 2000, k=8)
+    extra = text[text.index("microgrids:"):]
+    case.write_text(case.read_text() + "\n" + extra)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), MEMORY_LIMIT_ENV: "200"}
+    proc = subprocess.run([sys.executable, "-m", "adnstudy", "dispatch", str(case), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "the dispatch model of one typical day of" in proc.stderr and "will not fit in memory" in proc.stderr
+    assert "2000 buses, 1999 branches, 24 snapshots" in proc.stderr and "Traceback" not in proc.stderr
+    assert "cluster" not in proc.stderr

@@ -179,3 +179,28 @@ def check_plan_size(case, *, reliability: bool, solver: str | None, time_limit_s
     dims = plan_dimensions(case, case_feeder(case), reliability=reliability, threads=scfg.threads if default else 1)
     return check_fits(dims, f"the planning model of {case.name}", hours=HOURS,
                       time_limit_s=time_limit_s if time_limit_s is not None else scfg.time_limit_s)
+
+
+#: ATC/ADMM iterations a typical day of the shipped cases takes (docs/benchmarks.md: 40 to about 300).
+DISPATCH_ITERATIONS = (50, 300)
+
+
+def check_dispatch_size(case, feeder, *, days: int) -> Estimate:
+    """``dispatch``'s check before anything is built: one typical day's network model (the ADN's, and the
+    centralised reference, about one and a half model copies) fits in memory (else :class:`ModelTooLargeError`, exit 2); warn when
+    the distributed market, which re-solves the ADN's model every iteration, would take over an hour in all."""
+    from adnstudy.data.typical import HOURS
+
+    cfg = case.config
+    sites = cfg.candidates.sites if cfg.candidates is not None else []
+    storage = sum(1 for s in sites if s.tech == "storage")
+    dims = Dimensions(buses=feeder.n_bus, branches=feeder.n_branch, snapshots=HOURS,
+                      renewables=len(sites) - storage, storage=storage)
+    est = check_fits(dims, f"the dispatch model of one typical day of {case.name}", hours=HOURS, days_field="")
+    low, high = (est.relaxation_s * n for n in DISPATCH_ITERATIONS)
+    if low * days > 3600:
+        log.warning("dispatch of %s is large (%s): each ADN solve takes an estimated %.0f s on a 2-core machine, "
+                    "and the distributed market needs %d to %d of them per typical day: %.1f to %.1f h for each "
+                    "of the %d days", case.name, est.describe(), est.relaxation_s, *DISPATCH_ITERATIONS,
+                    low / 3600, high / 3600, days)
+    return est

@@ -53,6 +53,7 @@ from adnstudy.solve.conic import (
     solve_conic,
 )
 from adnstudy.solve.coordination import CoordinationResult, coordinate, partner_row
+from adnstudy.solve.size import check_dispatch_size
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 #: A pair counts as trading partners when it traded more than this in some hour (MW).
@@ -67,6 +68,8 @@ def dispatch_inputs(case: Case, out_dir: Path, scenarios: list[int] | None = Non
     """Each chosen typical day's data for the agents; the digests of the tables read; the record of the plan
     whose network the ADN operates (None: the bare feeder)."""
     feeder = checked_inputs(case, "dispatch").feeder
+    k = case.config.clustering.k if case.config.clustering is not None else 1
+    check_dispatch_size(case, feeder, days=len(scenarios) if scenarios else k)  # before anything is read or built
     tables, digests = read_inputs(case, out_dir, "dispatch", {"plan": plan})
     td = typical_days(case, tables["cluster", "typical"], tables["cluster", "weights"])
     assets, plan_record = None, None
