@@ -36,14 +36,8 @@ from adnstudy import __version__
 from adnstudy.config.load import Case
 from adnstudy.errors import IncompleteResultsError
 from adnstudy.results.provenance import StageRun, running
-from adnstudy.results.store import read_manifest, table_digest
+from adnstudy.results.store import file_sha256, read_manifest, table_digest
 from adnstudy.stages.registry import BY_NAME, FORCE_INPUTS, STAGES, Stage, missing_sections, resolve
-
-
-def _file_digest(path: Path) -> str:
-    """SHA-256 of a data file, read in blocks (a profile file may be 200 MB)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -> dict[str, str]:
@@ -58,7 +52,7 @@ def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -
         else:
             assert net.buses is not None and net.branches is not None
             buses, branches = case.resolve(net.buses), case.resolve(net.branches)
-        out.update({k: _file_digest(p) for k, p in (("buses", buses), ("branches", branches)) if p.is_file()})
+        out.update({k: file_sha256(p) for k, p in (("buses", buses), ("branches", branches)) if p.is_file()})
     prof = case.config.profiles
     if "profiles" in files and prof is not None:
         if prof.source == "simbench":
@@ -69,7 +63,7 @@ def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -
             for name, series in prof.series.items():
                 rel = series.file or prof.file
                 if rel is not None and case.resolve(rel).is_file():
-                    out[f"profile:{name}"] = _file_digest(case.resolve(rel))
+                    out[f"profile:{name}"] = file_sha256(case.resolve(rel))
     return out
 
 

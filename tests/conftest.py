@@ -7,6 +7,7 @@ would, into a session folder.
 
 from __future__ import annotations
 
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,31 @@ SMALL = ROOT / "tests" / "cases" / "small" / "case.yaml"
 #: Typical days of the shipped case whose market the tests run: on day 4 all three MGs trade.
 DISPATCH_SCENARIOS = (0, 4)
 runner = CliRunner()
+
+
+def edited_case(source: Path, folder: Path, *edits: tuple[str, str], name: str = "case") -> Path:
+    """A copy of case file ``source`` in ``folder`` as ``<name>.yaml``, each (old, new) text replaced once found.
+
+    Its defaults file is made absolute and the feeder tables it names by relative path are copied beside it
+    (where not already there), so the copy reads what the original reads and a test may edit its tables.
+    """
+    text = source.read_text()
+
+    def absolute(match: re.Match[str]) -> str:
+        value = match[2]
+        return match[1] + (value if Path(value).is_absolute() else str((source.parent / value).resolve()))
+
+    text = re.sub(r"^(defaults:\s*)(\S+)\s*$", absolute, text, flags=re.M)
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in re.findall(r"^\s*(?:buses|branches):\s*(\S+\.csv)\s*$", text, flags=re.M):
+        if not Path(table).is_absolute() and not (folder / table).exists():
+            shutil.copy(source.parent / table, folder / table)
+    for old, new in edits:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
 
 
 def invoke(*args: str) -> None:

@@ -16,7 +16,7 @@ import cvxpy as cp
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import DISPATCH_SCENARIOS
+from conftest import DISPATCH_SCENARIOS, edited_case
 from typer.testing import CliRunner
 
 from adnstudy.cli import app
@@ -33,13 +33,7 @@ runner = CliRunner()
 
 def variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> Path:
     """The shipped case with text replaced, written beside a copy of its cluster results."""
-    text = CASE.read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    return path
+    return edited_case(CASE, tmp_path, *replacements, name=name)
 
 
 @pytest.fixture(scope="module")

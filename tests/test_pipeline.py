@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL
+from conftest import SMALL, edited_case
 from typer.testing import CliRunner
 
 from adnstudy.cli import app
@@ -28,16 +28,7 @@ runner = CliRunner()
 
 def small_variant(tmp_path: Path, name: str, *replacements: tuple[str, str]) -> Path:
     """The small case with text replaced, written (with its feeder tables) into ``tmp_path``."""
-    text = SMALL.read_text().replace("../../../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    for f in ("buses.csv", "branches.csv"):
-        if not (tmp_path / f).exists():
-            shutil.copy(SMALL.parent / f, tmp_path / f)
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(text)
-    return path
+    return edited_case(SMALL, tmp_path, *replacements, name=name)
 
 
 def keys(case_file: Path, out: Path) -> dict[str, str]:

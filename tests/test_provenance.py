@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import edited_case
 from typer.testing import CliRunner, Result
 
 from adnstudy.cli import app
@@ -32,16 +33,7 @@ runner = CliRunner()
 
 def small_case(folder: Path, *edits: tuple[str, str]) -> Path:
     """The small case (edited) with its feeder tables, in ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    text = (SMALL / "case.yaml").read_text().replace("../../../configs/defaults.yaml",
-                                                   str(ROOT / "configs" / "defaults.yaml"))
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new)
-    for table in ("buses.csv", "branches.csv"):
-        shutil.copy(SMALL / table, folder / table)
-    (folder / "case.yaml").write_text(text)
-    return folder / "case.yaml"
+    return edited_case(SMALL / "case.yaml", folder, *edits)
 
 
 def cli(*args: object) -> Result:

@@ -18,6 +18,7 @@ import cvxpy
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import edited_case
 from typer.testing import CliRunner
 
 from adnstudy.cli import app
@@ -168,15 +169,7 @@ def small_cluster(tmp_path_factory) -> Path:
 
 def small_variant(tmp_path: Path, edits: tuple[tuple[str, str], ...], cluster: Path) -> tuple[Path, Path]:
     """The small case with its tables beside it, edited; a results folder holding its typical days."""
-    text = (SMALL / "case.yaml").read_text().replace("../../../configs/defaults.yaml",
-                                                   str(ROOT / "configs" / "defaults.yaml"))
-    for old, new in edits:
-        assert old in text, old
-        text = text.replace(old, new)
-    for table in ("buses.csv", "branches.csv"):
-        if not (tmp_path / table).exists():
-            (tmp_path / table).write_text((SMALL / table).read_text())
-    (tmp_path / "case.yaml").write_text(text)
+    edited_case(SMALL / "case.yaml", tmp_path, *edits)
     shutil.copytree(cluster, tmp_path / "out" / "cluster")
     return tmp_path / "case.yaml", tmp_path / "out"
 

@@ -131,6 +131,10 @@ class StageWriter:
         df.to_parquet(self.tmp / f"{name}.parquet", index=False)
         self.tables.append(name)
 
+    def table_parts(self, name: str) -> TableParts:
+        """A table written chunk by chunk (:class:`TableParts`); it counts as written once closed."""
+        return TableParts(self, name)
+
     def figure(self, name: str, fig: Any) -> None:
         """Save a matplotlib figure as PNG."""
         fig.savefig(self.tmp / f"{name}.png", dpi=120, bbox_inches="tight")
@@ -178,6 +182,31 @@ class StageWriter:
             previous = _swap(self.tmp, self.final)
         if previous is not None:
             shutil.rmtree(previous, ignore_errors=True)
+
+
+class TableParts:
+    """A stage's table written chunk by chunk into one Parquet file (one row group per chunk), so memory is
+    bounded by a chunk; it reads back as the frame the chunks concatenate to, as if written whole by
+    :meth:`StageWriter.table`."""
+
+    def __init__(self, w: StageWriter, name: str) -> None:
+        self.w, self.name = w, name
+        self.writer: Any = None  # pyarrow.parquet.ParquetWriter, opened with the first chunk's schema
+
+    def write(self, df: pd.DataFrame) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pandas(df, preserve_index=False)
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.w.tmp / f"{self.name}.parquet", table.schema)
+        self.writer.write_table(table)
+
+    def close(self) -> None:
+        if self.writer is None:
+            raise RuntimeError(f"table {self.name}: no chunk written")
+        self.writer.close()
+        self.w.tables.append(self.name)
 
 
 def scratch_name(folder: str, kind: str) -> str:
@@ -437,7 +466,13 @@ def table_digest(path: Path) -> str | None:
     leaves later stages up to date (a manifest's hash would not: it holds times).
     """
     path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return file_sha256(path) if path.is_file() else None
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in blocks (a year's power-flow table or a profile file is 100s of MB)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_table(out_dir: Path, stage: str, table: str, case: Case) -> pd.DataFrame:

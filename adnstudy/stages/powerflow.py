@@ -14,15 +14,12 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import HOURS, YEAR_DAYS
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.powerflow import PowerFlowResult, run_powerflow_chunks
 from adnstudy.results.figures import new_figure
-from adnstudy.results.store import StageWriter
 from adnstudy.results.tables import branch_loading, branch_table, bus_table
 from adnstudy.stages.registry import BY_NAME, Line, checked_inputs, stage_writer
 
@@ -47,7 +44,7 @@ def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year:
             else:
                 mult = inputs.bus_load_multipliers
                 times = inputs.profiles.index
-        parts = {name: ParquetParts(w, name) for name in ("bus", "branch")}
+        parts = {name: w.table_parts(name) for name in ("bus", "branch")}
         summaries: list[pd.DataFrame] = []
         worst_v: dict[int, np.ndarray] = {}  # each chunk's lowest-voltage snapshot → its bus voltages
         iterations, mismatch = 0, 0.0
@@ -85,29 +82,6 @@ def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year:
             summary=figures,
         )
     return figures
-
-
-class ParquetParts:
-    """A table of the stage written chunk by chunk into one Parquet file (one row group per chunk).
-
-    Reads back as the frame the chunks concatenate to, as if written whole by ``StageWriter.table``.
-    """
-
-    def __init__(self, w: StageWriter, name: str) -> None:
-        self.w, self.name = w, name
-        self.path = w.tmp / f"{name}.parquet"
-        self.writer: pq.ParquetWriter | None = None
-
-    def write(self, df: pd.DataFrame) -> None:
-        table = pa.Table.from_pandas(df, preserve_index=False)
-        if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, table.schema)
-        self.writer.write_table(table)
-
-    def close(self) -> None:
-        assert self.writer is not None, "no chunk written"
-        self.writer.close()
-        self.w.tables.append(self.name)
 
 
 def result_tables(
