@@ -120,14 +120,22 @@ class Generator:
 
 def generator_block(
     n_snap: int, base_mva: float, p_min_mw: float, p_max: Capacity, *, cost_a_usd_per_mw2h: float,
-    cost_b_usd_per_mwh: float, cost_c_usd_per_h: float, name: str = "generator",
+    cost_b_usd_per_mwh: float, cost_c_usd_per_h: float, weight: np.ndarray | None = None, name: str = "generator",
 ) -> Generator:
-    """A controllable unit; ``p_max`` per unit (a number or a sized capacity)."""
+    """A controllable unit; ``p_max`` per unit (a number or a sized capacity).
+
+    ``weight``: what each snapshot stands for in the cost (days of a year per hour of a typical day); the
+    default counts each snapshot once.
+    """
     B = base_mva
     g = cp.Variable(n_snap, name=f"p_{name}", nonneg=True)
     fam = Families()
     p_max_expr = p_max if isinstance(p_max, cp.Expression) else float(p_max)
     fam.add(f"{name}.limits", g >= p_min_mw / B, g <= p_max_expr)
-    cost = cost_a_usd_per_mw2h * B**2 * cp.sum_squares(g) + cost_b_usd_per_mwh * B * cp.sum(g)
-    cost = cost + cost_c_usd_per_h * n_snap
+    if weight is None:
+        cost = cost_a_usd_per_mw2h * B**2 * cp.sum_squares(g) + cost_b_usd_per_mwh * B * cp.sum(g)
+        cost = cost + cost_c_usd_per_h * n_snap
+    else:
+        cost = cost_a_usd_per_mw2h * B**2 * cp.sum_squares(cp.multiply(np.sqrt(weight), g)) \
+            + cost_b_usd_per_mwh * B * (weight @ g) + cost_c_usd_per_h * float(np.sum(weight))
     return Generator(p=g, cost_usd=cost, families=fam)

@@ -27,12 +27,16 @@ class Trades:
 
 
 def trade_block(
-    fee_usd_per_mwh: np.ndarray, hours: int, base_mva: float, seller_share: float, name: str = "trade"
+    fee_usd_per_mwh: np.ndarray, hours: int, base_mva: float, seller_share: float, name: str = "trade",
+    weight: np.ndarray | None = None,
 ) -> Trades:
-    """One MG's trades with its partners (``fee_usd_per_mwh``: one fee per partner)."""
+    """One MG's trades with its partners (``fee_usd_per_mwh``: one fee per partner); ``weight``: what each
+    snapshot stands for in the cost (default: once)."""
     n_p = len(fee_usd_per_mwh)
     trade = cp.Variable((n_p, hours), name=name)
     fee = np.asarray(fee_usd_per_mwh, dtype=float)[:, None] * base_mva
+    if weight is not None:
+        fee = fee * np.asarray(weight, dtype=float)[None, :]
     cost = cp.sum(cp.multiply(fee * seller_share, cp.pos(trade)) + cp.multiply(fee * (1 - seller_share), cp.neg(trade)))
     return Trades(trade=trade, fee_usd=cost)
 

@@ -396,8 +396,13 @@ class PlanModel:
         )
 
 
-def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "relaxed") -> PlanModel:
-    """Build the planning model once, from its blocks (the maths: module docstring, docs/plan.md)."""
+def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "relaxed",
+                     mg_export: cp.Expression | None = None) -> PlanModel:
+    """Build the planning model once, from its blocks (the maths: module docstring, docs/plan.md).
+
+    ``mg_export`` (MG × snapshot): the MGs' PCC exports as an expression of another block (co-planning)
+    instead of the fixed ``data.mg_export``.
+    """
     fd, st = data.feeder, data.sites
     base, S, w = fd.base_mva, data.n_snap, data.snap_weight
     native = integral == "native"
@@ -416,8 +421,9 @@ def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "r
     q_inj = at_buses(fd.n_bus, st["pos"].to_numpy()[res]) @ dg.q + q_sub
     if storage is not None:
         p_inj = p_inj + at_buses(fd.n_bus, st["pos"].to_numpy()[sto]) @ storage.net
-    if data.mg_export is not None:
-        p_inj = p_inj + at_buses(fd.n_bus, data.mg_pos) @ data.mg_export
+    export = mg_export if mg_export is not None else data.mg_export
+    if export is not None:
+        p_inj = p_inj + at_buses(fd.n_bus, data.mg_pos) @ export
     network = branch_flow_soc(fd, data.limits, S, p_inj, q_inj, data.p_load, data.q_load)
     caps = capacity_caps(inv, res, data.max_total_mw, data.budget_usd)
     rel = None

@@ -19,6 +19,13 @@ converges for the convex clearing problem. Penalties follow residual balancing
 shrink it while the dual one does) over the first iterations, then stay fixed;
 the multipliers are unscaled, so changing ρ needs no rescaling.
 
+Over several typical days (co-planning) the agents' costs are annual: each
+snapshot's penalties and multiplier steps are weighted by what it stands for
+(``snapshot_weight``, days of the year), so every hour of every day behaves as
+in a one-day clearing scaled by its weight. A run may start from another's
+final state (:class:`AtcState`): the multipliers, agreed trades and penalties
+of the last clearing, when the decisions around it changed little.
+
 :class:`AtcAdmm` is the plug-in for the loop of :mod:`adnstudy.solve.iterate`;
 the agents meet it through :class:`UpperLevel` and :class:`LowerLevel`.
 """
@@ -69,6 +76,19 @@ class LowerLevel(Protocol):
 
 
 @dataclass
+class AtcState:
+    """Where an ATC + ADMM run ended: enough to start another from it."""
+
+    R: np.ndarray  # agent × H, last responses' exchanges
+    s: np.ndarray  # agent × agent × H, last proposals
+    mu: np.ndarray
+    v: np.ndarray
+    z: np.ndarray
+    w: float
+    rho: float
+
+
+@dataclass
 class CoordinationResult:
     responses: list[Any]  # the lower levels' last responses (LowerResponse)
     upper: Any  # the upper level's last response (UpperResponse)
@@ -79,6 +99,7 @@ class CoordinationResult:
     seconds: float
     converged: bool = True
     message: str = ""  # the residuals reached, when it did not converge
+    state: AtcState | None = None  # where it ended (to start another run from)
 
     @property
     def targets_pu(self) -> np.ndarray:
@@ -102,8 +123,11 @@ class AtcAdmm:
 
     def __init__(self, upper: UpperLevel, lowers: list[LowerLevel], pairs: list[tuple[int, int]],
                  initial: list[LowerResponse], *, hours: int, base_mva: float, rho_pcc: float, rho_trade: float,
-                 tol_pu: float, tol_dual_pu: float, tol_objective: float, adaptive: bool, trading: bool) -> None:
+                 tol_pu: float, tol_dual_pu: float, tol_objective: float, adaptive: bool, trading: bool,
+                 snapshot_weight: np.ndarray | None = None, warm: AtcState | None = None) -> None:
         self.upper, self.lowers, self.initial = upper, lowers, initial
+        self.omega = snapshot_weight if snapshot_weight is not None else 1.0
+        self.warm = warm
         self.pairs = pairs if trading else []
         self.trading, self.adaptive = trading, adaptive
         self.H, self.B = hours, base_mva
@@ -118,16 +142,24 @@ class AtcAdmm:
         self.v = np.zeros((M, H))
         self.z = np.zeros((M, M, H))
         self.w, self.rho = self.rho_pcc0, self.rho_trade0
+        if self.warm is not None:
+            st = self.warm
+            self.R, self.s, self.mu, self.v, self.z = st.R.copy(), st.s.copy(), st.mu.copy(), st.v.copy(), st.z.copy()
+            self.w, self.rho = st.w, st.rho
         self.responses: list[Any] = list(self.initial)
         self.prev_obj = np.nan
         self.upper_response: Any = None
+
+    @property
+    def state(self) -> AtcState:
+        return AtcState(R=self.R, s=self.s, mu=self.mu, v=self.v, z=self.z, w=self.w, rho=self.rho)
 
     def solve(self, k: int) -> None:
         M = len(self.lowers)
         self.upper_response = self.upper.respond(self.R, self.v, self.w)
         T = self.upper_response.targets_pu
         self.z_old = self.z
-        self.z = agree_trades(self.s, self.mu, self.rho, self.pairs)
+        self.z = agree_trades(self.s, self.mu, self.rho * self.omega, self.pairs)
         responses = []
         for m, agent in enumerate(self.lowers):
             if self.trading:
@@ -149,8 +181,8 @@ class AtcAdmm:
         self.s = s
         mask = np.ones((M, M, 1)) - np.eye(M)[:, :, None]
         r_pcc = T - self.R
-        self.v = self.v + 2 * self.w * r_pcc
-        self.mu = self.mu + self.rho * (s - self.z) * mask
+        self.v = self.v + 2 * self.w * self.omega * r_pcc
+        self.mu = self.mu + self.rho * self.omega * (s - self.z) * mask
         self.recip = max((float(np.max(np.abs(s[m, n] + s[n, m]))) for m, n in self.pairs), default=0.0)
         self.pcc = float(np.max(np.abs(r_pcc)))
         self.dual_pcc = float(np.max(np.abs(self.R - R_old)))
@@ -210,6 +242,8 @@ def coordinate(
     trading: bool = True,
     on_iteration: Callable[[Row], None] | None = None,
     strict: bool = True,
+    snapshot_weight: np.ndarray | None = None,
+    warm: AtcState | None = None,
 ) -> CoordinationResult:
     """Run ATC + ADMM from the lower levels' ``initial`` responses until the residuals reach ``tol_pu``.
 
@@ -221,11 +255,12 @@ def coordinate(
     """
     method = AtcAdmm(upper, lowers, pairs, initial, hours=hours, base_mva=base_mva, rho_pcc=rho_pcc,
                      rho_trade=rho_trade, tol_pu=tol_pu, tol_dual_pu=tol_pu if tol_dual_pu is None else tol_dual_pu,
-                     tol_objective=tol_objective, adaptive=adaptive, trading=trading)
+                     tol_objective=tol_objective, adaptive=adaptive, trading=trading, snapshot_weight=snapshot_weight,
+                     warm=warm)
     loop = iterate(method, max_iter=max_iter, on_iteration=on_iteration, strict=strict)
     return CoordinationResult(
         responses=method.responses, upper=method.upper_response, agreed_pu=method.z,
         objective_usd=loop.history[-1]["objective_usd"], history=loop.history, iterations=loop.iterations,
-        seconds=loop.seconds, converged=loop.converged, message=loop.message,
+        seconds=loop.seconds, converged=loop.converged, message=loop.message, state=method.state,
     )
 

@@ -272,6 +272,33 @@ STAGES: tuple[Stage, ...] = (
         ),
         also_reads=("candidates", "solver.options"), optional_reads=(("plan", "investment"),),
     ),
+    Stage(
+        name="coplan",
+        help="Collaborative planning of the ADN and MG investors by generalized Nash bargaining.\n\n"
+        "Each investor plans alone (the disagreement point); then an alternating optimisation fixes the 0-1 "
+        "decisions, clears welfare over the typical days distributedly (ATC + ADMM) and lets each investor "
+        "re-choose its own; payments share the gain by bargaining power. Checked against the centralised "
+        "welfare optimum and each investor's best unilateral deviation. Writes investment, agents, iterations, "
+        "trades, payments, schedule and convergence tables and three figures to OUT/coplan/ (with "
+        "--centralised: only the centralised plan, to OUT/coplan_centralised/).\n\n"
+        "Example: adnstudy coplan cases/ieee33.yaml",
+        sections=("profiles", "economics", "microgrids", "market"),
+        reads=(("cluster", "typical"), ("cluster", "weights")),
+        tables=("investment",), optional_tables=("agents", "iterations", "trades", "payments", "schedule", "convergence"),
+        figures=("capacity", "gains", "welfare"),
+        checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, MICROGRID_SUPPLY, BRANCH_RATINGS, OUTAGE_DATA, SAIFI_LIMIT,
+                SOLVER),
+        run="adnstudy.stages.coplan:coplan_stage", report="adnstudy.stages.coplan:report",
+        progress="Co-planning: disagreement point, alternating optimisation, centralised reference, stability",
+        options=(
+            Option("centralised_only", ("--centralised",), bool, False,
+                   "Only the centralised welfare-maximising plan (the reference), to OUT/coplan_centralised/."),
+            Option("reliability", ("--reliability/--no-reliability",), bool, True,
+                   "Use the case's reliability section for the ADN (default: yes)."),
+        ),
+        folder=lambda opts: "coplan_centralised" if opts.get("centralised_only") else "coplan",
+        also_reads=("candidates", "reliability", "coplan", "solver"), option_skips=(("reliability", ("reliability",)),),
+    ),
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
 

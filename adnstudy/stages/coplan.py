@@ -1,0 +1,520 @@
+"""``adnstudy coplan``: collaborative planning of the ADN and MG investors (docs/coplan.md).
+
+1. **Disagreement point**: each MG plans its candidates alone (tariffs only,
+   blind to the network); their plans are operated on the feeder without
+   bilateral trades (the disagreement market of ``dispatch``, over the K
+   days); the ADN plans its sites around those exchanges (the ``plan`` model
+   at the wholesale price). Every investor's annual cost there is its
+   disagreement cost d_i.
+2. **Alternating optimisation** (:mod:`adnstudy.solve.alternate`): the upper
+   level — every 0-1 decision fixed — is the welfare clearing over the K days
+   with continuous sizes, solved distributedly (ATC + ADMM, warm-started from
+   the previous outer iteration); the lower level lets each investor re-choose
+   its own 0-1 decisions from what the upper level sent it.
+3. **Generalized Nash bargaining**: fees settled, then payments (the closed-form
+   payment ADMM of ``dispatch``) give investor i the share β_i/Σβ of the total
+   gain Σ d_i − welfare.
+4. **Checks**: the centralised welfare-maximising plan (branch-and-bound of the
+   whole MISOCP), the centralised clearing at the final decisions, and each
+   investor's best unilateral deviation (stability).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from adnstudy.config.load import Case
+from adnstudy.errors import IncompleteResultsError, NotConvergedError, SolveError
+from adnstudy.problems.coplan import (
+    CoplanData,
+    CoplanModel,
+    PlanningADN,
+    build_coplan_model,
+    coplan_data,
+    fee_accounts,
+    zero_decision,
+)
+from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule, read_schedule
+from adnstudy.problems.plan import solve_plan
+from adnstudy.results.figures import legend_below, new_figure
+from adnstudy.results.tables import zero_below
+from adnstudy.solve.alternate import AlternationResult, Decisions, alternate, decisions_key
+from adnstudy.solve.bargaining import BargainResult, bargain
+from adnstudy.solve.conic import DEFAULT, FINAL, quiet_solver, solve_conic
+from adnstudy.solve.coordination import CoordinationResult, coordinate
+from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
+from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
+
+#: The PCC mismatch and trade reciprocity the upper level must reach (MW), unless the case asks for less.
+TOL_MW = 1e-4
+#: A pair counts as trading partners when it traded more than this in some hour (MW).
+TRADED_MW = 1e-4
+
+
+def settings_of(case: Case) -> dict[str, Any]:
+    cfg = case.config
+    cp_cfg = getattr(cfg, "coplan", None)
+    return {
+        "max_iter": int(getattr(cp_cfg, "max_iter", 10)),
+        "enumerate_max": int(getattr(cp_cfg, "enumerate_max", 64)),
+        "stability_tol": float(getattr(cp_cfg, "stability_tol", 1e-3)),
+    }
+
+
+def mip_settings(case: Case, time_limit: float | None = None) -> MipSettings:
+    s = case.config.solver
+    return MipSettings(name=s.name, gap=s.mip_gap, time_limit_s=time_limit or s.time_limit_s, threads=s.threads,
+                       options=dict(s.options))
+
+
+# --------------------------------------------------------------------- disagreement
+@dataclass
+class Alone:
+    """Every investor planning alone: decisions, MG sizes, annual costs (the disagreement point)."""
+
+    decisions: Decisions
+    sizes_mw: list[np.ndarray | None]  # per MG
+    cost_usd: np.ndarray  # per investor, ADN first
+    schedules: list[MicrogridSchedule]  # the MGs' operation on the feeder (no bilateral trades)
+    adn_capacity_mw: np.ndarray
+    seconds: float
+
+
+def disagreement(data: CoplanData, mip: MipSettings) -> Alone:
+    """Each MG plans alone, network-blind; their plans run on the feeder without trades; the ADN plans around."""
+    t = time.perf_counter()
+    plans = []
+    for d in data.mgs:
+        agent = MicrogridAgent(replace(d, partners=(), fee_usd_per_mwh=np.zeros(0)), DEFAULT)
+        plans.append(agent.plan_alone())
+    model = build_coplan_model(data, trading=False)
+    start = (zero_decision(model.adn), *(p[0] for p in plans))
+    sizes = [p[1].capacity_mw if d.candidates is not None else None for p, d in zip(plans, data.mgs, strict=True)]
+    problem = model.operation(start, sizes)
+    try:
+        solve_conic(problem, FINAL, "the MGs' stand-alone plans operated on the feeder without trades")
+    except SolveError as exc:
+        raise SolveError(f"the MGs' stand-alone plans cannot be operated on the feeder: {exc}; no results were "
+                         "written") from None
+    schedules = [read_schedule(d, b) for d, b in zip(data.mgs, model.mgs, strict=True)]
+    export = np.array([s.export_pu for s in schedules])
+    try:
+        adn = solve_plan(replace(data.adn, mg_export=export), mip)
+    except SolveError as exc:
+        raise SolveError(f"the ADN planning alone around the MGs' stand-alone exchanges: {exc}") from None
+    plan_model = adn.model
+    own = data.wholesale_usd_per_mwh * data.base_mva * float((export @ data.weight).sum())
+    d0 = plan_model.objective_usd + own
+    adn_decision = tuple(np.round(np.array(v.value, float)) for v in plan_model.integer_vars())
+    return Alone(decisions=(adn_decision, *(p[0] for p in plans)), sizes_mw=sizes,
+                 cost_usd=np.array([d0, *(s.cost_usd for s in schedules)]), schedules=schedules,
+                 adn_capacity_mw=plan_model.solution().built_mw, seconds=time.perf_counter() - t)
+
+
+# ---------------------------------------------------------------------- upper level
+@dataclass
+class Upper:
+    """The upper level at one set of decisions, solved distributedly."""
+
+    decisions: Decisions
+    clearing: CoordinationResult
+    welfare_usd: float
+    iterations: int
+    adn_capacity_mw: np.ndarray
+    seconds: float
+
+
+class Investors:
+    """The agents, built once: the ADN's and every MG's, re-solved with new decisions and ATC terms."""
+
+    def __init__(self, case: Case, data: CoplanData, alone: Alone, mip: MipSettings):
+        co = case.config.market.coordination  # type: ignore[union-attr]
+        B = data.base_mva
+        self.data, self.mip = data, mip
+        self.adn = PlanningADN(data, DEFAULT)
+        self.mgs = [MicrogridAgent(d, DEFAULT) for d in data.mgs]
+        self.initial = alone.schedules
+        self.warm = None
+        self.kwargs = dict(hours=data.adn.n_snap, base_mva=B, rho_pcc=co.rho_pcc_usd_per_mw2h * B**2,
+                           rho_trade=co.rho_trade_usd_per_mw2h * B**2, tol_pu=max(co.tol_mw, TOL_MW) / B,
+                           tol_dual_pu=max(co.dual_tol_mw, TOL_MW) / B, tol_objective=co.tol_objective,
+                           max_iter=co.max_iter, snapshot_weight=data.weight)
+
+    def upper(self, decisions: Decisions) -> Upper:
+        t = time.perf_counter()
+        self.adn.fix(decisions[0])
+        for agent, d in zip(self.mgs, decisions[1:], strict=True):
+            agent.fix(d)
+        res = coordinate(self.adn, self.mgs, self.data.pairs, self.initial, strict=False, warm=self.warm,
+                         **self.kwargs)
+        if not res.converged:
+            raise NotConvergedError(f"the upper level at outer decisions {describe(self.data, decisions)}: "
+                                    f"{res.message}", history=res.history)
+        self.warm = res.state
+        cap = np.array(self.adn.model.investment.capacity_mw.value, dtype=float)
+        return Upper(decisions=decisions, clearing=res, welfare_usd=res.objective_usd, iterations=res.iterations,
+                     adn_capacity_mw=np.where(decisions[0][0] > 0, np.maximum(cap, 0), 0.0),
+                     seconds=time.perf_counter() - t)
+
+    def adn_response(self, up: Upper) -> tuple[np.ndarray, ...]:
+        st = up.clearing.state
+        self.adn.fix(up.decisions[0])
+        self.adn.set_terms(st.R, st.v, st.w)
+        return self.adn.best_response(self.mip)
+
+    def mg_response(self, m: int, up: Upper) -> tuple[np.ndarray, ...]:
+        st, M = up.clearing.state, len(self.mgs)
+        others = [n for n in range(M) if n != m]
+        agent = self.mgs[m]
+        agent.set_terms(up.clearing.targets_pu[m], st.v[m], st.w, st.z[m, others], st.mu[m, others], st.rho)
+        return agent.best_response()[0]
+
+
+def describe(data: CoplanData, decisions: Decisions) -> str:
+    """Decisions in words: which candidates each investor builds."""
+    parts = []
+    for name, d in zip(data.names, decisions, strict=True):
+        built = np.flatnonzero(d[0] > 0) if d else np.zeros(0, int)
+        parts.append(f"{name}: {'candidates ' + ','.join(map(str, built)) if len(built) else 'nothing'}")
+    return "; ".join(parts)
+
+
+# --------------------------------------------------------------------------- checks
+@dataclass
+class Deviation:
+    welfare_usd: float  # best welfare with the investor's own 0-1 decisions changed, the others fixed
+    decisions: tuple[np.ndarray, ...]
+    method: str  # "enumeration" or "branch-and-bound"
+    solves: int
+
+
+def best_deviations(data: CoplanData, decisions: Decisions, mip: MipSettings, enumerate_max: int
+                    ) -> tuple[float, list[Deviation]]:
+    """The welfare at ``decisions`` (centralised) and, per investor, the best welfare it can reach alone."""
+    model = build_coplan_model(data)
+    model.fix(decisions)
+    solve_conic(model.problem, FINAL, "the welfare at the final decisions")
+    base = model.welfare_usd
+    out = []
+    for i in range(len(decisions)):
+        if model.space(i) <= enumerate_max:
+            best, best_d, n = base, decisions[i], 0
+            for combo in model.combinations(i):
+                trial = (*decisions[:i], combo, *decisions[i + 1:])
+                if decisions_key(trial) == decisions_key(decisions):
+                    continue
+                model.fix(trial)
+                n += 1
+                try:
+                    solve_conic(model.problem, FINAL, "a unilateral deviation")
+                except SolveError:
+                    continue
+                if model.welfare_usd < best:
+                    best, best_d = model.welfare_usd, combo
+            out.append(Deviation(best, best_d, "enumeration", n))
+        else:
+            def build(native: bool, i: int = i) -> CoplanModel:
+                m = build_coplan_model(data, "native" if native else "relaxed")
+                if not native:
+                    m.restrict(i, decisions)
+                return m
+
+            res = solve_mip(build, mip)
+            dev = res.model.decisions()[i]  # type: ignore[attr-defined]
+            out.append(Deviation(min(base, res.model.welfare_usd), dev, "branch-and-bound",  # type: ignore[attr-defined]
+                                 int(res.record.get("nodes", 0) or 0)))
+    return base, out
+
+
+def centralised(data: CoplanData, mip: MipSettings) -> MipResult:
+    """The joint welfare-maximising plan: every investor's 0-1 decisions at once, by branch-and-bound."""
+    return solve_mip(lambda native: build_coplan_model(data, "native" if native else "relaxed"), mip)
+
+
+# ---------------------------------------------------------------------------- stage
+@dataclass
+class Sharing:
+    """Fees settled, then the generalized Nash bargaining payments, per investor (ADN first)."""
+
+    before_payments_usd: np.ndarray
+    fees_usd: np.ndarray  # per MG (paid to the ADN)
+    bargain: BargainResult
+    traded: list[tuple[int, int]]  # MG pairs that traded (MG indices)
+
+    @property
+    def cooperative_usd(self) -> np.ndarray:
+        return self.before_payments_usd + self.bargain.payments_usd.sum(axis=1)
+
+
+def share(data: CoplanData, up: Upper, disagreement_usd: np.ndarray, co: Any) -> Sharing:
+    res = up.clearing
+    B = data.base_mva
+    fees = fee_accounts(data, res.agreed_pu)
+    mg_cost = np.array([r.cost_usd for r in res.responses]) + fees
+    before = np.array([res.upper.cost_usd - fees.sum(), *mg_cost])
+    traded = [(m, n) for m, n in data.pairs if np.max(np.abs(res.agreed_pu[m, n])) * B > TRADED_MW]
+    edges = [(0, m + 1) for m in range(len(data.mgs))] + [(m + 1, n + 1) for m, n in traded]
+    result = bargain(disagreement_usd - before, data.powers, edges, tol=co.payment_tol, max_iter=co.payment_max_iter,
+                     strict=False)
+    return Sharing(before_payments_usd=before, fees_usd=fees, bargain=result, traded=traded)
+
+
+def coplan_inputs(case: Case, out_dir: Path, reliability: bool) -> tuple[CoplanData, dict[str, str | None]]:
+    feeder = checked_inputs(case, "coplan").feeder
+    tables, digests = read_inputs(case, out_dir, "coplan")
+    data = coplan_data(case, feeder, tables["cluster", "typical"], tables["cluster", "weights"],
+                       reliability=reliability and case.config.reliability is not None)
+    return data, digests
+
+
+def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centralised_only: bool = False,
+                 reliability: bool = True) -> dict[str, Any]:
+    """The whole stage (module docstring); ``centralised_only``: the centralised reference alone."""
+    data, digests = coplan_inputs(case, out_dir, reliability)
+    co = case.config.market.coordination  # type: ignore[union-attr]
+    opts = settings_of(case)
+    mip = mip_settings(case)
+    seconds: dict[str, float] = {}
+    with stage_writer(out_dir, case, "coplan", inputs=digests) as w, quiet_solver():
+        t = time.perf_counter()
+        ref = centralised(data, mip)
+        ref_model: CoplanModel = ref.model  # type: ignore[assignment]
+        ref_decisions, ref_welfare = ref_model.decisions(), ref_model.welfare_usd
+        ref_caps = capacities(data, ref_model)
+        seconds["centralised"] = time.perf_counter() - t
+        rows = investment_rows(data, "centralised", ref_decisions, ref_caps)
+        if centralised_only:
+            w.table("investment", pd.DataFrame(rows))
+            summary = {"centralised_welfare_usd": ref_welfare, "centralised_gap": ref.record.get("gap"),
+                       "seconds": seconds}
+            w.record(run_key=run_key, objective=ref_welfare, complete=True, solver=ref.record, summary=summary)
+            return summary
+        t = time.perf_counter()
+        alone = disagreement(data, mip)
+        seconds["disagreement"] = time.perf_counter() - t
+        investors = Investors(case, data, alone, mip)
+        respond = [investors.adn_response] + [lambda up, m=m: investors.mg_response(m, up) for m in range(len(data.mgs))]
+        t = time.perf_counter()
+        loop = alternate(investors.upper, respond, alone.decisions, max_iter=opts["max_iter"])
+        seconds["alternating"] = time.perf_counter() - t
+        if not loop.converged:
+            raise NotConvergedError(
+                f"{loop.history and 'the alternating optimisation'} reached coplan.max_iter = {opts['max_iter']} outer "
+                f"iterations without its decisions repeating; the last decisions were "
+                f"{describe(data, loop.steps[-1].responses)}; nothing was written (raise coplan.max_iter)")
+        final: Upper = loop.upper
+        t = time.perf_counter()
+        base, deviations = best_deviations(data, final.decisions, mip, opts["enumerate_max"])
+        seconds["stability"] = time.perf_counter() - t
+        sharing = share(data, final, alone.cost_usd, co)
+        shares = data.shares
+        dev_gain = np.array([max(0.0, base - d.welfare_usd) * s for d, s in zip(deviations, shares, strict=True)])
+        cooperative = sharing.cooperative_usd
+        stable = bool(np.all(dev_gain <= opts["stability_tol"] * np.maximum(np.abs(cooperative), 1.0)))
+        gap_central = (final.welfare_usd - base) / max(abs(base), 1.0)
+        welfare_gap = (final.welfare_usd - ref_welfare) / max(abs(ref_welfare), 1.0)
+        agents = pd.DataFrame({
+            "agent": data.names, "cost_disagreement_usd": alone.cost_usd, "cost_cooperative_usd": cooperative,
+            "gain_usd": alone.cost_usd - cooperative, "bargaining_power": data.powers,
+            "share_of_gain": (alone.cost_usd - cooperative) / max(alone.cost_usd.sum() - cooperative.sum(), 1e-9),
+            "cost_before_payments_usd": sharing.before_payments_usd,
+            "fees_usd": np.array([-sharing.fees_usd.sum(), *sharing.fees_usd]),
+            "payment_usd": sharing.bargain.payments_usd.sum(axis=1),
+            "best_deviation_gain_usd": dev_gain,
+        })
+        rows += investment_rows(data, "alone", alone.decisions, [alone.adn_capacity_mw, *alone.sizes_mw])
+        rows += investment_rows(data, "coplan", final.decisions, upper_capacities(investors, final))
+        tables = {
+            "investment": pd.DataFrame(rows), "agents": agents,
+            "iterations": iteration_table(data, loop),
+            **clearing_tables(data, final, sharing, co.tol_mw),
+        }
+        for name, df in tables.items():
+            w.table(name, df)
+        for name, fig in figures(tables, ref_welfare).items():
+            w.figure(name, fig)
+        total_gain = float(alone.cost_usd.sum() - final.welfare_usd)
+        summary = {
+            "investors": data.names, "outer_iterations": len(loop.steps), "outcome": loop.outcome,
+            "welfare_usd": final.welfare_usd, "centralised_welfare_usd": ref_welfare, "welfare_gap": welfare_gap,
+            "welfare_at_decisions_centralised_usd": base, "distributed_gap": gap_central,
+            "disagreement_usd": float(alone.cost_usd.sum()), "total_gain_usd": total_gain,
+            "gains_usd": dict(zip(data.names, np.round(agents["gain_usd"], 2), strict=True)),
+            "individually_rational": bool(np.all(agents["gain_usd"] >= -1e-6 * np.abs(alone.cost_usd))),
+            "stable": stable, "max_deviation_gain_usd": float(dev_gain.max()),
+            "pcc_mismatch_mw": final.clearing.history[-1]["pcc_mismatch_mw"],
+            "reciprocity_mw": final.clearing.history[-1]["reciprocity_mw"],
+            "upper_iterations": [s.upper.iterations for s in loop.steps], "payment_iterations": sharing.bargain.iterations,
+            "seconds": seconds,
+        }
+        w.record(run_key=run_key, objective=final.welfare_usd, complete=sharing.bargain.converged,
+                 solver={"name": "CLARABEL", "method": "alternating optimisation; upper level ATC + closed-form ADMM; "
+                         "centralised reference by branch-and-bound", "centralised": ref.record},
+                 summary=summary,
+                 deviations=[{"investor": n, "welfare_usd": d.welfare_usd, "method": d.method, "solves": d.solves}
+                             for n, d in zip(data.names, deviations, strict=True)])
+    if not sharing.bargain.converged:
+        raise IncompleteResultsError(f"the payments did not converge: {sharing.bargain.message}; results written to "
+                                     f"{out_dir / 'coplan'} (manifest complete = false)")
+    return summary
+
+
+# --------------------------------------------------------------------------- tables
+def capacities(data: CoplanData, model: CoplanModel) -> list[np.ndarray | None]:
+    """Built capacity (MW) per investor's candidates in a solved welfare model."""
+    val = lambda x: np.maximum(np.array(x.value, dtype=float), 0.0)  # noqa: E731
+    adn = model.adn.investment
+    out: list[np.ndarray | None] = [np.where(np.round(val(adn.build)) > 0, val(adn.capacity_mw), 0.0)]
+    for inv in model.investments:
+        out.append(None if inv is None else np.where(np.round(val(inv.build)) > 0, val(inv.capacity_mw), 0.0))
+    return out
+
+
+def upper_capacities(investors: Investors, up: Upper) -> list[np.ndarray | None]:
+    out: list[np.ndarray | None] = [up.adn_capacity_mw]
+    for r in up.clearing.responses:
+        out.append(np.where(r.build[0] > 0, np.maximum(r.capacity_mw, 0), 0.0) if r.build else None)
+    return out
+
+
+def investment_rows(data: CoplanData, plan: str, decisions: Decisions, caps: list[np.ndarray | None]
+                    ) -> list[dict[str, Any]]:
+    rows = []
+    sites = [data.adn.sites] + [d.candidates.sites if d.candidates is not None else None for d in data.mgs]
+    buses = [data.adn.sites["bus"].to_numpy()] + [np.full(len(s), d.bus) if s is not None else None
+                                                  for s, d in zip(sites[1:], data.mgs, strict=True)]
+    for name, st, bus, dec, cap in zip(data.names, sites, buses, decisions, caps, strict=True):
+        if st is None or not len(st):
+            continue
+        build = dec[0] > 0
+        c = np.where(build, cap if cap is not None else 0.0, 0.0)
+        capex = st["capex_usd_per_mw"].to_numpy() * c + st["fixed_capex_usd"].to_numpy() * build
+        for j in range(len(st)):
+            rows.append({"plan": plan, "investor": name, "candidate": j, "bus": int(bus[j]), "tech": st["tech"].iloc[j],
+                         "build": bool(build[j]), "capacity_mw": float(c[j]), "capex_usd": float(capex[j]),
+                         "annualised_usd": float(capex[j] * st["crf"].iloc[j])})
+    return rows
+
+
+def iteration_table(data: CoplanData, loop: AlternationResult) -> pd.DataFrame:
+    rows = []
+    for step in loop.steps:
+        for i, name in enumerate(data.names):
+            d, r = step.decisions[i], step.responses[i]
+            rows.append({
+                "iteration": step.iteration, "investor": name,
+                "decisions": "".join(str(int(x)) for x in (d[0] if d else [])),
+                "response": "".join(str(int(x)) for x in (r[0] if r else [])),
+                "changed": decisions_key((d,)) != decisions_key((r,)), "welfare_usd": step.upper.welfare_usd,
+                "upper_iterations": step.upper.iterations,
+                "seconds": step.upper_seconds + step.lower_seconds[i],
+            })
+    return pd.DataFrame(rows)
+
+
+def clearing_tables(data: CoplanData, up: Upper, sharing: Sharing, tol_mw: float) -> dict[str, pd.DataFrame]:
+    """Schedule, trades, payments and convergence in the layouts of ``dispatch`` (with the typical day)."""
+    res, B = up.clearing, data.base_mva
+    day = np.arange(data.adn.n_snap) // 24
+    hour = np.arange(data.adn.n_snap) % 24
+    scen = data.scenarios[day]
+    names = [d.name for d in data.mgs]
+    sched = [r.table.assign(scenario=scen, agent=r.name) for r in res.responses]
+    trades = []
+    for m, n in data.pairs:
+        p = res.agreed_pu[m, n] * B
+        p = np.where(np.abs(p) < tol_mw, 0.0, p)
+        fee = data.fees_usd_per_mwh[m, n] * np.abs(p)
+        trades.append(pd.DataFrame({"scenario": scen, "seller": np.where(p >= 0, names[m], names[n]),
+                                    "buyer": np.where(p >= 0, names[n], names[m]), "hour": hour, "p_mw": np.abs(p),
+                                    "fee_usd": fee}))
+    pays = []
+    P = sharing.bargain.payments_usd
+    for a in range(len(data.names)):
+        for b in range(a + 1, len(data.names)):
+            if abs(P[a, b]) > 0:
+                payer, payee = (data.names[a], data.names[b]) if P[a, b] >= 0 else (data.names[b], data.names[a])
+                pays.append({"payer": payer, "payee": payee, "payment_usd": abs(P[a, b])})
+    conv = pd.DataFrame(res.history).assign(stage="clearing", method="atc_admm")
+    cols = ["scenario", "agent", "hour", "p_gen_mw", "p_pv_mw", "p_wind_mw", "p_curtailed_mw", "p_charge_mw",
+            "p_discharge_mw", "soc_mwh", "p_buy_mw", "p_sell_mw", "p_load_mw"]
+    return {
+        "schedule": zero_below(pd.concat(sched, ignore_index=True)[cols], tol_mw),
+        "trades": pd.concat(trades, ignore_index=True) if trades else pd.DataFrame(
+            columns=["scenario", "seller", "buyer", "hour", "p_mw", "fee_usd"]),
+        "payments": pd.DataFrame(pays, columns=["payer", "payee", "payment_usd"]),
+        "convergence": conv[["stage", "method", "iteration", "primal_residual", "dual_residual", "objective_usd",
+                             "seconds"]],
+    }
+
+
+# -------------------------------------------------------------------------- figures
+def figures(tables: dict[str, pd.DataFrame], central_usd: float) -> dict[str, Any]:
+    return {"capacity": capacity_figure(tables["investment"]), "gains": gains_figure(tables["agents"]),
+            "welfare": welfare_figure(tables["iterations"], central_usd)}
+
+
+def capacity_figure(inv: pd.DataFrame):
+    fig, ax = new_figure(6.5, 4.4)
+    g = inv.groupby(["investor", "plan"], sort=False)["capacity_mw"].sum().unstack("plan").fillna(0.0)
+    x = np.arange(len(g))
+    plans = [p for p in ("alone", "coplan", "centralised") if p in g.columns]
+    width = 0.8 / len(plans)
+    for i, p in enumerate(plans):
+        ax.bar(x + (i - (len(plans) - 1) / 2) * width, g[p], width, label={"alone": "planning alone",
+               "coplan": "co-planned (alternating)", "centralised": "centralised welfare optimum"}[p])
+    ax.set_xticks(x, g.index)
+    ax.set_ylabel("capacity built (MW)")
+    ax.set_title("Capacity each investor builds")
+    legend_below(fig, ax)
+    return fig
+
+
+def gains_figure(agents: pd.DataFrame):
+    fig, ax = new_figure(6.5, 4.4)
+    x = np.arange(len(agents))
+    ax.bar(x - 0.2, agents["gain_usd"] / 1e3, 0.4, label="gain from co-planning")
+    total = agents["gain_usd"].sum()
+    ax.bar(x + 0.2, agents["bargaining_power"] / agents["bargaining_power"].sum() * total / 1e3, 0.4,
+           label="share by bargaining power")
+    ax.set_xticks(x, agents["agent"])
+    ax.set_ylabel("annual gain (kUSD/yr)")
+    ax.set_title("Gains against bargaining powers")
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    legend_below(fig, ax)
+    return fig
+
+
+def welfare_figure(iterations: pd.DataFrame, central_usd: float):
+    fig, ax = new_figure(6.5, 4.4)
+    w = iterations.groupby("iteration")["welfare_usd"].first()
+    ax.plot(w.index, w.to_numpy() / 1e3, "o-", label="alternating (upper level)")
+    ax.axhline(central_usd / 1e3, color="k", ls="--", lw=1.0, label="centralised welfare optimum")
+    ax.set_xlabel("outer iteration")
+    ax.set_ylabel("annual welfare cost (kUSD/yr)")
+    ax.set_title("Welfare per outer iteration")
+    ax.set_xticks(w.index)
+    legend_below(fig, ax)
+    return fig
+
+
+def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:
+    s = summary
+    if "welfare_usd" not in s:
+        return [(f"{case.name}: centralised co-planning welfare {s['centralised_welfare_usd']:,.2f} USD/yr", False),
+                (f"results: {out_dir / 'coplan'}", False)]
+    gains = ", ".join(f"{k} {v:,.2f}" for k, v in s["gains_usd"].items())
+    return [
+        (f"{case.name}: co-planning welfare {s['welfare_usd']:,.2f} USD/yr ({s['outcome']} after "
+         f"{s['outer_iterations']} outer iterations; centralised optimum {s['centralised_welfare_usd']:,.2f}, gap "
+         f"{s['welfare_gap']:.1e}); total gain {s['total_gain_usd']:,.2f} USD/yr over planning alone; gains {gains} "
+         f"USD/yr; stable: {'yes' if s['stable'] else 'no'} (best unilateral deviation "
+         f"{s['max_deviation_gain_usd']:,.2f} USD/yr)", False),
+        (f"results: {out_dir / 'coplan'}", False),
+    ]
