@@ -617,6 +617,6 @@ class CaseConfig(Strict):
     def _coplan_has_microgrids(self) -> CaseConfig:
         if self.coplan is not None and not self.microgrids:
             raise cross_field_error(
-                "co-planning is between the ADN and its microgrids: the case needs a 'microgrids' list "
-                "(at least one) with the coplan section", "coplan")
+                "co-planning is between the ADN and its microgrids: a case with a coplan section needs a "
+                "'microgrids' list (at least one); or leave coplan out (coplan: null over a defaults file)", "coplan")
         return self
