@@ -532,6 +532,42 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     raise CaseError(message, file=fd.branch_file, field="rating_a")
 
 
+def check_coplan_investors(inputs: CaseInputs) -> None:
+    """Co-planning has something to decide: candidates for at least one investor (the ADN's ``candidates.sites``
+    or some MG's ``candidates``); and each MG candidate of PV or wind has an availability series of its kind.
+
+    (That the case has microgrids at all is a rule of the schema: ``coplan`` without ``microgrids`` does not
+    load. An MG candidate's bus is the MG's PCC, also checked on load.)
+    """
+    case = inputs.case
+    cfg = case.config
+    mgs = cfg.microgrids or []
+    adn_sites = len(cfg.candidates.sites) if cfg.candidates is not None else 0
+    if adn_sites == 0 and not any(mg.candidates for mg in mgs):
+        raise case.error(
+            "co-planning needs candidates for at least one investor: give the ADN candidate sites "
+            "(candidates.sites) or a microgrid a 'candidates' list (microgrids[].candidates); "
+            "with none there is nothing to plan", "coplan")
+    prof = cfg.profiles
+    if prof is None:
+        return
+    kind_of = {n: s.kind for n, s in prof.series.items()}
+    for i, mg in enumerate(mgs):
+        for j, cand in enumerate(mg.candidates):
+            if cand.tech not in ("pv", "wind"):
+                continue
+            if cand.profile is not None:
+                if cand.profile not in kind_of:
+                    raise case.error(f"profile '{cand.profile}' is not in profiles.series ({', '.join(kind_of)})",
+                                     "microgrids", i, "candidates", j, "profile")
+                if kind_of[cand.profile] != cand.tech:
+                    raise case.error(f"profile '{cand.profile}' is a {kind_of[cand.profile]} series, not {cand.tech}",
+                                     "microgrids", i, "candidates", j, "profile")
+            elif cand.tech not in kind_of.values():
+                raise case.error(f"no {cand.tech} series in profiles.series for this candidate",
+                                 "microgrids", i, "candidates", j, "tech")
+
+
 # ------------------------------------------------------------------------- per stage
 @dataclass(frozen=True)
 class Check:
@@ -558,3 +594,5 @@ BRANCH_RATINGS = Check("branch ratings", check_branch_ratings, lambda case: case
 #: the market solves only with Clarabel: the solver's name does not concern it, the options may
 SOLVER_OPTIONS = Check("solver options", lambda i: check_solver_options(i.case, "default"),
                        lambda case: case.config.solver.name.lower() == "default")
+#: co-planning: candidates for some investor, and MG candidates' series (not registered by a stage yet: coplan's)
+COPLAN_INVESTORS = Check("coplan investors", check_coplan_investors, lambda case: case.config.coplan is not None)

@@ -182,7 +182,7 @@ def validate(case: CaseArg) -> None:
             f"{profiles.index[0]:%Y-%m-%d} to {profiles.index[-1]:%Y-%m-%d}"
             + (f" (times with UTC offsets read in {zone})" if zone else "")
         )
-    sections = [s for s in ("clustering", "candidates", "economics", "reliability", "microgrids", "market")
+    sections = [s for s in ("clustering", "candidates", "economics", "reliability", "microgrids", "market", "coplan")
                 if getattr(c.config, s) is not None]
     lines.append(f"  sections: {', '.join(sections) or 'none beyond network'}")
     lines.append(f"  checked for: {', '.join(stages)}")

@@ -105,9 +105,9 @@ def test_reliability_goes_through_the_runner(tmp_path):
     """reliability records its run key like every stage; a --plan result has its own folder that run leaves alone."""
     case_file = tmp_path / "c.yaml"
     text = (ROOT / "cases" / "ieee33.yaml").read_text().replace("../configs/defaults.yaml", str(ROOT / "configs" / "defaults.yaml"))
-    # reliability and powerflow only: no profiles, candidates, economics, microgrids or market
+    # reliability and powerflow only: no profiles, candidates, economics, microgrids, market or coplan
     keep = [s for s in text.split("\n\n") if not s.lstrip().startswith(("profiles:", "clustering:", "candidates:",
-                                                                         "microgrids:", "market:"))]
+                                                                         "microgrids:", "market:", "coplan:"))]
     case_file.write_text("\n\n".join(keep))
     out = tmp_path / "out"
     runner = CliRunner()

@@ -348,7 +348,7 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
     if loc and loc[-1] == "[key]":  # the key of a mapping is wrong, not its value
         loc, key = loc[:-1], loc[-2]
     if kind == "cross_field":
-        loc = (*loc, _given_field(loc, first["ctx"]["fields"], line_map, path))
+        loc = _given_field(loc, first["ctx"]["fields"], line_map, path)
     file, line = str(path), None
     for n in range(len(loc), 0, -1):
         if loc[:n] in line_map:
@@ -373,9 +373,10 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
     return CaseError(msg, file=file, field=_dotted(loc) or None, line=line)
 
 
-def _given_field(section: Loc, fields: tuple[str, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> str:
-    """Of the fields a rule names, the first the case file gives, else the first any file gives."""
-    return str(_first_given(tuple((*section, f) for f in fields), line_map, path)[-1])
+def _given_field(section: Loc, fields: tuple[str | Loc, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> Loc:
+    """Of the fields a rule names (names, or paths below the section), the path of the first the case file gives,
+    else of the first any file gives."""
+    return _first_given(tuple((*section, *(f if isinstance(f, tuple) else (f,))) for f in fields), line_map, path)
 
 
 def _first_given(locs: tuple[Loc, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> Loc:

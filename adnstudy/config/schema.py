@@ -125,6 +125,8 @@ Iterations = quantity(1, 1_000_000, integer=True)
 Tolerance = quantity(1e-12, 1)
 Penalty = quantity(1e-6, 1e6, "USD/(MW²·h)")
 Seconds = quantity(0.01, 1e7, "s")
+BargainingPower = quantity(1e-3, 1000)  # a weight in the generalized Nash bargaining: above 0
+CostA = quantity(0, 100_000, "USD/(MW²·h)")  # a unit's quadratic fuel cost coefficient
 BusId = quantity(1, 1e9, integer=True)
 
 
@@ -151,11 +153,12 @@ def _name(value: str) -> str:
 Name = Annotated[str, AfterValidator(_name)]
 
 
-def cross_field_error(message: str, *fields: str) -> PydanticCustomError:
+def cross_field_error(message: str, *fields: str | tuple[str | int, ...]) -> PydanticCustomError:
     """A rule between fields of one section, for a model validator to raise.
 
     The message is reported at the line of one of ``fields`` (the first the case
-    file itself gives, else the first any file gives), not at the section.
+    file itself gives, else the first any file gives), not at the section. A
+    field is a name of the section, or a path below it (``("candidates", 0, "bus")``).
     """
     return PydanticCustomError("cross_field", message, {"fields": fields})
 
@@ -446,7 +449,7 @@ class GeneratorConfig(Strict):
 
     p_min_mw: PowerMWOrZero = 0.0
     p_max_mw: PowerMW
-    cost_a_usd_per_mw2h: quantity(0, 100_000, "USD/(MW²·h)") = 0.0
+    cost_a_usd_per_mw2h: CostA = 0.0
     cost_b_usd_per_mwh: Price = 0.0
     cost_c_usd_per_h: quantity(0, 1e6, "USD/h") = 0.0
 
@@ -456,6 +459,29 @@ class GeneratorConfig(Strict):
             raise cross_field_error(
                 f"p_min_mw ({self.p_min_mw}) exceeds p_max_mw ({self.p_max_mw})", "p_min_mw", "p_max_mw"
             )
+        return self
+
+
+class MicrogridCandidateConfig(CandidateConfig):
+    """An MG owner's candidate (coplan): a candidate site at the MG's PCC, also a controllable unit.
+
+    ``islanding`` and ``pf_min`` are accepted (the candidate schema) but ignored:
+    an MG's own assets are behind its PCC, which the ADN sees as one exchange.
+    """
+
+    bus: BusId | None = Field(None, description="The MG's PCC (given or not; another bus is an error).")
+    tech: Literal["pv", "wind", "storage", "generator"]
+    cost_a_usd_per_mw2h: CostA = Field(0.0, description="Generator candidate: quadratic fuel cost coefficient a.")
+    cost_b_usd_per_mwh: Price = Field(0.0, description="Generator candidate: linear fuel cost coefficient b.")
+
+    @model_validator(mode="after")
+    def _generator_costs(self) -> MicrogridCandidateConfig:
+        if self.tech != "generator":
+            for name in ("cost_a_usd_per_mw2h", "cost_b_usd_per_mwh"):
+                if getattr(self, name) != 0:
+                    raise cross_field_error(
+                        f"{name} is the fuel cost of a generator candidate; this candidate is tech: {self.tech}",
+                        name)
         return self
 
 
@@ -494,7 +520,20 @@ class MicrogridConfig(Strict):
     pcc_limit_mw: PowerMW = Field(description="Import/export limit at the PCC.")
     generator: GeneratorConfig | None = None
     storage: StorageConfig | None = None
-    bargaining_power: quantity(1e-3, 1000) = 1.0
+    bargaining_power: BargainingPower = 1.0
+    candidates: list[MicrogridCandidateConfig] = Field(
+        default_factory=list, max_length=100,
+        description="What the MG owner may build (coplan only; plan and dispatch ignore them).",
+    )
+
+    @model_validator(mode="after")
+    def _candidates_at_pcc(self) -> MicrogridConfig:
+        for j, cand in enumerate(self.candidates):
+            if cand.bus is not None and cand.bus != self.bus:
+                raise cross_field_error(
+                    f"an MG candidate sits at the MG's PCC, bus {self.bus}, not bus {cand.bus} "
+                    "(leave bus out, or give the MG's bus)", ("candidates", j, "bus"))
+        return self
 
 
 # ---------------------------------------------------------------------------- market
@@ -518,6 +557,23 @@ class MarketConfig(Strict):
     )
     fee_payer: Literal["buyer", "seller", "split"] = "split"
     coordination: CoordinationConfig = Field(default_factory=CoordinationConfig)
+
+
+# ---------------------------------------------------------------------------- coplan
+class CoplanConfig(Strict):
+    """Collaborative planning (``adnstudy coplan``): the ADN's bargaining power and the alternating loop."""
+
+    adn_bargaining_power: BargainingPower = Field(
+        1.0, description="The ADN's weight in the generalized Nash bargaining (the MGs': their bargaining_power)."
+    )
+    max_iter: Iterations = Field(10, description="Limit of outer (alternating) iterations.")
+    enumerate_max: quantity(1, 4096, integer=True) = Field(
+        64, description="An investor's 0-1 deviations are enumerated up to this many combinations, "
+        "else found by branch-and-bound."
+    )
+    stability_tol: Tolerance = Field(
+        1e-3, description="Relative gain of a unilateral deviation that still counts as stable."
+    )
 
 
 # ---------------------------------------------------------------------------- solver
@@ -544,6 +600,7 @@ class CaseConfig(Strict):
     reliability: ReliabilityConfig | None = None
     microgrids: Annotated[list[MicrogridConfig], Field(max_length=1000)] | None = None
     market: MarketConfig | None = None
+    coplan: CoplanConfig | None = None
     solver: SolverConfig = Field(default_factory=SolverConfig)
 
     @field_validator("microgrids")
@@ -555,3 +612,11 @@ class CaseConfig(Strict):
             if dup:
                 raise ValueError(f"microgrid names must be unique; repeated: {dup}")
         return mgs
+
+    @model_validator(mode="after")
+    def _coplan_has_microgrids(self) -> CaseConfig:
+        if self.coplan is not None and not self.microgrids:
+            raise cross_field_error(
+                "co-planning is between the ADN and its microgrids: a case with a coplan section needs a "
+                "'microgrids' list (at least one); or leave coplan out (coplan: null over a defaults file)", "coplan")
+        return self
