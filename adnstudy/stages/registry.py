@@ -32,6 +32,7 @@ import pandas as pd
 from adnstudy.checks import (
     BRANCH_RATINGS,
     CLUSTER_DAYS,
+    COPLAN_INVESTORS,
     FEEDER,
     MICROGRID_SUPPLY,
     OUTAGE_DATA,
@@ -282,12 +283,12 @@ STAGES: tuple[Stage, ...] = (
         "trades, payments, schedule and convergence tables and three figures to OUT/coplan/ (with "
         "--centralised: only the centralised plan, to OUT/coplan_centralised/).\n\n"
         "Example: adnstudy coplan cases/ieee33.yaml",
-        sections=("profiles", "economics", "microgrids", "market"),
+        sections=("profiles", "economics", "microgrids", "market", "coplan"),
         reads=(("cluster", "typical"), ("cluster", "weights")),
         tables=("investment",), optional_tables=("agents", "iterations", "trades", "payments", "schedule", "convergence"),
         figures=("capacity", "gains", "welfare"),
         checks=(FEEDER, PROFILES, PRICES, WHOLESALE_PRICE, MICROGRID_SUPPLY, BRANCH_RATINGS, OUTAGE_DATA, SAIFI_LIMIT,
-                SOLVER),
+                COPLAN_INVESTORS, SOLVER),
         run="adnstudy.stages.coplan:coplan_stage", report="adnstudy.stages.coplan:report",
         progress="Co-planning: disagreement point, alternating optimisation, centralised reference, stability",
         options=(
@@ -297,7 +298,7 @@ STAGES: tuple[Stage, ...] = (
                    "Use the case's reliability section for the ADN (default: yes)."),
         ),
         folder=lambda opts: "coplan_centralised" if opts.get("centralised_only") else "coplan",
-        also_reads=("candidates", "reliability", "coplan", "solver"), option_skips=(("reliability", ("reliability",)),),
+        also_reads=("candidates", "reliability", "solver"), option_skips=(("reliability", ("reliability",)),),
     ),
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}
