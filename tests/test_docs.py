@@ -288,6 +288,21 @@ def dispatch_tables() -> dict[str, list[str]]:
         return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)], 5e-5).items()}
 
 
+def coplan_tables() -> dict[str, list[str]]:
+    """Columns of the coplan tables, from the tiny co-planning case (cluster and coplan, about 10 s)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        case = ROOT / "tests" / "cases" / "coplan" / "case.yaml"
+        for stage in ("cluster", "coplan"):
+            res = subprocess.run([sys.executable, "-m", "adnstudy", stage, str(case), "--out", tmp],
+                                 capture_output=True, text=True)
+            assert res.returncode == 0, res.stderr
+        return {p.stem: list(pd.read_parquet(p).columns) for p in (Path(tmp) / "coplan").glob("*.parquet")}
+
+
 #: stage → function returning {table: columns}; add later stages here.
 STAGE_TABLES: dict[str, Callable[[], dict[str, list[str]]]] = {
     "powerflow": powerflow_tables,
@@ -295,6 +310,7 @@ STAGE_TABLES: dict[str, Callable[[], dict[str, list[str]]]] = {
     "plan": plan_all_tables,
     "reliability": reliability_tables,
     "dispatch": dispatch_tables,
+    "coplan": cache(coplan_tables),
 }
 
 

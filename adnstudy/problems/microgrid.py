@@ -456,7 +456,7 @@ class MicrogridAgent:
     def _weighted(self, x: cp.Expression) -> cp.Expression:
         """x scaled by √weight per snapshot, so that its sum of squares is weighted."""
         w = self.data.weight
-        return x if w is None else cp.multiply(np.sqrt(w), x)
+        return x if w is None else cp.multiply(np.broadcast_to(np.sqrt(w), x.shape), x)
 
     def _atc_terms(self, b: MicrogridBlock) -> cp.Expression:
         return self.pcc_quad * cp.sum_squares(self._weighted(b.export)) + self.pcc_lin @ b.export

@@ -298,6 +298,7 @@ STAGES: tuple[Stage, ...] = (
                    "Use the case's reliability section for the ADN (default: yes)."),
         ),
         folder=lambda opts: "coplan_centralised" if opts.get("centralised_only") else "coplan",
+        in_run=False,  # not yet part of `adnstudy run`: on the shipped feeders its upper level takes minutes per outer iteration
         also_reads=("candidates", "reliability", "solver"), option_skips=(("reliability", ("reliability",)),),
     ),
 )

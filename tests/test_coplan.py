@@ -1,0 +1,156 @@
+"""Co-planning (issue 12) on the tiny case tests/cases/coplan: the ADN with 3 candidate sites, two MGs with 2 each.
+
+Every joint 0-1 decision is enumerated (2^7 welfare solves): the centralised
+optimum must be the best of them, the alternating result is measured against
+it, and each investor's best unilateral deviation is recomputed from the same
+enumeration. The stage's own figures (distributed vs centralised, individual
+rationality, the bargaining split) are checked against their definitions.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import ROOT
+
+from adnstudy.config.load import load_case
+from adnstudy.problems.coplan import build_coplan_model, coplan_data
+from adnstudy.solve.alternate import alternate, decisions_key
+from adnstudy.solve.bargaining import bargain
+from adnstudy.solve.conic import FINAL, quiet_solver, solve_conic
+from adnstudy.stages.registry import checked_inputs
+
+CASE = ROOT / "tests" / "cases" / "coplan" / "case.yaml"
+
+
+def adnstudy(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "adnstudy", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("coplan")
+    for stage in ("cluster", "coplan"):
+        res = adnstudy(stage, str(CASE), "--out", str(out))
+        assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def manifest(run: Path) -> dict:
+    return json.loads((run / "coplan" / "manifest.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def enumerated(run: Path) -> dict[bytes, float]:
+    """The welfare of every joint 0-1 decision (None where it cannot operate)."""
+    case = load_case(CASE)
+    feeder = checked_inputs(case, "coplan").feeder
+    data = coplan_data(case, feeder, pd.read_parquet(run / "cluster" / "typical.parquet"),
+                       pd.read_parquet(run / "cluster" / "weights.parquet"))
+    model = build_coplan_model(data)
+    spaces = [model.combinations(i) for i in range(len(data.names))]
+    out = {}
+    with quiet_solver():
+        for joint in itertools.product(*spaces):
+            model.fix(joint)
+            solve_conic(model.problem, FINAL, "brute force")
+            out[decisions_key(joint)] = (joint, model.welfare_usd)
+    return out
+
+
+def test_brute_force_centralised_is_the_best_combination(manifest, enumerated) -> None:
+    best = min(w for _, w in enumerated.values())
+    assert len(enumerated) == 2**7
+    s = manifest["summary"]
+    assert s["centralised_welfare_usd"] == pytest.approx(best, rel=1e-7)
+    # the alternating result against the enumeration: never better than the optimum, here within 1 %
+    assert s["welfare_at_decisions_centralised_usd"] >= best * (1 - 1e-9)
+    assert (s["welfare_at_decisions_centralised_usd"] - best) / best <= 1e-2
+
+
+def test_distributed_equals_centralised_at_the_final_decisions(manifest) -> None:
+    s = manifest["summary"]
+    assert abs(s["distributed_gap"]) <= 1e-3
+    assert s["pcc_mismatch_mw"] <= 1e-4 and s["reciprocity_mw"] <= 1e-4
+
+
+def test_individual_rationality_and_the_bargaining_split(run, manifest) -> None:
+    agents = pd.read_parquet(run / "coplan" / "agents.parquet")
+    gain = agents["gain_usd"].to_numpy()
+    assert np.all(gain >= -1e-6 * agents["cost_disagreement_usd"].abs().to_numpy())
+    total = manifest["summary"]["disagreement_usd"] - manifest["summary"]["welfare_usd"]
+    assert gain.sum() == pytest.approx(total, rel=1e-6)
+    powers = agents["bargaining_power"].to_numpy()
+    np.testing.assert_allclose(gain / gain.sum(), powers / powers.sum(), rtol=1e-3)
+    # costs: before payments + payments; payments net to zero
+    assert agents["payment_usd"].sum() == pytest.approx(0.0, abs=1e-6 * abs(total) + 1e-9)
+    np.testing.assert_allclose(agents["cost_cooperative_usd"],
+                               agents["cost_before_payments_usd"] + agents["payment_usd"], rtol=1e-9)
+
+
+def test_stability_against_every_unilateral_deviation(run, manifest, enumerated) -> None:
+    """Each investor's best deviation (others fixed) from the brute-force table equals the stage's."""
+    inv = pd.read_parquet(run / "coplan" / "investment.parquet")
+    final = {name: g.sort_values("candidate")["build"].to_numpy().astype(float)
+             for name, g in inv[inv["plan"] == "coplan"].groupby("investor", sort=False)}
+    names = ["adn", "north", "east"]
+    final_key = decisions_key(tuple((final[n],) for n in names))
+    base = enumerated[final_key][1]
+    agents = pd.read_parquet(run / "coplan" / "agents.parquet").set_index("agent")
+    powers = agents["bargaining_power"].to_numpy()
+    for i, name in enumerate(names):
+        best = min(w for joint, w in enumerated.values()
+                   if all(decisions_key((joint[j],)) == decisions_key(((final[n]),)) for j, n in enumerate(names)
+                          if j != i))
+        expected = max(0.0, base - best) * powers[i] / powers.sum()
+        assert agents.loc[name, "best_deviation_gain_usd"] == pytest.approx(expected, abs=1e-3)
+    assert manifest["summary"]["stable"] is True
+
+
+def test_outputs_and_figures(run) -> None:
+    folder = run / "coplan"
+    for name in ("investment", "agents", "iterations", "trades", "payments", "schedule", "convergence"):
+        assert (folder / f"{name}.parquet").is_file()
+    for name in ("capacity", "gains", "welfare"):
+        assert (folder / f"{name}.png").is_file()
+    inv = pd.read_parquet(folder / "investment.parquet")
+    assert set(inv["plan"]) == {"alone", "coplan", "centralised"}
+    assert (inv.loc[~inv["build"], "capacity_mw"] == 0).all()
+
+
+def test_generalized_split_with_unequal_powers() -> None:
+    """1:2:3:4 powers over a star of payments (the ADN and three MGs) plus one MG pair: shares to 1e-6."""
+    gains = np.array([100.0, -20.0, 300.0, 50.0])
+    powers = np.array([1.0, 2.0, 3.0, 4.0])
+    res = bargain(gains, powers, [(0, 1), (0, 2), (0, 3), (1, 2)], tol=1e-9, max_iter=5000)
+    np.testing.assert_allclose(res.gains_usd, powers / powers.sum() * gains.sum(), rtol=1e-6)
+
+
+class _Upper:
+    def __init__(self, welfare: float) -> None:
+        self.welfare_usd, self.iterations = welfare, 1
+
+
+def test_alternation_stops_on_a_cycle_with_its_best_member() -> None:
+    """Decisions A → B → A: a cycle, not a fixed point; the member with the lower welfare cost is kept."""
+    A, B = ((np.array([0.0]),),), ((np.array([1.0]),),)
+    welfare = {decisions_key(A): 10.0, decisions_key(B): 7.0}
+    out = alternate(lambda d: _Upper(welfare[decisions_key(d)]),
+                    [lambda up: (np.array([1.0]),) if up.welfare_usd == 10.0 else (np.array([0.0]),)], A, max_iter=10)
+    assert out.outcome == "cycle" and len(out.steps) == 2
+    assert decisions_key(out.decisions) == decisions_key(B)
+
+
+def test_alternation_reports_its_iteration_limit() -> None:
+    k = iter(range(100))
+    out = alternate(lambda d: _Upper(1.0), [lambda up: (np.array([float(next(k))]),)], ((np.array([-1.0]),),),
+                    max_iter=4)
+    assert out.outcome == "iteration limit" and not out.converged and len(out.steps) == 4
