@@ -40,18 +40,18 @@ def keys(case_file: Path, out: Path) -> dict[str, str]:
 # stage reads, its later stages re-run only if those tables change).
 EDITS = [
     ("description", ("description: 8-bus", "description: edited 8-bus"), set()),
-    ("network", ("v_min_pu: 0.95", "v_min_pu: 0.94"), {"powerflow", "reliability", "plan", "dispatch"}),
+    ("network", ("v_min_pu: 0.95", "v_min_pu: 0.94"), {"powerflow", "reliability", "plan", "dispatch", "coplan"}),
     ("profiles", ("wind: {kind: wind, column: WP4}", "wind: {kind: wind, column: WP4, normalise: none}"),
-     {"cluster", "reliability", "plan", "dispatch"}),
+     {"cluster", "reliability", "plan", "dispatch", "coplan"}),
     ("clustering", ("k: 3", "k: 3\n  max_iter: 301"), {"cluster"}),
-    ("candidates", ("max_penetration: 0.9", "max_penetration: 0.85"), {"plan", "dispatch"}),
-    ("reliability", ("repair_h: 4.0", "repair_h: 4.5"), {"reliability", "plan"}),
+    ("candidates", ("max_penetration: 0.9", "max_penetration: 0.85"), {"plan", "dispatch", "coplan"}),
+    ("reliability", ("repair_h: 4.0", "repair_h: 4.5"), {"reliability", "plan", "coplan"}),
     ("microgrids", ("pcc_limit_mw: 0.5\n    generator: {p_max_mw: 0.2", "pcc_limit_mw: 0.55\n    generator: {p_max_mw: 0.2"),
-     {"plan", "dispatch"}),
-    ("market", ("fee_usd_per_mwh: 2.0", "fee_usd_per_mwh: 2.5"), {"dispatch"}),
-    ("economics", ("name: small\n", "name: small\neconomics: {discount_rate: 0.07}\n"), {"plan", "dispatch"}),
-    ("solver", ("name: small\n", "name: small\nsolver: {mip_gap: 2.0e-3}\n"), {"plan"}),
-    ("solver.options", ("name: small\n", "name: small\nsolver: {options: {max_iter: 400}}\n"), {"plan", "dispatch"}),
+     {"plan", "dispatch", "coplan"}),
+    ("market", ("fee_usd_per_mwh: 2.0", "fee_usd_per_mwh: 2.5"), {"dispatch", "coplan"}),
+    ("economics", ("name: small\n", "name: small\neconomics: {discount_rate: 0.07}\n"), {"plan", "dispatch", "coplan"}),
+    ("solver", ("name: small\n", "name: small\nsolver: {mip_gap: 2.0e-3}\n"), {"plan", "coplan"}),
+    ("solver.options", ("name: small\n", "name: small\nsolver: {options: {max_iter: 400}}\n"), {"plan", "dispatch", "coplan"}),
 ]
 
 

@@ -282,7 +282,7 @@ def test_a_bad_investment_table_is_refused(planned, tmp_path) -> None:
 # ---------------------------------------------------------------------------------- the option and the run key
 def test_force_inputs_is_an_option_of_the_stages_that_read_tables() -> None:
     reads = {s.name for s in STAGES if "force_inputs" in {o.name for o in s.command_options}}
-    assert reads == {"reliability", "plan", "dispatch"}
+    assert reads == {"reliability", "plan", "dispatch", "coplan"}
     assert cli("cluster", SMALL / "case.yaml", "--force-inputs").exit_code == 2  # no such option
 
 

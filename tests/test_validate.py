@@ -84,6 +84,9 @@ BAD = [
     Bad("microgrid supply", ("plan", "dispatch"), (("    load_peak_mw: 0.6\n", "    load_peak_mw: 2.0\n"),),
         "microgrids[0].pcc_limit_mw", "microgrid mg1 cannot cover its own load at 2016-12-09 18:00: load 2.000 MW "
         "against at most 0.600 MW of its own (unit, storage, PV/wind) and 1 MW over its PCC, short by 0.400 MW"),
+    Bad("coplan investors", ("coplan",),
+        (("      - {tech: wind,      max_mw: 0.5,", "      - {tech: wind, profile: pv, max_mw: 0.5,"),),
+        "microgrids[2].candidates[0].profile", "profile 'pv' is a pv series, not wind"),
     Bad("branch ratings", ("plan", "dispatch"), (("branch_rating_factor: 2.0", "branch_rating_factor: 0.5"),),
         "network.branch_rating_factor", "branch 24-25 must carry at least 0.530 MW at 2016-01-22 15:00 (the load "
         "beyond it less the most its MGs and candidates there could supply), above its rating of 11 A (0.253 MVA "
