@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,6 +52,7 @@ from adnstudy.solve.coordination import CoordinationResult, coordinate
 from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
+log = logging.getLogger(__name__)
 #: The PCC mismatch and trade reciprocity the upper level must reach (MW), unless the case asks for less.
 TOL_MW = 1e-4
 #: A pair counts as trading partners when it traded more than this in some hour (MW).
@@ -153,6 +155,8 @@ class Investors:
             agent.fix(d)
         res = coordinate(self.adn, self.mgs, self.data.pairs, self.initial, strict=False, warm=self.warm,
                          **self.kwargs)
+        log.info("upper level at %s: welfare %.2f USD/yr, %d ATC+ADMM iterations, %.1f s",
+                 describe(self.data, decisions), res.objective_usd, res.iterations, time.perf_counter() - t)
         if not res.converged:
             raise NotConvergedError(f"the upper level at outer decisions {describe(self.data, decisions)}: "
                                     f"{res.message}", history=res.history)
@@ -288,6 +292,8 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         ref_decisions, ref_welfare = ref_model.decisions(), ref_model.welfare_usd
         ref_caps = capacities(data, ref_model)
         seconds["centralised"] = time.perf_counter() - t
+        log.info("centralised reference: welfare %.2f USD/yr (%s), %.1f s", ref_welfare, describe(data, ref_decisions),
+                 seconds["centralised"])
         rows = investment_rows(data, "centralised", ref_decisions, ref_caps)
         if centralised_only:
             w.table("investment", pd.DataFrame(rows))
@@ -298,6 +304,8 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         t = time.perf_counter()
         alone = disagreement(data, mip)
         seconds["disagreement"] = time.perf_counter() - t
+        log.info("disagreement point: %s; costs %s USD/yr, %.1f s", describe(data, alone.decisions),
+                 np.round(alone.cost_usd, 2).tolist(), seconds["disagreement"])
         investors = Investors(case, data, alone, mip)
         respond = [investors.adn_response] + [lambda up, m=m: investors.mg_response(m, up) for m in range(len(data.mgs))]
         t = time.perf_counter()
@@ -312,6 +320,7 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         t = time.perf_counter()
         base, deviations = best_deviations(data, final.decisions, mip, opts["enumerate_max"])
         seconds["stability"] = time.perf_counter() - t
+        log.info("stability check: %.1f s", seconds["stability"])
         sharing = share(data, final, alone.cost_usd, co)
         shares = data.shares
         dev_gain = np.array([max(0.0, base - d.welfare_usd) * s for d, s in zip(deviations, shares, strict=True)])
