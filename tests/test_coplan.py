@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,26 @@ def test_alternation_reports_its_iteration_limit() -> None:
     out = alternate(lambda d: _Upper(1.0), [lambda up: (np.array([float(next(k))]),)], ((np.array([-1.0]),),),
                     max_iter=4)
     assert out.outcome == "iteration limit" and not out.converged and len(out.steps) == 4
+
+
+def test_outer_iteration_limit_is_an_error_that_writes_nothing(run, tmp_path) -> None:
+    """The tiny case needs three outer iterations; with two the stage fails, naming the last decisions."""
+    from conftest import edited_case
+
+    case = edited_case(CASE, tmp_path, ("  adn_bargaining_power: 1.0", "  adn_bargaining_power: 1.0\n  max_iter: 2"))
+    out = tmp_path / "out"
+    shutil.copytree(run / "cluster", out / "cluster")
+    res = adnstudy("coplan", str(case), "--out", str(out))
+    assert res.returncode == 1, res.stderr
+    assert "coplan.max_iter = 2" in res.stderr and "east: candidates 0" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (out / "coplan").exists()
+
+
+def test_the_loop_changes_decisions_on_the_tiny_case(run, manifest) -> None:
+    """Alone, east's turbine does not pay; co-planned (its surplus sold to north) it does: the loop finds it."""
+    inv = pd.read_parquet(run / "coplan" / "investment.parquet")
+    built = inv[inv["build"]]
+    assert not ((built["plan"] == "alone") & (built["investor"] == "east")).any()
+    assert ((built["plan"] == "coplan") & (built["investor"] == "east") & (built["tech"] == "wind")).any()
+    assert manifest["summary"]["outer_iterations"] >= 2

@@ -313,8 +313,8 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         seconds["alternating"] = time.perf_counter() - t
         if not loop.converged:
             raise NotConvergedError(
-                f"{loop.history and 'the alternating optimisation'} reached coplan.max_iter = {opts['max_iter']} outer "
-                f"iterations without its decisions repeating; the last decisions were "
+                f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations without "
+                f"its decisions repeating or cycling; the last decisions were "
                 f"{describe(data, loop.steps[-1].responses)}; nothing was written (raise coplan.max_iter)")
         final: Upper = loop.upper
         t = time.perf_counter()
