@@ -158,7 +158,7 @@ def test_alternation_reports_its_iteration_limit() -> None:
 
 
 def test_outer_iteration_limit_is_an_error_that_writes_nothing(run, tmp_path) -> None:
-    """The tiny case needs three outer iterations; with two the stage fails, naming the last decisions."""
+    """The tiny case needs three outer iterations (a cycle); with two the stage fails, naming the last decisions."""
     from conftest import edited_case
 
     case = edited_case(CASE, tmp_path, ("  adn_bargaining_power: 1.0", "  adn_bargaining_power: 1.0\n  max_iter: 2"))
@@ -166,7 +166,7 @@ def test_outer_iteration_limit_is_an_error_that_writes_nothing(run, tmp_path) ->
     shutil.copytree(run / "cluster", out / "cluster")
     res = adnstudy("coplan", str(case), "--out", str(out))
     assert res.returncode == 1, res.stderr
-    assert "coplan.max_iter = 2" in res.stderr and "east: candidates 0" in res.stderr
+    assert "coplan.max_iter = 2" in res.stderr and "the last decisions were adn: nothing; north:" in res.stderr
     assert "Traceback" not in res.stderr
     assert not (out / "coplan").exists()
 

@@ -166,17 +166,21 @@ class Investors:
                      adn_capacity_mw=np.where(decisions[0][0] > 0, np.maximum(cap, 0), 0.0),
                      seconds=time.perf_counter() - t)
 
+    # The lower levels price the exchanges linearly, at the upper level's final multipliers (penalty weights 0):
+    # by duality, the welfare change an investor's deviation shows there is a lower bound on the true change,
+    # so a deviation that does not pay at these prices does not pay at all; one that seems to pay is tried by
+    # the next upper level (and undone, or ends in a cycle whose best member is kept, if it did not).
     def adn_response(self, up: Upper) -> tuple[np.ndarray, ...]:
         st = up.clearing.state
         self.adn.fix(up.decisions[0])
-        self.adn.set_terms(st.R, st.v, st.w)
+        self.adn.set_terms(st.R, st.v, 0.0)
         return self.adn.best_response(self.mip)
 
     def mg_response(self, m: int, up: Upper) -> tuple[np.ndarray, ...]:
         st, M = up.clearing.state, len(self.mgs)
         others = [n for n in range(M) if n != m]
         agent = self.mgs[m]
-        agent.set_terms(up.clearing.targets_pu[m], st.v[m], st.w, st.z[m, others], st.mu[m, others], st.rho)
+        agent.set_terms(up.clearing.targets_pu[m], st.v[m], 0.0, st.z[m, others], st.mu[m, others], 0.0)
         return agent.best_response()[0]
 
 
