@@ -34,3 +34,17 @@ def legend_below(fig: Figure, axes: Axes | Iterable[Axes], *, max_columns: int =
     if seen:
         fig.legend(list(seen.values()), list(seen), loc="outside lower center",
                    ncols=min(len(seen), max_columns), **legend)
+
+
+def paired_bars(names, left, right, labels: tuple[str, str], ylabel: str, title: str, width: float = 6.0):
+    """Two bars per named entity (e.g. each agent's cost without and with trading), kUSD, a zero line."""
+    fig, ax = new_figure(width, 4.4)
+    x = np.arange(len(names))
+    ax.bar(x - 0.2, np.asarray(left) / 1e3, 0.4, label=labels[0])
+    ax.bar(x + 0.2, np.asarray(right) / 1e3, 0.4, label=labels[1])
+    ax.set_xticks(x, list(names))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.axhline(0.0, color="0.4", lw=0.8)
+    legend_below(fig, ax)
+    return fig

@@ -43,7 +43,7 @@ from adnstudy.problems.coplan import (
 )
 from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule, read_schedule
 from adnstudy.problems.plan import solve_plan
-from adnstudy.results.figures import legend_below, new_figure
+from adnstudy.results.figures import legend_below, new_figure, paired_bars
 from adnstudy.results.tables import zero_below
 from adnstudy.solve.alternate import AlternationResult, Decisions, alternate, decisions_key
 from adnstudy.solve.bargaining import BargainResult, bargain
@@ -490,18 +490,10 @@ def capacity_figure(inv: pd.DataFrame):
 
 
 def gains_figure(agents: pd.DataFrame):
-    fig, ax = new_figure(6.5, 4.4)
-    x = np.arange(len(agents))
-    ax.bar(x - 0.2, agents["gain_usd"] / 1e3, 0.4, label="gain from co-planning")
-    total = agents["gain_usd"].sum()
-    ax.bar(x + 0.2, agents["bargaining_power"] / agents["bargaining_power"].sum() * total / 1e3, 0.4,
-           label="share by bargaining power")
-    ax.set_xticks(x, agents["agent"])
-    ax.set_ylabel("annual gain (kUSD/yr)")
-    ax.set_title("Gains against bargaining powers")
-    ax.axhline(0.0, color="0.4", lw=0.8)
-    legend_below(fig, ax)
-    return fig
+    share = agents["bargaining_power"] / agents["bargaining_power"].sum() * agents["gain_usd"].sum()
+    return paired_bars(agents["agent"], agents["gain_usd"], share,
+                       ("gain from co-planning", "share by bargaining power"), "annual gain (kUSD/yr)",
+                       "Gains against bargaining powers", width=6.5)
 
 
 def welfare_figure(iterations: pd.DataFrame, central_usd: float):

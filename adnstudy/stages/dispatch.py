@@ -40,7 +40,7 @@ from adnstudy.problems.dispatch import (
     planned_assets,
 )
 from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule
-from adnstudy.results.figures import legend_below, new_figure
+from adnstudy.results.figures import legend_below, new_figure, paired_bars
 from adnstudy.results.store import read_manifest
 from adnstudy.results.tables import bus_table, scenario_index, zero_below
 from adnstudy.solve.bargaining import BargainResult, bargain
@@ -462,16 +462,9 @@ def trades_figure(trades: pd.DataFrame, by_scenario: pd.DataFrame):
 
 
 def costs_figure(agents: pd.DataFrame):
-    fig, ax = new_figure(6, 4.4)
-    x = np.arange(len(agents))
-    ax.bar(x - 0.2, agents["cost_disagreement_usd"] / 1e3, 0.4, label="without trading (tariffs only)")
-    ax.bar(x + 0.2, agents["cost_cooperative_usd"] / 1e3, 0.4, label="with trading and payments")
-    ax.set_xticks(x, agents["agent"])
-    ax.set_ylabel("annual cost (kUSD/yr)")
-    ax.set_title("Annual cost of each MG without and with bilateral trading")
-    ax.axhline(0.0, color="0.4", lw=0.8)
-    legend_below(fig, ax)
-    return fig
+    return paired_bars(agents["agent"], agents["cost_disagreement_usd"], agents["cost_cooperative_usd"],
+                       ("without trading (tariffs only)", "with trading and payments"), "annual cost (kUSD/yr)",
+                       "Annual cost of each MG without and with bilateral trading")
 
 
 def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str, Any]) -> list[Line]:
