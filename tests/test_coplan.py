@@ -178,3 +178,18 @@ def test_the_loop_changes_decisions_on_the_tiny_case(run, manifest) -> None:
     assert not ((built["plan"] == "alone") & (built["investor"] == "east")).any()
     assert ((built["plan"] == "coplan") & (built["investor"] == "east") & (built["tech"] == "wind")).any()
     assert manifest["summary"]["outer_iterations"] >= 2
+
+
+def test_a_disagreement_point_the_feeder_cannot_carry_is_named(run, tmp_path) -> None:
+    """Voltage limits no operation can meet: the MGs' stand-alone plans are named with the limit to blame."""
+    from conftest import edited_case
+
+    case = edited_case(CASE, tmp_path, ("  v_min_pu: 0.95", "  v_min_pu: 0.995"),
+                       ("  v_substation_range_pu: [1.0, 1.05]", "  v_substation_range_pu: [1.0, 1.0]"))
+    out = tmp_path / "out"
+    shutil.copytree(run / "cluster", out / "cluster")
+    res = adnstudy("coplan", str(case), "--out", str(out))
+    assert res.returncode == 1, res.stderr
+    assert "the MGs' stand-alone plans (adn: nothing; north: candidates 1; east: nothing)" in res.stderr
+    assert "the voltage limits cannot be met" in res.stderr and "Traceback" not in res.stderr
+    assert not (out / "coplan").exists()

@@ -49,7 +49,7 @@ from adnstudy.solve.alternate import AlternationResult, Decisions, alternate, de
 from adnstudy.solve.bargaining import BargainResult, bargain
 from adnstudy.solve.conic import DEFAULT, FINAL, quiet_solver, solve_conic
 from adnstudy.solve.coordination import CoordinationResult, coordinate
-from adnstudy.solve.mip import MipResult, MipSettings, solve_mip
+from adnstudy.solve.mip import MipResult, MipSettings, diagnose_infeasible, solve_mip
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 log = logging.getLogger(__name__)
@@ -102,8 +102,10 @@ def disagreement(data: CoplanData, mip: MipSettings) -> Alone:
     try:
         solve_conic(problem, FINAL, "the MGs' stand-alone plans operated on the feeder without trades")
     except SolveError as exc:
-        raise SolveError(f"the MGs' stand-alone plans cannot be operated on the feeder: {exc}; no results were "
-                         "written") from None
+        plans_text = describe(data, start)
+        raise SolveError(f"the MGs' stand-alone plans ({plans_text}) cannot be operated on the feeder without "
+                         f"bilateral trades (status '{getattr(exc, 'status', 'failed')}'): "
+                         f"{diagnose_infeasible(model)}; no results were written") from None
     schedules = [read_schedule(d, b) for d, b in zip(data.mgs, model.mgs, strict=True)]
     export = np.array([s.export_pu for s in schedules])
     try:
@@ -290,17 +292,10 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
     mip = mip_settings(case)
     seconds: dict[str, float] = {}
     with stage_writer(out_dir, case, "coplan", inputs=digests) as w, quiet_solver():
-        t = time.perf_counter()
-        ref = centralised(data, mip)
-        ref_model: CoplanModel = ref.model  # type: ignore[assignment]
-        ref_decisions, ref_welfare = ref_model.decisions(), ref_model.welfare_usd
-        ref_caps = capacities(data, ref_model)
-        seconds["centralised"] = time.perf_counter() - t
-        log.info("centralised reference: welfare %.2f USD/yr (%s), %.1f s", ref_welfare, describe(data, ref_decisions),
-                 seconds["centralised"])
-        rows = investment_rows(data, "centralised", ref_decisions, ref_caps)
         if centralised_only:
-            w.table("investment", pd.DataFrame(rows))
+            ref, ref_decisions, ref_welfare = reference(data, mip, seconds)
+            w.table("investment", pd.DataFrame(investment_rows(data, "centralised", ref_decisions,
+                                                                 capacities(data, ref.model))))
             summary = {"centralised_welfare_usd": ref_welfare, "centralised_gap": ref.record.get("gap"),
                        "seconds": seconds}
             w.record(run_key=run_key, objective=ref_welfare, complete=True, solver=ref.record, summary=summary)
@@ -320,6 +315,8 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
                 f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations without "
                 f"its decisions repeating or cycling; the last decisions were "
                 f"{describe(data, loop.steps[-1].responses)}; nothing was written (raise coplan.max_iter)")
+        ref, ref_decisions, ref_welfare = reference(data, mip, seconds)
+        rows = investment_rows(data, "centralised", ref_decisions, capacities(data, ref.model))
         final: Upper = loop.upper
         t = time.perf_counter()
         base, deviations = best_deviations(data, final.decisions, mip, opts["enumerate_max"])
@@ -376,6 +373,18 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         raise IncompleteResultsError(f"the payments did not converge: {sharing.bargain.message}; results written to "
                                      f"{out_dir / 'coplan'} (manifest complete = false)")
     return summary
+
+
+def reference(data: CoplanData, mip: MipSettings, seconds: dict[str, float]) -> tuple[MipResult, Decisions, float]:
+    """The centralised reference, its decisions and welfare (timed into ``seconds``)."""
+    t = time.perf_counter()
+    ref = centralised(data, mip)
+    model: CoplanModel = ref.model  # type: ignore[assignment]
+    decisions, welfare = model.decisions(), model.welfare_usd
+    seconds["centralised"] = time.perf_counter() - t
+    log.info("centralised reference: welfare %.2f USD/yr (%s), %.1f s", welfare, describe(data, decisions),
+             seconds["centralised"])
+    return ref, decisions, welfare
 
 
 # --------------------------------------------------------------------------- tables
