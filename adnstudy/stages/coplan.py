@@ -53,8 +53,12 @@ from adnstudy.solve.mip import MipResult, MipSettings, diagnose_infeasible, solv
 from adnstudy.stages.registry import Line, checked_inputs, read_inputs, stage_writer
 
 log = logging.getLogger(__name__)
-#: The PCC mismatch and trade reciprocity the upper level must reach (MW), unless the case asks for less.
+#: The PCC mismatch and trade reciprocity every upper level must reach (MW), unless the case asks for less.
 TOL_MW = 1e-4
+#: How little the exports and agreed trades may still move per iteration (MW): ten times the primal tolerance.
+#: Measured on the shipped 33-bus case, the welfare has settled to 1e-6 when the primal residual reaches 1e-4 MW,
+#: while the dual residual creeps from 1.4e-4 to 1e-4 MW over 40 more iterations without changing anything.
+DUAL_TOL_MW = 1e-3
 #: A pair counts as trading partners when it traded more than this in some hour (MW).
 TRADED_MW = 1e-4
 
@@ -147,10 +151,11 @@ class Investors:
         self.warm = None
         self.kwargs = dict(hours=data.adn.n_snap, base_mva=B, rho_pcc=co.rho_pcc_usd_per_mw2h * B**2,
                            rho_trade=co.rho_trade_usd_per_mw2h * B**2, tol_pu=max(co.tol_mw, TOL_MW) / B,
-                           tol_dual_pu=max(co.dual_tol_mw, TOL_MW) / B, tol_objective=co.tol_objective,
+                           tol_dual_pu=max(co.dual_tol_mw, DUAL_TOL_MW) / B, tol_objective=co.tol_objective,
                            max_iter=co.max_iter, snapshot_weight=data.weight)
 
     def upper(self, decisions: Decisions) -> Upper:
+        """The upper level at ``decisions``, from the last upper level's state."""
         t = time.perf_counter()
         self.adn.fix(decisions[0])
         for agent, d in zip(self.mgs, decisions[1:], strict=True):
@@ -315,9 +320,9 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
                 f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations without "
                 f"its decisions repeating or cycling; the last decisions were "
                 f"{describe(data, loop.steps[-1].responses)}; nothing was written (raise coplan.max_iter)")
+        final: Upper = loop.upper
         ref, ref_decisions, ref_welfare = reference(data, mip, seconds)
         rows = investment_rows(data, "centralised", ref_decisions, capacities(data, ref.model))
-        final: Upper = loop.upper
         t = time.perf_counter()
         base, deviations = best_deviations(data, final.decisions, mip, opts["enumerate_max"])
         seconds["stability"] = time.perf_counter() - t
@@ -360,7 +365,8 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
             "stable": stable, "max_deviation_gain_usd": float(dev_gain.max()),
             "pcc_mismatch_mw": final.clearing.history[-1]["pcc_mismatch_mw"],
             "reciprocity_mw": final.clearing.history[-1]["reciprocity_mw"],
-            "upper_iterations": [s.upper.iterations for s in loop.steps], "payment_iterations": sharing.bargain.iterations,
+            "upper_iterations": [s.upper.iterations for s in loop.steps],
+            "payment_iterations": sharing.bargain.iterations,
             "seconds": seconds,
         }
         w.record(run_key=run_key, objective=final.welfare_usd, complete=sharing.bargain.converged,
