@@ -10,7 +10,6 @@ or from the ``coplan investors`` check, before any model is built.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -168,18 +167,11 @@ def test_coplan_null_over_a_defaults_file_removes_it(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def coplan_checks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``validate`` runs COPLAN_INVESTORS for a case with a coplan section.
-
-    The coplan stage registers it; until it exists, the test gives it to dispatch (whose sections the test
-    cases have), so the check is proven through the command line either way.
-    """
+def coplan_checks() -> None:
+    """``validate`` runs COPLAN_INVESTORS for a case with a coplan section: the coplan stage's check."""
     from adnstudy.stages import registry
 
-    if any(COPLAN_INVESTORS in s.checks for s in registry.STAGES):
-        return
-    stage = registry.BY_NAME["dispatch"]
-    monkeypatch.setitem(registry.BY_NAME, "dispatch", replace(stage, checks=(*stage.checks, COPLAN_INVESTORS)))
+    assert COPLAN_INVESTORS in registry.BY_NAME["coplan"].checks
 
 
 def no_candidates(source: Path) -> list[tuple[str, str]]:
