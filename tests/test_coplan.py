@@ -193,3 +193,23 @@ def test_a_disagreement_point_the_feeder_cannot_carry_is_named(run, tmp_path) ->
     assert "the MGs' stand-alone plans (adn: nothing; north: candidates 1; east: nothing)" in res.stderr
     assert "the voltage limits cannot be met" in res.stderr and "Traceback" not in res.stderr
     assert not (out / "coplan").exists()
+
+
+def test_an_adn_without_candidate_sites_co_plans_with_its_mgs(run, tmp_path) -> None:
+    """Only the MGs invest: the ADN has no candidates section, and the result is the same as the ADN's choice
+    of nothing above (the tiny case's optimum builds no ADN site)."""
+    import re
+
+    from conftest import edited_case
+
+    block = re.search(r"^candidates:\n(?:  .*\n)+", CASE.read_text(), flags=re.M).group(0)
+    case = edited_case(CASE, tmp_path, (block, ""))
+    out = tmp_path / "out"
+    shutil.copytree(run / "cluster", out / "cluster")
+    res = adnstudy("coplan", str(case), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    inv = pd.read_parquet(out / "coplan" / "investment.parquet")
+    assert "adn" not in set(inv["investor"])
+    ref = json.loads((run / "coplan" / "manifest.json").read_text())["summary"]["centralised_welfare_usd"]
+    mine = json.loads((out / "coplan" / "manifest.json").read_text())["summary"]["centralised_welfare_usd"]
+    assert mine == pytest.approx(ref, rel=1e-6)

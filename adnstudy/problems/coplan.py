@@ -211,8 +211,13 @@ class CoplanModel:
         self.fix_integers(self.join(decisions))
 
     def restrict(self, free: int, decisions: Decisions) -> None:
-        """Only investor ``free`` keeps its 0-1 choice (for a branch-and-bound): the others' are fixed."""
+        """Only investor ``free`` keeps its 0-1 choice (for a branch-and-bound or a mixed-integer solver): the
+        others' are fixed."""
         values = self.join(decisions)
+        if not self.integers:  # built native: fix the others' integer variables by constraints
+            fixes = [var == v for var, i, v in zip(self.integer_vars(), self.owner, values, strict=True) if i != free]
+            self.problem = cp.Problem(self.objective, self.families.constraints() + fixes)
+            return
         for blk, i, v, lo, hi in zip(self.integers, self.owner, values, self.lo0, self.hi0, strict=True):
             blk.lo0, blk.hi0 = (lo.copy(), hi.copy()) if i == free else (v.copy(), v.copy())
             blk.set_bounds(blk.lo0, blk.hi0)

@@ -107,10 +107,16 @@ class PlanData:
         return np.flatnonzero((self.sites["tech"] == "storage").to_numpy())
 
 
+#: The columns of PlanData.sites, one row per candidate site.
+SITE_COLUMNS = ["site", "bus", "tech", "pos", "min_mw", "max_mw", "module_mw", "capex_usd_per_mw", "fixed_capex_usd",
+                "crf", "om_usd_per_mwh", "om_usd_per_mw_yr", "tan_phi", "energy_mwh_per_mw", "efficiency", "islanding"]
+
+
 def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.DataFrame) -> PlanData:
-    """Arrays from the case, its feeder and the typical days written by ``cluster``."""
+    """Arrays from the case, its feeder and the typical days written by ``cluster`` (no candidate sites when the
+    case has no candidates section: the ADN of a co-planning case whose MGs alone invest)."""
     cfg = case.config
-    assert cfg.candidates is not None and cfg.economics is not None and cfg.profiles is not None
+    assert cfg.economics is not None and cfg.profiles is not None
     td = typical_days(case, typical, weights)
     K, H = td.n_days, HOURS
     series_values = {n: v.ravel() for n, v in td.series.items()}
@@ -121,7 +127,7 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
     q_load = feeder.q_load_pu[:, None] * mult
     rows = []
     avail = []
-    for i, site in enumerate(cfg.candidates.sites):
+    for i, site in enumerate(cfg.candidates.sites if cfg.candidates is not None else []):
         c = crf(cfg.economics.discount_rate, site.lifetime_yr)
         rows.append({
             "site": i, "bus": site.bus, "tech": site.tech, "pos": feeder.position(site.bus),
@@ -136,7 +142,7 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
             avail.append(np.ones(K * H))
         else:
             avail.append(series_values[site.profile or first_of[site.tech]].ravel())
-    sites = pd.DataFrame(rows)
+    sites = pd.DataFrame(rows, columns=SITE_COLUMNS)
     buy, sell = td.tariffs(cfg.economics)
     peak = float(feeder.buses["p_mw"].sum())
     cand = cfg.candidates
@@ -144,8 +150,8 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
         feeder=feeder, n_days=K, hours=H, days_weight=td.days_weight,
         p_load=p_load, q_load=q_load, sites=sites, avail=np.array(avail).reshape(len(rows), K * H),
         price_buy=buy.ravel(), price_sell=sell.ravel(), limits=NetworkLimits.of(cfg.network, feeder),
-        max_total_mw=None if cand.max_penetration is None else cand.max_penetration * peak,
-        budget_usd=cand.budget_usd,
+        max_total_mw=None if cand is None or cand.max_penetration is None else cand.max_penetration * peak,
+        budget_usd=cand.budget_usd if cand is not None else None,
     )
 
 

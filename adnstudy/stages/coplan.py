@@ -236,8 +236,7 @@ def best_deviations(data: CoplanData, decisions: Decisions, mip: MipSettings, en
         else:
             def build(native: bool, i: int = i) -> CoplanModel:
                 m = build_coplan_model(data, "native" if native else "relaxed")
-                if not native:
-                    m.restrict(i, decisions)
+                m.restrict(i, decisions)
                 return m
 
             res = solve_mip(build, mip)
