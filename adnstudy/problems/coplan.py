@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
-from adnstudy.data.typical import HOURS, typical_days
+from adnstudy.data.typical import typical_days
 from adnstudy.formulation.families import Families
 from adnstudy.formulation.investment import Investment, investment_block
 from adnstudy.formulation.market import reciprocity
@@ -374,8 +374,3 @@ def zero_decision(model: PlanModel) -> Decision:
     """The ADN building nothing (and so no island succeeding)."""
     return tuple(np.zeros(v.size) for v in model.integer_vars())
 
-
-def snapshot_index(data: CoplanData) -> tuple[np.ndarray, np.ndarray]:
-    """(typical-day position, hour) of every snapshot."""
-    S = data.adn.n_snap
-    return np.arange(S) // HOURS, np.arange(S) % HOURS

@@ -343,7 +343,7 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
             "best_deviation_gain_usd": dev_gain,
         })
         rows += investment_rows(data, "alone", alone.decisions, [alone.adn_capacity_mw, *alone.sizes_mw])
-        rows += investment_rows(data, "coplan", final.decisions, upper_capacities(investors, final))
+        rows += investment_rows(data, "coplan", final.decisions, upper_capacities(final))
         tables = {
             "investment": pd.DataFrame(rows), "agents": agents,
             "iterations": iteration_table(data, loop),
@@ -403,7 +403,7 @@ def capacities(data: CoplanData, model: CoplanModel) -> list[np.ndarray | None]:
     return out
 
 
-def upper_capacities(investors: Investors, up: Upper) -> list[np.ndarray | None]:
+def upper_capacities(up: Upper) -> list[np.ndarray | None]:
     out: list[np.ndarray | None] = [up.adn_capacity_mw]
     for r in up.clearing.responses:
         out.append(np.where(r.build[0] > 0, np.maximum(r.capacity_mw, 0), 0.0) if r.build else None)
