@@ -7,10 +7,13 @@ would, into a session folder.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -20,6 +23,7 @@ from adnstudy.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 IEEE33 = ROOT / "cases" / "ieee33.yaml"
 SMALL = ROOT / "tests" / "cases" / "small" / "case.yaml"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 #: Typical days of the shipped case whose market the tests run: on day 4 all three MGs trade.
 DISPATCH_SCENARIOS = (0, 4)
 runner = CliRunner()
@@ -94,3 +98,66 @@ def ieee33_study(tmp_path_factory) -> Study:
 @pytest.fixture(scope="session")
 def small_study(tmp_path_factory) -> Study:
     return run_study(SMALL, tmp_path_factory.mktemp("small"), (0, 1))
+
+
+# ------------------------------------------------------------------------- the README's tour
+def section(title: str) -> str:
+    """The body of the README's ``## title`` section."""
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, flags=re.M | re.S)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def tour_lines() -> list[str]:
+    """The lines of the quick tour's code block."""
+    match = re.search(r"^```sh\n(.*?)^```", section("Quick tour"), flags=re.M | re.S)
+    assert match, "the quick tour has no ```sh block"
+    return [line for line in match.group(1).splitlines() if line.strip()]
+
+
+def tour_command(line: str) -> list[str]:
+    """The arguments of an ``adnstudy ...`` or ``python -m adnstudy ...`` line, without its comment."""
+    words = shlex.split(line, comments=True)
+    if words[:3] == ["python", "-m", "adnstudy"]:
+        return words[3:]
+    assert words[0] == "adnstudy", f"not an adnstudy command: {line!r}"
+    return words[1:]
+
+
+@dataclass(frozen=True)
+class Tour:
+    """The README's quick tour as run: its folder, each command's result, the output of its ``run`` line."""
+
+    folder: Path
+    lines: list[str]
+    results: list[tuple[str, list[str], Any]]  # (line, arguments, CliRunner result), up to the first failure
+    run_output: str
+
+    @property
+    def results_dir(self) -> Path:
+        return self.folder / "results" / "ieee33"
+
+
+@pytest.fixture(scope="session")
+def readme_tour(tmp_path_factory) -> Tour:
+    """Every command line of the README's quick tour, in order, in a folder laid out as a clone (the shipped
+    33-bus study in full: test_readme.py checks the tour, test_coplan.py the co-planning figures it made)."""
+    folder = tmp_path_factory.mktemp("tour")
+    for name in ("cases", "configs"):
+        (folder / name).symlink_to(ROOT / name, target_is_directory=True)
+    lines = tour_lines()
+    results, run_output = [], ""
+    here = Path.cwd()
+    os.chdir(folder)
+    try:
+        for line in lines[1:]:
+            args = tour_command(line)
+            result = runner.invoke(app, args)
+            results.append((line, args, result))
+            if result.exit_code != 0:
+                break
+            if args[0] == "run":
+                run_output = result.stdout
+    finally:
+        os.chdir(here)
+    return Tour(folder=folder, lines=lines, results=results, run_output=run_output)

@@ -127,6 +127,25 @@ def test_outputs_and_figures(run) -> None:
     assert (inv.loc[~inv["build"], "capacity_mw"] == 0).all()
 
 
+def test_the_shipped_33_bus_case_within_one_percent_of_the_centralised_plan(readme_tour) -> None:
+    """The README tour's co-planning run of cases/ieee33.yaml (ADN + 3 MGs, K = 8): welfare within 1 % of the
+    centralised branch-and-bound's, the distributed upper level on its centralised twin, every investor
+    better off, gains split by the bargaining powers, and no investor gaining by deviating alone."""
+    folder = readme_tour.results_dir / "coplan"
+    s = json.loads((folder / "manifest.json").read_text())["summary"]
+    assert s["outcome"] in ("fixed point", "cycle") and s["outer_iterations"] <= 10
+    assert abs(s["welfare_gap"]) <= 1e-2
+    assert abs(s["distributed_gap"]) <= 1e-3
+    assert s["pcc_mismatch_mw"] <= 1e-4 and s["reciprocity_mw"] <= 1e-4
+    agents = pd.read_parquet(folder / "agents.parquet")
+    gain = agents["gain_usd"].to_numpy()
+    assert s["total_gain_usd"] > 0 and np.all(gain >= 0)
+    powers = agents["bargaining_power"].to_numpy()
+    np.testing.assert_allclose(gain / gain.sum(), powers / powers.sum(), rtol=1e-3)
+    assert s["stable"] is True
+    assert np.all(agents["best_deviation_gain_usd"] <= 1e-3 * agents["cost_cooperative_usd"].abs())
+
+
 def test_generalized_split_with_unequal_powers() -> None:
     """1:2:3:4 powers over a star of payments (the ADN and three MGs) plus one MG pair: shares to 1e-6."""
     gains = np.array([100.0, -20.0, 300.0, 50.0])
@@ -213,3 +232,38 @@ def test_an_adn_without_candidate_sites_co_plans_with_its_mgs(run, tmp_path) -> 
     ref = json.loads((run / "coplan" / "manifest.json").read_text())["summary"]["centralised_welfare_usd"]
     mine = json.loads((out / "coplan" / "manifest.json").read_text())["summary"]["centralised_welfare_usd"]
     assert mine == pytest.approx(ref, rel=1e-6)
+
+
+def test_a_deviation_the_lower_levels_miss_restarts_the_loop(run, manifest, enumerated, tmp_path, monkeypatch) -> None:
+    """Lower levels that never change anything settle at once, on the disagreement decisions; the stability
+    check (the exact lower level) finds the deviations that pay, and the loop restarts from them until none
+    pays: the result is stable and as good as the full loop's (here the brute-force optimum)."""
+    from typer.testing import CliRunner
+
+    from adnstudy.cli import app
+    from adnstudy.stages import coplan as stage
+
+    monkeypatch.setattr(stage.Investors, "adn_response", lambda self, up: up.decisions[0])
+    monkeypatch.setattr(stage.Investors, "mg_response", lambda self, m, up: up.decisions[m + 1])
+    out = tmp_path / "out"
+    shutil.copytree(run / "cluster", out / "cluster")
+    res = CliRunner().invoke(app, ["coplan", str(CASE), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "coplan" / "manifest.json").read_text())["summary"]
+    assert s["deviation_restarts"] >= 1 and s["stable"] is True
+    assert s["outcome"] == "fixed point" and s["outer_iterations"] == s["deviation_restarts"] + 1
+    best = min(w for _, w in enumerated.values())
+    assert s["welfare_at_decisions_centralised_usd"] == pytest.approx(best, rel=1e-6)
+    iters = pd.read_parquet(out / "coplan" / "iterations.parquet")
+    assert sorted(set(iters["iteration"])) == list(range(1, s["outer_iterations"] + 1))
+    # coplan.restart: false reports the deviation that pays and stops there
+    from conftest import edited_case
+
+    case = edited_case(CASE, tmp_path, ("  adn_bargaining_power: 1.0", "  adn_bargaining_power: 1.0\n  restart: false"))
+    out = tmp_path / "no_restart"
+    shutil.copytree(run / "cluster", out / "cluster")
+    res = CliRunner().invoke(app, ["coplan", str(case), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "coplan" / "manifest.json").read_text())["summary"]
+    assert s["deviation_restarts"] == 0 and s["outer_iterations"] == 1 and s["stable"] is False
+    assert s["max_deviation_gain_usd"] > 0

@@ -1,36 +1,28 @@
 """The README stays true: its quick tour runs as written, and its table of what each stage reads and
 writes is the stage registry's.
 
-The tour runs every line of the README's "Quick tour" block through the command line, in order, in a
-fresh folder that holds the repository's ``cases`` and ``configs`` (as a clone does): each must succeed
-and the closing ``adnstudy run`` must find every stage up to date — each was run by a line above with
-the options ``run`` uses. It solves the shipped 33-bus study in full (a few minutes).
+The tour (the session fixture ``readme_tour`` of conftest.py) runs every line of the README's "Quick
+tour" block through the command line, in order, in a fresh folder that holds the repository's ``cases``
+and ``configs`` (as a clone does): each must succeed and the closing ``adnstudy run`` must find every
+stage up to date — each was run by a line above with the options ``run`` uses. It solves the shipped
+33-bus study in full (about six minutes, most of it ``coplan``; test_coplan.py checks its figures).
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Tour, section
 from typer.testing import CliRunner
 
-from adnstudy.cli import app
 from adnstudy.stages.registry import STAGES, Stage
 
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
 STAGE_NAMES = {s.name for s in STAGES}
 runner = CliRunner()
-
-
-def section(title: str) -> str:
-    """The body of the README's ``## title`` section."""
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, flags=re.M | re.S)
-    assert match, f"README has no '## {title}' section"
-    return match.group(1)
 
 
 def code_spans(text: str) -> list[str]:
@@ -38,40 +30,16 @@ def code_spans(text: str) -> list[str]:
 
 
 # ------------------------------------------------------------------------------ quick tour
-def tour_lines() -> list[str]:
-    """The lines of the quick tour's code block."""
-    match = re.search(r"^```sh\n(.*?)^```", section("Quick tour"), flags=re.M | re.S)
-    assert match, "the quick tour has no ```sh block"
-    return [line for line in match.group(1).splitlines() if line.strip()]
-
-
-def command(line: str) -> list[str]:
-    """The arguments of an ``adnstudy ...`` or ``python -m adnstudy ...`` line, without its comment."""
-    words = shlex.split(line, comments=True)
-    if words[:3] == ["python", "-m", "adnstudy"]:
-        return words[3:]
-    assert words[0] == "adnstudy", f"not an adnstudy command: {line!r}"
-    return words[1:]
-
-
-def test_quick_tour_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    lines = tour_lines()
-    assert lines[0] == ". .venv/bin/activate"  # the one line that is not a command
-    for name in ("cases", "configs"):
-        (tmp_path / name).symlink_to(ROOT / name, target_is_directory=True)
-    monkeypatch.chdir(tmp_path)
-    run_output = None
-    for line in lines[1:]:
-        args = command(line)
-        result = runner.invoke(app, args)
+def test_quick_tour_runs_as_written(readme_tour: Tour) -> None:
+    assert readme_tour.lines[0] == ". .venv/bin/activate"  # the one line that is not a command
+    for line, _args, result in readme_tour.results:
         assert result.exit_code == 0, f"{line}\nexit {result.exit_code}:\n{result.output}"
-        if args[0] == "run":
-            run_output = result.stdout
-        else:
-            assert run_output is None or args[0] not in STAGE_NAMES, f"{line}: after 'adnstudy run'"
-    assert run_output is not None, "the tour has no 'adnstudy run' line"
-    status = dict(re.findall(r"^(\w+) +(up to date|ran|not in case|not final)", run_output, flags=re.M))
-    assert status == {s.name: "up to date" for s in STAGES if s.in_run}, run_output
+    commands = [args[0] for _, args, _ in readme_tour.results]
+    assert "run" in commands, "the tour has no 'adnstudy run' line"
+    after = commands[commands.index("run") + 1:]
+    assert not STAGE_NAMES & set(after), f"stage commands after 'adnstudy run': {after}"
+    status = dict(re.findall(r"^(\w+) +(up to date|ran|not in case|not final)", readme_tour.run_output, flags=re.M))
+    assert status == {s.name: "up to date" for s in STAGES if s.in_run}, readme_tour.run_output
 
 
 # ----------------------------------------------------------------------- which stage reads what

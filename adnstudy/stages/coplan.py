@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule, read_
 from adnstudy.problems.plan import solve_plan
 from adnstudy.results.figures import legend_below, new_figure, paired_bars
 from adnstudy.results.tables import zero_below
-from adnstudy.solve.alternate import AlternationResult, Decisions, alternate, decisions_key
+from adnstudy.solve.alternate import Decisions, Step, alternate, decisions_key
 from adnstudy.solve.bargaining import BargainResult, bargain
 from adnstudy.solve.conic import DEFAULT, FINAL, quiet_solver, solve_conic
 from adnstudy.solve.coordination import CoordinationResult, coordinate
@@ -70,6 +70,7 @@ def settings_of(case: Case) -> dict[str, Any]:
         "max_iter": int(getattr(cp_cfg, "max_iter", 10)),
         "enumerate_max": int(getattr(cp_cfg, "enumerate_max", 64)),
         "stability_tol": float(getattr(cp_cfg, "stability_tol", 1e-3)),
+        "restart": bool(getattr(cp_cfg, "restart", True)),
     }
 
 
@@ -90,6 +91,7 @@ class Alone:
     schedules: list[MicrogridSchedule]  # the MGs' operation on the feeder (no bilateral trades)
     adn_capacity_mw: np.ndarray
     seconds: float
+    status: str = "optimal"  # of the MGs' plans operated on the feeder (a FINAL solve)
 
 
 def disagreement(data: CoplanData, mip: MipSettings) -> Alone:
@@ -104,7 +106,7 @@ def disagreement(data: CoplanData, mip: MipSettings) -> Alone:
     sizes = [p[1].capacity_mw if d.candidates is not None else None for p, d in zip(plans, data.mgs, strict=True)]
     problem = model.operation(start, sizes)
     try:
-        solve_conic(problem, FINAL, "the MGs' stand-alone plans operated on the feeder without trades")
+        status = solve_conic(problem, FINAL, "the MGs' stand-alone plans operated on the feeder without trades")
     except SolveError as exc:
         plans_text = describe(data, start)
         raise SolveError(f"the MGs' stand-alone plans ({plans_text}) cannot be operated on the feeder without "
@@ -122,7 +124,7 @@ def disagreement(data: CoplanData, mip: MipSettings) -> Alone:
     adn_decision = tuple(np.round(np.array(v.value, float)) for v in plan_model.integer_vars())
     return Alone(decisions=(adn_decision, *(p[0] for p in plans)), sizes_mw=sizes,
                  cost_usd=np.array([d0, *(s.cost_usd for s in schedules)]), schedules=schedules,
-                 adn_capacity_mw=plan_model.solution().built_mw, seconds=time.perf_counter() - t)
+                 adn_capacity_mw=plan_model.solution().built_mw, seconds=time.perf_counter() - t, status=status)
 
 
 # ---------------------------------------------------------------------- upper level
@@ -210,11 +212,12 @@ class Deviation:
 
 
 def best_deviations(data: CoplanData, decisions: Decisions, mip: MipSettings, enumerate_max: int
-                    ) -> tuple[float, list[Deviation]]:
-    """The welfare at ``decisions`` (centralised) and, per investor, the best welfare it can reach alone."""
+                    ) -> tuple[float, str, list[Deviation]]:
+    """The welfare at ``decisions`` (centralised) and its solve status, and, per investor, the best welfare it
+    can reach alone."""
     model = build_coplan_model(data)
     model.fix(decisions)
-    solve_conic(model.problem, FINAL, "the welfare at the final decisions")
+    status = solve_conic(model.problem, FINAL, "the welfare at the final decisions")
     base = model.welfare_usd
     out = []
     for i in range(len(decisions)):
@@ -243,12 +246,81 @@ def best_deviations(data: CoplanData, decisions: Decisions, mip: MipSettings, en
             dev = res.model.decisions()[i]  # type: ignore[attr-defined]
             out.append(Deviation(min(base, res.model.welfare_usd), dev, "branch-and-bound",  # type: ignore[attr-defined]
                                  int(res.record.get("nodes", 0) or 0)))
-    return base, out
+    return base, status, out
 
 
 def centralised(data: CoplanData, mip: MipSettings) -> MipResult:
     """The joint welfare-maximising plan: every investor's 0-1 decisions at once, by branch-and-bound."""
     return solve_mip(lambda native: build_coplan_model(data, "native" if native else "relaxed"), mip)
+
+
+def deviation_gains(data: CoplanData, base_usd: float, deviations: list[Deviation]) -> np.ndarray:
+    """What each investor's best unilateral deviation would gain it (USD/yr): its share of the welfare it saves."""
+    return np.array([max(0.0, base_usd - d.welfare_usd) * s for d, s in zip(deviations, data.shares, strict=True)])
+
+
+@dataclass
+class Settled:
+    """Where the alternation settled: its upper level, the sharing, and the stability check at its decisions."""
+
+    upper: Upper
+    outcome: str  # of its last round: "fixed point" or "cycle"
+    sharing: Sharing
+    base_usd: float  # the welfare at the final decisions, solved centrally
+    base_status: str  # that solve's status
+    deviations: list[Deviation]
+    gains_usd: np.ndarray  # best_deviation_gain_usd per investor
+    stable: bool
+    steps: list[Step] = field(default_factory=list)  # every outer iteration of every round, numbered on
+    restarts: int = 0  # rounds restarted from a profitable deviation the lower levels had missed
+
+
+def settle(data: CoplanData, investors: Investors, alone: Alone, mip: MipSettings, opts: dict[str, Any], co: Any,
+           seconds: dict[str, float]) -> Settled:
+    """Alternate until the decisions settle, share the gain, and check every investor's best unilateral
+    deviation; while one pays it more than ``stability_tol`` of its payoff, apply the best of them and
+    alternate on from there.
+
+    The lower levels see prices, so in a cycle they may keep proposing one change while another, which they
+    rank lower, is the one that pays; the check is the exact lower level (docs/coplan.md). The outer iterations
+    of all rounds count against ``coplan.max_iter``. When they run out after a restart, the best-welfare round
+    is kept, unstable and reported so; a first round that runs out is an error.
+    """
+    respond = [investors.adn_response] + [lambda up, m=m: investors.mg_response(m, up) for m in range(len(data.mgs))]
+    start, steps, rounds = alone.decisions, [], []
+    seconds["stability"] = 0.0
+    while True:
+        loop = alternate(investors.upper, respond, start, max_iter=opts["max_iter"] - len(steps))
+        for step in loop.steps:
+            step.iteration += len(steps)
+        steps += loop.steps
+        if not loop.converged:
+            if not rounds:
+                raise NotConvergedError(
+                    f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations "
+                    f"without its decisions repeating or cycling; the last decisions were "
+                    f"{describe(data, loop.steps[-1].responses)}; nothing was written (raise coplan.max_iter)")
+            log.warning("coplan.max_iter = %d outer iterations reached after a restart from a profitable deviation; "
+                        "keeping the best-welfare round", opts["max_iter"])
+            break
+        t = time.perf_counter()
+        base, status, deviations = best_deviations(data, loop.decisions, mip, opts["enumerate_max"])
+        seconds["stability"] += time.perf_counter() - t
+        sharing = share(data, loop.upper, alone.cost_usd, co)
+        gains = deviation_gains(data, base, deviations)
+        excess = gains / (opts["stability_tol"] * np.maximum(np.abs(sharing.cooperative_usd), 1.0))
+        rounds.append(Settled(loop.upper, loop.outcome, sharing, base, status, deviations, gains,
+                              bool(np.all(excess <= 1))))
+        log.info("stability check at %s: best unilateral deviations gain %s USD/yr", describe(data, loop.decisions),
+                 np.round(gains, 2).tolist())
+        if rounds[-1].stable or not opts["restart"] or len(steps) >= opts["max_iter"]:
+            break
+        worst = int(np.argmax(excess))
+        start = (*loop.decisions[:worst], deviations[worst].decisions, *loop.decisions[worst + 1:])
+        log.info("%s would gain %.2f USD/yr by deviating alone: alternating on from %s", data.names[worst],
+                 gains[worst], describe(data, start))
+    best = rounds[-1] if rounds[-1].stable or len(rounds) == 1 else min(rounds, key=lambda r: r.base_usd)
+    return replace(best, steps=steps, restarts=len(rounds) - 1)
 
 
 # ---------------------------------------------------------------------------- stage
@@ -310,27 +382,14 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         log.info("disagreement point: %s; costs %s USD/yr, %.1f s", describe(data, alone.decisions),
                  np.round(alone.cost_usd, 2).tolist(), seconds["disagreement"])
         investors = Investors(case, data, alone, mip)
-        respond = [investors.adn_response] + [lambda up, m=m: investors.mg_response(m, up) for m in range(len(data.mgs))]
         t = time.perf_counter()
-        loop = alternate(investors.upper, respond, alone.decisions, max_iter=opts["max_iter"])
-        seconds["alternating"] = time.perf_counter() - t
-        if not loop.converged:
-            raise NotConvergedError(
-                f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations without "
-                f"its decisions repeating or cycling; the last decisions were "
-                f"{describe(data, loop.steps[-1].responses)}; nothing was written (raise coplan.max_iter)")
-        final: Upper = loop.upper
+        settled = settle(data, investors, alone, mip, opts, co, seconds)
+        seconds["alternating"] = time.perf_counter() - t - seconds["stability"]
+        final, base, deviations, steps = settled.upper, settled.base_usd, settled.deviations, settled.steps
         ref, ref_decisions, ref_welfare = reference(data, mip, seconds)
         rows = investment_rows(data, "centralised", ref_decisions, capacities(data, ref.model))
-        t = time.perf_counter()
-        base, deviations = best_deviations(data, final.decisions, mip, opts["enumerate_max"])
-        seconds["stability"] = time.perf_counter() - t
-        log.info("stability check: %.1f s", seconds["stability"])
-        sharing = share(data, final, alone.cost_usd, co)
-        shares = data.shares
-        dev_gain = np.array([max(0.0, base - d.welfare_usd) * s for d, s in zip(deviations, shares, strict=True)])
+        sharing, dev_gain, stable = settled.sharing, settled.gains_usd, settled.stable
         cooperative = sharing.cooperative_usd
-        stable = bool(np.all(dev_gain <= opts["stability_tol"] * np.maximum(np.abs(cooperative), 1.0)))
         gap_central = (final.welfare_usd - base) / max(abs(base), 1.0)
         welfare_gap = (final.welfare_usd - ref_welfare) / max(abs(ref_welfare), 1.0)
         agents = pd.DataFrame({
@@ -346,7 +405,7 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         rows += investment_rows(data, "coplan", final.decisions, upper_capacities(final))
         tables = {
             "investment": pd.DataFrame(rows), "agents": agents,
-            "iterations": iteration_table(data, loop),
+            "iterations": iteration_table(data, steps),
             **clearing_tables(data, final, sharing, co.tol_mw),
         }
         for name, df in tables.items():
@@ -355,7 +414,8 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
             w.figure(name, fig)
         total_gain = float(alone.cost_usd.sum() - final.welfare_usd)
         summary = {
-            "investors": data.names, "outer_iterations": len(loop.steps), "outcome": loop.outcome,
+            "investors": data.names, "outer_iterations": len(steps), "outcome": settled.outcome,
+            "deviation_restarts": settled.restarts,
             "welfare_usd": final.welfare_usd, "centralised_welfare_usd": ref_welfare, "welfare_gap": welfare_gap,
             "welfare_at_decisions_centralised_usd": base, "distributed_gap": gap_central,
             "disagreement_usd": float(alone.cost_usd.sum()), "total_gain_usd": total_gain,
@@ -364,8 +424,10 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
             "stable": stable, "max_deviation_gain_usd": float(dev_gain.max()),
             "pcc_mismatch_mw": final.clearing.history[-1]["pcc_mismatch_mw"],
             "reciprocity_mw": final.clearing.history[-1]["reciprocity_mw"],
-            "upper_iterations": [s.upper.iterations for s in loop.steps],
+            "upper_iterations": [s.upper.iterations for s in steps],
             "payment_iterations": sharing.bargain.iterations,
+            # the two FINAL-profile solves the figures rest on ("optimal_inaccurate": short of 1e-6 after retries)
+            "solve_status": {"disagreement_operation": alone.status, "welfare_at_decisions": settled.base_status},
             "seconds": seconds,
         }
         w.record(run_key=run_key, objective=final.welfare_usd, complete=sharing.bargain.converged,
@@ -429,9 +491,9 @@ def investment_rows(data: CoplanData, plan: str, decisions: Decisions, caps: lis
     return rows
 
 
-def iteration_table(data: CoplanData, loop: AlternationResult) -> pd.DataFrame:
+def iteration_table(data: CoplanData, steps: list[Step]) -> pd.DataFrame:
     rows = []
-    for step in loop.steps:
+    for step in steps:
         for i, name in enumerate(data.names):
             d, r = step.decisions[i], step.responses[i]
             rows.append({
@@ -535,5 +597,10 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
          f"{s['welfare_gap']:.1e}); total gain {s['total_gain_usd']:,.2f} USD/yr over planning alone; gains {gains} "
          f"USD/yr; stable: {'yes' if s['stable'] else 'no'} (best unilateral deviation "
          f"{s['max_deviation_gain_usd']:,.2f} USD/yr)", False),
+        *([(f"{s['deviation_restarts']} restart(s) from a profitable unilateral deviation the lower levels had missed "
+            "(docs/coplan.md)", False)] if s.get("deviation_restarts") else []),
+        *[(f"WARNING: the {what.replace('_', ' ')} solve ended '{status}' (short of its 1e-6 relative gap after the "
+           "retries): the figures that rest on it are less accurate; see manifest summary.solve_status", True)
+          for what, status in s.get("solve_status", {}).items() if status != "optimal"],
         (f"results: {out_dir / 'coplan'}", False),
     ]

@@ -298,7 +298,6 @@ STAGES: tuple[Stage, ...] = (
                    "Use the case's reliability section for the ADN (default: yes)."),
         ),
         folder=lambda opts: "coplan_centralised" if opts.get("centralised_only") else "coplan",
-        in_run=False,  # not yet part of `adnstudy run`: about 4 minutes on the shipped 33-bus case (docs/coplan.md)
         also_reads=("candidates", "reliability", "solver"), option_skips=(("reliability", ("reliability",)),),
     ),
 )
