@@ -9,8 +9,8 @@ row, from the stage's manifest: outcome and outer iterations, upper-level
 ATC + ADMM iterations per outer iteration, seconds per phase (centralised
 reference, disagreement point, alternating loop, stability check) and in all,
 the welfare of the alternating result and of the centralised plan and their
-relative gap, the total gain, and the stability check (with the rounds restarted
-from a profitable deviation the lower levels had missed).
+relative gap, the total gain, and the stability check (with the moves to a
+profitable deviation the lower levels had missed).
 
     .venv/bin/python benchmarks/coplan.py [--mgs 3 6 10] [--feeders ieee33 ieee69] [--k 8] [--json PATH]
 """
@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows = []
-    print(f"{'feeder':8} {'MGs':>3} {'outcome':12} {'outer':>5} {'restarts':>8} {'upper its':>16} {'central s':>9} {'alone s':>8} "
+    print(f"{'feeder':8} {'MGs':>3} {'outcome':12} {'outer':>5} {'moves':>5} {'upper its':>16} {'central s':>9} {'alone s':>8} "
           f"{'altern s':>8} {'stab s':>7} {'total s':>8} {'welfare gap':>11} {'gain USD/yr':>12} stable")
     for feeder in args.feeders:
         for n in args.mgs:
@@ -83,7 +83,7 @@ def main() -> None:
                 print(f"{feeder:8} {n:>3} {r['status']}")
                 continue
             s = r["seconds"]
-            print(f"{feeder:8} {n:>3} {r['outcome']:12} {r['outer_iterations']:>5} {r['deviation_restarts']:>8} "
+            print(f"{feeder:8} {n:>3} {r['outcome']:12} {r['outer_iterations']:>5} {r['deviation_moves']:>5} "
                   f"{','.join(map(str, r['upper_iterations'])):>16} {s['centralised']:>9.1f} {s['disagreement']:>8.1f} "
                   f"{s['alternating']:>8.1f} {s['stability']:>7.1f} {r['wall_s']:>8.1f} {r['welfare_gap']:>11.1e} "
                   f"{r['total_gain_usd']:>12,.0f} {r['stable']}", flush=True)

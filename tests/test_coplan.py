@@ -234,10 +234,11 @@ def test_an_adn_without_candidate_sites_co_plans_with_its_mgs(run, tmp_path) -> 
     assert mine == pytest.approx(ref, rel=1e-6)
 
 
-def test_a_deviation_the_lower_levels_miss_restarts_the_loop(run, manifest, enumerated, tmp_path, monkeypatch) -> None:
+def test_a_deviation_the_lower_levels_miss_moves_the_loop(run, manifest, enumerated, tmp_path, monkeypatch) -> None:
     """Lower levels that never change anything settle at once, on the disagreement decisions; the stability
-    check (the exact lower level) finds the deviations that pay, and the loop restarts from them until none
-    pays: the result is stable and as good as the full loop's (here the brute-force optimum)."""
+    check (the exact lower level) finds the deviations that pay, and the loop moves to the best of them until
+    none pays: the result is stable, and the welfare falls at every move (here down to the brute-force
+    optimum)."""
     from typer.testing import CliRunner
 
     from adnstudy.cli import app
@@ -250,20 +251,23 @@ def test_a_deviation_the_lower_levels_miss_restarts_the_loop(run, manifest, enum
     res = CliRunner().invoke(app, ["coplan", str(CASE), "--out", str(out)])
     assert res.exit_code == 0, res.output
     s = json.loads((out / "coplan" / "manifest.json").read_text())["summary"]
-    assert s["deviation_restarts"] >= 1 and s["stable"] is True
-    assert s["outcome"] == "fixed point" and s["outer_iterations"] == s["deviation_restarts"] + 1
+    assert s["deviation_moves"] >= 1 and s["stable"] is True
+    assert s["outcome"] == "fixed point" and s["outer_iterations"] == s["deviation_moves"] + 1
     best = min(w for _, w in enumerated.values())
     assert s["welfare_at_decisions_centralised_usd"] == pytest.approx(best, rel=1e-6)
     iters = pd.read_parquet(out / "coplan" / "iterations.parquet")
-    assert sorted(set(iters["iteration"])) == list(range(1, s["outer_iterations"] + 1))
-    # coplan.restart: false reports the deviation that pays and stops there
+    per = iters.groupby("iteration").first()
+    assert list(per.index) == list(range(1, s["outer_iterations"] + 1))
+    assert list(per["chosen_by"]) == ["prices"] + ["check"] * s["deviation_moves"]
+    assert (np.diff(per["welfare_usd"]) < 0).all()
+    # coplan.follow_deviations: false reports the deviation that pays and stops there
     from conftest import edited_case
 
-    case = edited_case(CASE, tmp_path, ("  adn_bargaining_power: 1.0", "  adn_bargaining_power: 1.0\n  restart: false"))
+    case = edited_case(CASE, tmp_path, ("  adn_bargaining_power: 1.0", "  adn_bargaining_power: 1.0\n  follow_deviations: false"))
     out = tmp_path / "no_restart"
     shutil.copytree(run / "cluster", out / "cluster")
     res = CliRunner().invoke(app, ["coplan", str(case), "--out", str(out)])
     assert res.exit_code == 0, res.output
     s = json.loads((out / "coplan" / "manifest.json").read_text())["summary"]
-    assert s["deviation_restarts"] == 0 and s["outer_iterations"] == 1 and s["stable"] is False
+    assert s["deviation_moves"] == 0 and s["outer_iterations"] == 1 and s["stable"] is False
     assert s["max_deviation_gain_usd"] > 0

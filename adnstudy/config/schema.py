@@ -574,8 +574,8 @@ class CoplanConfig(Strict):
     stability_tol: Tolerance = Field(
         1e-3, description="Relative gain of a unilateral deviation that still counts as stable."
     )
-    restart: bool = Field(
-        True, description="Alternate on from a unilateral deviation the stability check finds profitable "
+    follow_deviations: bool = Field(
+        True, description="Move to a unilateral deviation the stability check finds profitable, until none is "
         "(the check's centralised solves then steer the loop); false: report it and stop."
     )
 

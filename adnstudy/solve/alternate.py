@@ -51,6 +51,7 @@ class Step:
     responses: Decisions
     upper_seconds: float
     lower_seconds: list[float]
+    lower: str = "prices"  # what chose the responses: the investors' lower levels, or an exact deviation check
 
 
 @dataclass

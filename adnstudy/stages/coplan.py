@@ -70,7 +70,7 @@ def settings_of(case: Case) -> dict[str, Any]:
         "max_iter": int(getattr(cp_cfg, "max_iter", 10)),
         "enumerate_max": int(getattr(cp_cfg, "enumerate_max", 64)),
         "stability_tol": float(getattr(cp_cfg, "stability_tol", 1e-3)),
-        "restart": bool(getattr(cp_cfg, "restart", True)),
+        "follow_deviations": bool(getattr(cp_cfg, "follow_deviations", True)),
     }
 
 
@@ -261,66 +261,67 @@ def deviation_gains(data: CoplanData, base_usd: float, deviations: list[Deviatio
 
 @dataclass
 class Settled:
-    """Where the alternation settled: its upper level, the sharing, and the stability check at its decisions."""
+    """Where the loop ended: its upper level, the sharing, and the stability check at its decisions."""
 
     upper: Upper
-    outcome: str  # of its last round: "fixed point" or "cycle"
+    outcome: str  # of the alternation: "fixed point" or "cycle"
     sharing: Sharing
     base_usd: float  # the welfare at the final decisions, solved centrally
     base_status: str  # that solve's status
     deviations: list[Deviation]
     gains_usd: np.ndarray  # best_deviation_gain_usd per investor
     stable: bool
-    steps: list[Step] = field(default_factory=list)  # every outer iteration of every round, numbered on
-    restarts: int = 0  # rounds restarted from a profitable deviation the lower levels had missed
+    steps: list[Step] = field(default_factory=list)  # every outer iteration, the moves included
+    moves: int = 0  # deviations the stability check found profitable and the loop moved to
 
 
 def settle(data: CoplanData, investors: Investors, alone: Alone, mip: MipSettings, opts: dict[str, Any], co: Any,
            seconds: dict[str, float]) -> Settled:
     """Alternate until the decisions settle, share the gain, and check every investor's best unilateral
-    deviation; while one pays it more than ``stability_tol`` of its payoff, apply the best of them and
-    alternate on from there.
+    deviation; while one pays its investor more than ``stability_tol`` of its payoff, move to the one that
+    lowers the welfare cost most (a new outer iteration: its upper level, then the check again).
 
     The lower levels see prices, so in a cycle they may keep proposing one change while another, which they
-    rank lower, is the one that pays; the check is the exact lower level (docs/coplan.md). The outer iterations
-    of all rounds count against ``coplan.max_iter``. When they run out after a restart, the best-welfare round
-    is kept, unstable and reported so; a first round that runs out is an error.
+    rank lower, is the one that pays; the check is the exact lower level (docs/coplan.md). Each move lowers
+    the welfare cost by more than the tolerance, so no decisions come back and the moves end; the outer
+    iterations, moves included, count against ``coplan.max_iter`` (an alternation that reaches it is an error;
+    moves that reach it end with the last point, reported unstable).
     """
     respond = [investors.adn_response] + [lambda up, m=m: investors.mg_response(m, up) for m in range(len(data.mgs))]
-    start, steps, rounds = alone.decisions, [], []
+    loop = alternate(investors.upper, respond, alone.decisions, max_iter=opts["max_iter"])
+    if not loop.converged:
+        raise NotConvergedError(
+            f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations without its "
+            f"decisions repeating or cycling; the last decisions were {describe(data, loop.steps[-1].responses)}; "
+            "nothing was written (raise coplan.max_iter)")
+    steps, up, moves = list(loop.steps), loop.upper, 0
     seconds["stability"] = 0.0
     while True:
-        loop = alternate(investors.upper, respond, start, max_iter=opts["max_iter"] - len(steps))
-        for step in loop.steps:
-            step.iteration += len(steps)
-        steps += loop.steps
-        if not loop.converged:
-            if not rounds:
-                raise NotConvergedError(
-                    f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations "
-                    f"without its decisions repeating or cycling; the last decisions were "
-                    f"{describe(data, loop.steps[-1].responses)}; nothing was written (raise coplan.max_iter)")
-            log.warning("coplan.max_iter = %d outer iterations reached after a restart from a profitable deviation; "
-                        "keeping the best-welfare round", opts["max_iter"])
-            break
         t = time.perf_counter()
-        base, status, deviations = best_deviations(data, loop.decisions, mip, opts["enumerate_max"])
+        base, status, deviations = best_deviations(data, up.decisions, mip, opts["enumerate_max"])
         seconds["stability"] += time.perf_counter() - t
-        sharing = share(data, loop.upper, alone.cost_usd, co)
+        sharing = share(data, up, alone.cost_usd, co)
         gains = deviation_gains(data, base, deviations)
-        excess = gains / (opts["stability_tol"] * np.maximum(np.abs(sharing.cooperative_usd), 1.0))
-        rounds.append(Settled(loop.upper, loop.outcome, sharing, base, status, deviations, gains,
-                              bool(np.all(excess <= 1))))
-        log.info("stability check at %s: best unilateral deviations gain %s USD/yr", describe(data, loop.decisions),
+        stable = bool(np.all(gains <= opts["stability_tol"] * np.maximum(np.abs(sharing.cooperative_usd), 1.0)))
+        log.info("stability check at %s: best unilateral deviations gain %s USD/yr", describe(data, up.decisions),
                  np.round(gains, 2).tolist())
-        if rounds[-1].stable or not opts["restart"] or len(steps) >= opts["max_iter"]:
+        if stable or not opts["follow_deviations"]:
             break
-        worst = int(np.argmax(excess))
-        start = (*loop.decisions[:worst], deviations[worst].decisions, *loop.decisions[worst + 1:])
-        log.info("%s would gain %.2f USD/yr by deviating alone: alternating on from %s", data.names[worst],
-                 gains[worst], describe(data, start))
-    best = rounds[-1] if rounds[-1].stable or len(rounds) == 1 else min(rounds, key=lambda r: r.base_usd)
-    return replace(best, steps=steps, restarts=len(rounds) - 1)
+        if len(steps) >= opts["max_iter"]:
+            log.warning("coplan.max_iter = %d outer iterations reached while moving to profitable deviations; the "
+                        "last point is kept, not stable", opts["max_iter"])
+            break
+        i = int(np.argmax([base - d.welfare_usd for d in deviations]))
+        move = (*up.decisions[:i], deviations[i].decisions, *up.decisions[i + 1:])
+        log.info("%s would gain %.2f USD/yr by deviating alone: moving to %s", data.names[i], gains[i],
+                 describe(data, move))
+        if moves:  # the check chose this move from the last move's point
+            steps[-1].responses = move
+        t = time.perf_counter()
+        up = investors.upper(move)
+        steps.append(Step(len(steps) + 1, move, up, move, time.perf_counter() - t, [0.0] * len(move), "check"))
+        moves += 1
+    return Settled(up, loop.outcome, sharing, base, status, deviations, gains, stable, steps, moves)
 
 
 # ---------------------------------------------------------------------------- stage
@@ -415,7 +416,7 @@ def coplan_stage(case: Case, out_dir: Path, run_key: str | None = None, centrali
         total_gain = float(alone.cost_usd.sum() - final.welfare_usd)
         summary = {
             "investors": data.names, "outer_iterations": len(steps), "outcome": settled.outcome,
-            "deviation_restarts": settled.restarts,
+            "deviation_moves": settled.moves,
             "welfare_usd": final.welfare_usd, "centralised_welfare_usd": ref_welfare, "welfare_gap": welfare_gap,
             "welfare_at_decisions_centralised_usd": base, "distributed_gap": gap_central,
             "disagreement_usd": float(alone.cost_usd.sum()), "total_gain_usd": total_gain,
@@ -500,7 +501,8 @@ def iteration_table(data: CoplanData, steps: list[Step]) -> pd.DataFrame:
                 "iteration": step.iteration, "investor": name,
                 "decisions": "".join(str(int(x)) for x in (d[0] if d else [])),
                 "response": "".join(str(int(x)) for x in (r[0] if r else [])),
-                "changed": decisions_key((d,)) != decisions_key((r,)), "welfare_usd": step.upper.welfare_usd,
+                "changed": decisions_key((d,)) != decisions_key((r,)), "chosen_by": step.lower,
+                "welfare_usd": step.upper.welfare_usd,
                 "upper_iterations": step.upper.iterations,
                 "seconds": step.upper_seconds + step.lower_seconds[i],
             })
@@ -597,8 +599,8 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
          f"{s['welfare_gap']:.1e}); total gain {s['total_gain_usd']:,.2f} USD/yr over planning alone; gains {gains} "
          f"USD/yr; stable: {'yes' if s['stable'] else 'no'} (best unilateral deviation "
          f"{s['max_deviation_gain_usd']:,.2f} USD/yr)", False),
-        *([(f"{s['deviation_restarts']} restart(s) from a profitable unilateral deviation the lower levels had missed "
-            "(docs/coplan.md)", False)] if s.get("deviation_restarts") else []),
+        *([(f"{s['deviation_moves']} move(s) to a profitable unilateral deviation the lower levels had missed "
+            "(docs/coplan.md)", False)] if s.get("deviation_moves") else []),
         *[(f"WARNING: the {what.replace('_', ' ')} solve ended '{status}' (short of its 1e-6 relative gap after the "
            "retries): the figures that rest on it are less accurate; see manifest summary.solve_status", True)
           for what, status in s.get("solve_status", {}).items() if status != "optimal"],
