@@ -271,3 +271,11 @@ def test_a_deviation_the_lower_levels_miss_moves_the_loop(run, manifest, enumera
     s = json.loads((out / "coplan" / "manifest.json").read_text())["summary"]
     assert s["deviation_moves"] == 0 and s["outer_iterations"] == 1 and s["stable"] is False
     assert s["max_deviation_gain_usd"] > 0
+    # moves that run out of coplan.max_iter while a deviation still pays: an error, nothing written
+    case = edited_case(CASE, tmp_path, ("  adn_bargaining_power: 1.0", "  adn_bargaining_power: 1.0\n  max_iter: 1"))
+    out = tmp_path / "limit"
+    shutil.copytree(run / "cluster", out / "cluster")
+    res = CliRunner().invoke(app, ["coplan", str(case), "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "coplan.max_iter = 1" in res.output and "would still gain" in res.output
+    assert "Traceback" not in res.output and not (out / "coplan").exists()

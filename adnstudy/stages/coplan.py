@@ -284,8 +284,7 @@ def settle(data: CoplanData, investors: Investors, alone: Alone, mip: MipSetting
     The lower levels see prices, so in a cycle they may keep proposing one change while another, which they
     rank lower, is the one that pays; the check is the exact lower level (docs/coplan.md). Each move lowers
     the welfare cost by more than the tolerance, so no decisions come back and the moves end; the outer
-    iterations, moves included, count against ``coplan.max_iter`` (an alternation that reaches it is an error;
-    moves that reach it end with the last point, reported unstable).
+    iterations, moves included, count against ``coplan.max_iter``: reaching it is an error, nothing written.
     """
     respond = [investors.adn_response] + [lambda up, m=m: investors.mg_response(m, up) for m in range(len(data.mgs))]
     loop = alternate(investors.upper, respond, alone.decisions, max_iter=opts["max_iter"])
@@ -307,11 +306,13 @@ def settle(data: CoplanData, investors: Investors, alone: Alone, mip: MipSetting
                  np.round(gains, 2).tolist())
         if stable or not opts["follow_deviations"]:
             break
-        if len(steps) >= opts["max_iter"]:
-            log.warning("coplan.max_iter = %d outer iterations reached while moving to profitable deviations; the "
-                        "last point is kept, not stable", opts["max_iter"])
-            break
         i = int(np.argmax([base - d.welfare_usd for d in deviations]))
+        if len(steps) >= opts["max_iter"]:
+            raise NotConvergedError(
+                f"the alternating optimisation reached coplan.max_iter = {opts['max_iter']} outer iterations while "
+                f"moving to profitable unilateral deviations; the last decisions were {describe(data, up.decisions)}, "
+                f"and {data.names[i]} would still gain {gains[i]:,.2f} USD/yr by deviating alone; nothing was written "
+                "(raise coplan.max_iter, or set coplan.follow_deviations: false to report the deviation instead)")
         move = (*up.decisions[:i], deviations[i].decisions, *up.decisions[i + 1:])
         log.info("%s would gain %.2f USD/yr by deviating alone: moving to %s", data.names[i], gains[i],
                  describe(data, move))
