@@ -1,12 +1,15 @@
-"""Read a case file: YAML with line numbers, a defaults file merged underneath, typed validation.
+"""Read a case file: YAML with line numbers, a defaults file merged underneath, overrides, typed validation.
 
-Errors name the file, the dotted field path and, where the YAML shows it, the line.
+Errors name the file, the dotted field path and, where the YAML shows it, the
+line; a field set by an override (``--set``, ``config/overrides.py``) is named
+by the override's source instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,11 +18,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from adnstudy.config.overrides import Override, apply_located
 from adnstudy.config.schema import CaseConfig
 from adnstudy.data import userfile
 from adnstudy.errors import CaseError
 
 Loc = tuple[str | int, ...]
+#: field path -> (file, line) where it is given; (an override's source, None) for a field an override sets
+LineMap = dict[Loc, tuple[str, int | None]]
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,10 @@ class Case:
     path: Path
     file_sha256: str
     config_sha256: str
+    #: the fields set on top of the files (``--set``), in the order applied
+    overrides: tuple[Override, ...] = ()
     #: field path -> (file, line) for messages about values found after validation
-    lines: dict[Loc, tuple[str, int]] = field(default_factory=dict, repr=False, compare=False)
+    lines: LineMap = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -46,12 +54,9 @@ class Case:
         return p if p.is_absolute() else (self.base_dir / p).resolve()
 
     def where(self, *loc: str | int) -> tuple[str, int | None]:
-        """(file, line) of a field, for error messages raised after loading."""
-        for n in range(len(loc), 0, -1):
-            hit = self.lines.get(tuple(loc[:n]))
-            if hit:
-                return hit
-        return str(self.path), None
+        """(file, line) of a field, for error messages raised after loading (an override's source, no line, for a
+        field an override sets)."""
+        return _where(tuple(loc), self.lines, self.path)
 
     def error(self, message: str, *loc: str | int) -> CaseError:
         """A :class:`CaseError` pointing at field ``loc`` of this case."""
@@ -243,11 +248,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_case(path: str | Path) -> Case:
-    """Load, merge with its chain of defaults files, and validate a case file."""
+def load_case(path: str | Path, overrides: Sequence[Override] = ()) -> Case:
+    """Load, merge with its chain of defaults files, set the overrides' fields, and validate a case file."""
     path = Path(path)
     data, case_lines, raw = _read_yaml(path)
-    line_map: dict[Loc, tuple[str, int]] = {k: (str(path), v) for k, v in case_lines.items()}
+    line_map: LineMap = {k: (str(path), v) for k, v in case_lines.items()}
 
     merged = data
     for dpath, ddata, dlines in _defaults_chain(path, data, case_lines):
@@ -255,6 +260,8 @@ def load_case(path: str | Path) -> Case:
         for k, v in dlines.items():
             line_map.setdefault(k, (str(dpath), v))
     merged["defaults"] = data.get("defaults")  # the case's own, not one a defaults file names
+    overrides = tuple(overrides)
+    merged = _override(merged, overrides, line_map)
 
     try:
         config = CaseConfig.model_validate(merged)
@@ -267,8 +274,39 @@ def load_case(path: str | Path) -> Case:
         path=path.resolve(),
         file_sha256=hashlib.sha256(raw).hexdigest(),
         config_sha256=hashlib.sha256(canonical).hexdigest(),
+        overrides=overrides,
         lines=line_map,
     )
+
+
+def _override(data: dict[str, Any], overrides: tuple[Override, ...], line_map: LineMap) -> dict[str, Any]:
+    """The merged data with the overrides set; each field an override provides is named in ``line_map`` by its
+    source, and nothing below it by a file (the override replaced it)."""
+    data, located = apply_located(data, overrides)
+    for loc, override in located:
+        for key in [k for k in line_map if k[: len(loc)] == loc]:
+            del line_map[key]
+        line_map[loc] = (override.source, None)
+    return data
+
+
+def yaml_value(text: str) -> Any:
+    """One YAML value given outside a file (``--set PATH=VALUE``), bounded as a case file is (depth, size,
+    aliases); ``ValueError`` says what is wrong."""
+    loader = _CaseLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
+    except _TooLarge as exc:
+        raise ValueError(str(exc)) from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ValueError(f"not valid YAML: {problem}") from None
+    finally:
+        loader.dispose()
 
 
 def packaged_defaults() -> dict[str, Path]:
@@ -329,13 +367,15 @@ def _defaults_chain(path: Path, data: dict[str, Any], lines: dict[Loc, int]
     return chain
 
 
-def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str, int]]) -> CaseError:
+def _case_error(exc: ValidationError, path: Path, line_map: LineMap) -> CaseError:
     """The first validation error as one message; the count of others is appended.
 
     An unknown field comes first: a misspelt required field is also reported as
     missing, and the misspelling is the one that says what to fix. A rule between
     fields (``cross_field_error``) is reported at the line of the field the case
-    file gives; a bad mapping key (a series name) at the key's line.
+    file gives (or at the override that sets one); a bad mapping key (a series
+    name) at the key's line. An error in or above a field an override sets names
+    the override.
     """
     errors = exc.errors(include_url=False)
     first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
@@ -349,11 +389,7 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
         loc, key = loc[:-1], loc[-2]
     if kind == "cross_field":
         loc = _given_field(loc, first["ctx"]["fields"], line_map, path)
-    file, line = str(path), None
-    for n in range(len(loc), 0, -1):
-        if loc[:n] in line_map:
-            file, line = line_map[loc[:n]]
-            break
+    file, line = _where(loc, line_map, path)
     if kind == "extra_forbidden":
         msg = "unknown field (check the spelling; see docs/case.md for the fields of this section)"
     elif kind == "missing":
@@ -373,14 +409,38 @@ def _case_error(exc: ValidationError, path: Path, line_map: dict[Loc, tuple[str,
     return CaseError(msg, file=file, field=_dotted(loc) or None, line=line)
 
 
-def _given_field(section: Loc, fields: tuple[str | Loc, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> Loc:
-    """Of the fields a rule names (names, or paths below the section), the path of the first the case file gives,
-    else of the first any file gives."""
+def _given_field(section: Loc, fields: tuple[str | Loc, ...], line_map: LineMap, path: Path) -> Loc:
+    """Of the fields a rule names (names, or paths below the section), the path of the first an override sets,
+    else of the first the case file gives, else of the first any file gives."""
     return _first_given(tuple((*section, *(f if isinstance(f, tuple) else (f,))) for f in fields), line_map, path)
 
 
-def _first_given(locs: tuple[Loc, ...], line_map: dict[Loc, tuple[str, int]], path: Path) -> Loc:
-    """Of these field paths, the first the case file at ``path`` gives, else the first any file gives."""
+def _first_given(locs: tuple[Loc, ...], line_map: LineMap, path: Path) -> Loc:
+    """Of these field paths, the first an override sets (what this run changed), else the first the case file at
+    ``path`` gives, else the first any file gives."""
+    overridden = [loc for loc in locs if _set_by(loc, line_map) is not None]
     given = [loc for loc in locs if loc in line_map]
-    in_case = [loc for loc in given if Path(line_map[loc][0]).resolve() == path.resolve()]
-    return (in_case or given or list(locs))[0]
+    in_case = [loc for loc in given if line_map[loc][1] is not None
+               and Path(line_map[loc][0]).resolve() == path.resolve()]
+    return (overridden or in_case or given or list(locs))[0]
+
+
+def _set_by(loc: Loc, line_map: LineMap) -> str | None:
+    """The source of the override that sets field ``loc`` (it, or a section or list item above it), if any."""
+    for n in range(len(loc), 0, -1):
+        hit = line_map.get(loc[:n])
+        if hit is not None:
+            return hit[0] if hit[1] is None else None
+    return None
+
+
+def _where(loc: Loc, line_map: LineMap, path: Path) -> tuple[str, int | None]:
+    """(file, line) of field ``loc``: where it, or the nearest section or item above it, is given; but the source
+    of the latest override that sets a field below it, where no override sets it; else the case file."""
+    given = next((line_map[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in line_map), None)
+    if given is not None and given[1] is None:  # set by an override
+        return given
+    below = [src for k, (src, line) in line_map.items() if line is None and loc and k[: len(loc)] == loc]
+    if below:
+        return below[-1], None
+    return given or (str(path), None)
