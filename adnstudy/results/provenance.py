@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from adnstudy.config.load import Case
+from adnstudy.config.overrides import set_flags
 from adnstudy.errors import StaleInputError
 from adnstudy.results.store import MANIFEST
 
@@ -76,7 +77,8 @@ def current_run(stage: str) -> StageRun | None:
 
 
 def rerun_command(case: Case, folder: Path, stage: str, options: Mapping[str, Any] | None = None) -> str:
-    """``'adnstudy <stage> <case> --out <folder> [its options]'``: what writes that folder again."""
+    """``'adnstudy <stage> <case> --out <folder> [its options] [--set ...]'``: what writes that folder again (the
+    case's overrides too, so the command reproduces this configuration)."""
     from adnstudy.stages.registry import BY_NAME
 
     flags: list[str] = []
@@ -89,7 +91,7 @@ def rerun_command(case: Case, folder: Path, stage: str, options: Mapping[str, An
             flags.append(spellings[0] if value else spellings[-1])
         else:
             flags += [f"{spellings[0]} {v}" for v in (value if isinstance(value, list) else [value])]
-    return f"'adnstudy {' '.join([stage, str(case.path), '--out', str(folder), *flags])}'"
+    return f"'adnstudy {' '.join([stage, str(case.path), '--out', str(folder), *flags, *set_flags(case.overrides)])}'"
 
 
 def check_provenance(case: Case, stage: str, paths: Mapping[tuple[str, str], Path],

@@ -42,6 +42,7 @@ import pandas as pd
 
 from adnstudy import __version__, interrupt
 from adnstudy.config.load import Case
+from adnstudy.config.overrides import set_flags
 from adnstudy.errors import BadInputTableError, MissingInputError, ResultsBusyError
 
 try:
@@ -168,6 +169,8 @@ class StageWriter:
                 "file": str(self.case.path),
                 "file_sha256": self.case.file_sha256,
                 "config_sha256": self.case.config_sha256,
+                # the fields set on top of the file (--set): with the file, what reproduces the configuration
+                "overrides": [o.text() for o in self.case.overrides],
             },
             "tables": self.tables,
             # what later stages compare their inputs with (results/provenance.py)
@@ -480,7 +483,7 @@ def read_table(out_dir: Path, stage: str, table: str, case: Case) -> pd.DataFram
     import pyarrow as pa
 
     path = table_path(out_dir, stage, table)
-    command = f"'adnstudy {stage} {case.path} --out {out_dir}'"
+    command = f"'adnstudy {' '.join([stage, str(case.path), '--out', str(out_dir), *set_flags(case.overrides)])}'"
     if not path.is_file():
         raise MissingInputError(f"{path} is missing: it is written by {command}")
     try:
