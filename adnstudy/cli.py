@@ -48,6 +48,12 @@ OutOpt = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Results folder (default: results/<case name>).", show_default=False),
 ]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", metavar="PATH=VALUE", show_default=False,
+                 help="Change a case field for this run, e.g. --set clustering.k=6 or "
+                 "--set microgrids[north].bargaining_power=2; repeatable. Same paths as the case file (docs/case.md)."),
+]
 VerboseOpt = Annotated[
     int,
     typer.Option("--verbose", "-v", count=True, show_default=False,
@@ -142,10 +148,12 @@ def main_options(
     STATE.verbose = verbose
 
 
-def _load(case: Path):
+def _load(case: Path, overrides: list[str] | None = None):
+    """The case with the ``--set`` fields changed (each checked as the case file's own fields are)."""
     from adnstudy.config.load import load_case
+    from adnstudy.config.overrides import parse_set
 
-    return load_case(case)
+    return load_case(case, [parse_set(text) for text in overrides or ()])
 
 
 def _out(case_obj, out: Path | None) -> Path:
@@ -156,18 +164,19 @@ def _out(case_obj, out: Path | None) -> Path:
 
 @app.command()
 @handled
-def validate(case: CaseArg) -> None:
+def validate(case: CaseArg, overrides: SetOpt = None) -> None:
     """Check a case file, its feeder and its profiles without solving anything.
 
     Example: adnstudy validate cases/ieee33.yaml
     """
     from adnstudy.stages.registry import validate_case
 
-    c = _load(case)
+    c = _load(case, overrides)
     inputs, stages = validate_case(c)
     feeder = inputs.feeder
     lines = [
         f"case {c.name}: valid ({c.path})",
+        *(["  with --set " + ", ".join(o.text() for o in c.overrides)] if c.overrides else []),
         f"  feeder {feeder.name}: {feeder.n_bus} buses, {feeder.n_branch} branches, "
         f"{len(feeder.ties)} tie lines, peak load {feeder.buses['p_mw'].sum():.4g} MW / "
         f"{feeder.buses['q_mvar'].sum():.4g} Mvar",
@@ -192,11 +201,11 @@ def validate(case: CaseArg) -> None:
 def _stage_command(stage: Stage) -> Callable[..., None]:
     """The command of a registry stage: its options, its help, one library call, its report."""
 
-    def command(case: Path, out: Path | None = None, **given: Any) -> None:
+    def command(case: Path, out: Path | None = None, overrides: list[str] | None = None, **given: Any) -> None:
         from adnstudy.pipeline import run_stage
         from adnstudy.results.store import out_lock
 
-        c = _load(case)
+        c = _load(case, overrides)
         for opt in stage.options:
             if opt.kind == "action" and given.get(opt.name):
                 with progress(stage.progress):
@@ -211,6 +220,7 @@ def _stage_command(stage: Stage) -> Callable[..., None]:
     params = [
         inspect.Parameter("case", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=CaseArg),
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=OutOpt),
+        inspect.Parameter("overrides", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=SetOpt),
     ] + [
         inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default,
                           annotation=Annotated[o.annotation, typer.Option(*o.flags, help=o.help, metavar=o.metavar)])
@@ -236,6 +246,7 @@ for _stage in STAGES:  # one command per stage of the registry
 def run(
     case: CaseArg,
     out: OutOpt = None,
+    overrides: SetOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Run every stage even if up to date.")] = False,
 ) -> None:
     """Run every stage the case has sections for, in order, skipping those already up to date.
@@ -245,7 +256,7 @@ def run(
     from adnstudy.pipeline import run_all
     from adnstudy.results.store import out_lock
 
-    c = _load(case)
+    c = _load(case, overrides)
     out_dir = _out(c, out)
 
     def start(name: str) -> None:
