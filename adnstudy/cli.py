@@ -275,6 +275,103 @@ def run(
         _fail("\n".join(o.detail for o in incomplete), 1)
 
 
+@app.command()
+@handled
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="Sweep file (YAML).", metavar="SWEEP", show_default=False)],
+    out: Annotated[Path | None, typer.Option("--out", "-o", show_default=False,
+                                             help="Results folder (default: results/<sweep name>).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, show_default=False, metavar="N",
+                                                help="Worker processes of the local cluster (default: one per core).")
+                       ] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", show_default=False, metavar="ADDRESS",
+                                                  help="A running Dask scheduler, e.g. tcp://10.0.0.5:8786, instead "
+                                                  "of a local cluster.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip variants whose results are complete and up to "
+                                         "date; run the rest.")] = False,
+) -> None:
+    """Run a case's stages over many variants (grid, zip, named) on Dask; one row per variant in sweep.parquet.
+
+    Every variant is validated before anything runs. Stages that variants share (same inputs) run once. A failed
+    variant is recorded and the others go on (exit 1 at the end). Results: OUT/variants/<id>/<stage>/ and
+    OUT/sweep.parquet.
+
+    Example: adnstudy sweep cases/sweeps/ieee33_plan.yaml --workers 2
+    """
+    from adnstudy.results.store import out_lock
+    from adnstudy.sweep.run import FAILED, NOT_FINAL, OK, run_sweep
+    from adnstudy.sweep.spec import load_sweep
+    from adnstudy.sweep.spec import validate as validate_variants
+
+    spec = load_sweep(sweep_file)
+    with progress(f"Validating {len(spec.variants)} variants"):
+        cases = validate_variants(spec)
+    out_dir = out if out is not None else Path("results") / spec.name
+    with out_lock(out_dir), SweepProgress(len(spec.variants)) as bar:
+        outcome = run_sweep(spec, cases, out_dir, workers=workers, scheduler=scheduler, resume=resume,
+                            on_variant=bar.variant, on_start=bar.start)
+    t = outcome.table
+    typer.echo(f"sweep {spec.name}: {len(t)} variants; {outcome.count(OK)} ok"
+               + (f" ({int(t['resumed'].sum())} complete from before)" if t["resumed"].any() else "")
+               + f", {outcome.count(NOT_FINAL)} not final, {outcome.count(FAILED)} failed"
+               + f"; {outcome.stage_runs} stage runs for {outcome.stage_uses} variant stages; "
+               f"{outcome.seconds:.1f} s on {outcome.scheduler}")
+    typer.echo(f"results: {out_dir / 'sweep.parquet'}")
+    if outcome.interrupted:
+        left = int((t["status"] == "not run").sum())
+        _fail(f"interrupted: {len(t) - left} variants finished and are kept, {left} not run; run again with "
+              "--resume to finish", 130)
+    bad = t[t["status"].isin([FAILED, NOT_FINAL])]
+    if len(bad):
+        lines = [f"  {r.variant}: {r.status}: {str(r.error).splitlines()[0] if r.error else ''}"
+                 for r in bad.itertuples()]
+        _fail(f"{len(bad)} of {len(t)} variants did not finish cleanly:\n" + "\n".join(lines), 1)
+
+
+class SweepProgress:
+    """A progress bar of variants on a terminal; elsewhere one line per finished variant (on stderr)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.bar: Any = None
+
+    def __enter__(self) -> SweepProgress:
+        if sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+
+            self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), transient=True)
+            self.bar.__enter__()
+            self.task = self.bar.add_task("variants", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+
+    def start(self, todo: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, total=todo, description=f"variants ({total - todo} complete from before)"
+                            if todo < total else "variants")
+        elif todo < total or STATE.verbose:
+            typer.echo(f"running {todo} of {total} variants", err=True)
+
+    def variant(self, res: Any, done: int, total: int) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done)
+            if res.status != "ok":
+                self.bar.console.print(f"{res.id}: {res.status}: {res.error.splitlines()[0] if res.error else ''}")
+        else:
+            typer.echo(f"[{done}/{total}] {res.id}: {res.status}"
+                       + (f": {res.error.splitlines()[0]}" if res.error else ""), err=True)
+
+
 def main() -> None:
     """The command (``adnstudy.entry.main`` installs the signal handlers before importing this module)."""
     interrupt.install()

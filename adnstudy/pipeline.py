@@ -82,8 +82,12 @@ def section_values(case: Case, sections: tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
-def key_payload(case: Case, out_dir: Path, stage: Stage, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """What the stage's run key hashes (module docstring)."""
+def case_payload(case: Case, stage: Stage, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The run key's parts that come from the case and its data files: all but earlier stages' tables.
+
+    Two cases with equal payloads ask a stage the same question of the same earlier
+    results; ``adnstudy sweep`` runs such a stage once for all of them.
+    """
     options = options or {}
     sections, files = stage.depends_on(options)
     return {
@@ -92,8 +96,14 @@ def key_payload(case: Case, out_dir: Path, stage: Stage, options: Mapping[str, A
         "options": {k: str(v) for k, v in options.items()},
         "sections": section_values(case, sections),
         "files": input_digests(case, files),
-        "tables": {f"{up}/{t}": table_digest(path) for (up, t), path in stage.tables_read(out_dir, options).items()},
     }
+
+
+def key_payload(case: Case, out_dir: Path, stage: Stage, options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the stage's run key hashes (module docstring)."""
+    tables = stage.tables_read(out_dir, options)
+    return {**case_payload(case, stage, options),
+            "tables": {f"{up}/{t}": table_digest(path) for (up, t), path in tables.items()}}
 
 
 def key_of(payload: dict[str, Any]) -> str:
@@ -140,6 +150,12 @@ def run_stage(case: Case, out_dir: Path, name: str, **options: Any) -> dict[str,
         return resolve(stage.run)(case, out_dir, run_key=key_of(payload), **opts)
 
 
+def up_to_date(out_dir: Path, stage: Stage, key: str, options: Mapping[str, Any] | None = None) -> bool:
+    """The stage's results in ``out_dir`` carry run key ``key`` and are complete (module docstring)."""
+    old = read_manifest(out_dir, stage.folder_for(options))
+    return old is not None and old.get("run_key") == key and bool(old.get("complete", True))
+
+
 def run_all(
     case: Case, out_dir: Path, *, force: bool = False, on_start: Callable[[str], None] | None = None
 ) -> list[StageOutcome]:
@@ -152,8 +168,7 @@ def run_all(
             continue
         payload = key_payload(case, out_dir, stage)
         key = key_of(payload)
-        old = read_manifest(out_dir, stage.folder_for())
-        if not force and old is not None and old.get("run_key") == key and old.get("complete", True):
+        if not force and up_to_date(out_dir, stage, key):
             outcomes.append(StageOutcome(stage.name, "up to date", "inputs and case unchanged"))
             continue
         if on_start:

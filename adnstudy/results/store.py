@@ -212,6 +212,40 @@ class TableParts:
         self.w.tables.append(self.name)
 
 
+def copy_stage(src_dir: Path, folder: str, dst_dir: Path) -> bool:
+    """Put a copy of stage folder ``src_dir/folder`` in ``dst_dir`` (as a stage commits: into a hidden folder,
+    then swapped in); False if ``dst_dir`` already holds the same results (same run key and tables).
+
+    Files are hard links where the file system allows (results are never changed in
+    place: a stage replaces its whole folder), else copies.
+    """
+    src, dst_dir = Path(src_dir) / folder, Path(dst_dir)
+    mine, theirs = read_manifest(dst_dir, folder), read_manifest(src_dir, folder)
+    if theirs is None:
+        raise MissingInputError(f"{src} has no readable {MANIFEST}: nothing to copy")
+    if mine is not None and all(mine.get(k) == theirs.get(k) for k in ("run_key", "table_sha256", "created_utc")):
+        return False
+    with out_lock(dst_dir):
+        tmp = dst_dir / scratch_name(folder, "tmp")
+        try:
+            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+            with interrupt.deferred():
+                previous = _swap(tmp, dst_dir / folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if previous is not None:
+            shutil.rmtree(previous, ignore_errors=True)
+    return True
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(src, dst)
+
+
 def scratch_name(folder: str, kind: str) -> str:
     """A hidden folder's name beside stage folder ``folder``: ``kind`` (tmp, old), this host and process."""
     return f".{folder}.{kind}-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}"

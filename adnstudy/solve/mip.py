@@ -21,7 +21,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cvxpy.settings import SOLUTION_PRESENT
@@ -38,6 +38,10 @@ from adnstudy.solve.conic import (
 )
 from adnstudy.solve.integer import MixedIntegerModel
 from adnstudy.solve.native import native_record, solve_native
+from adnstudy.threads import capped
+
+if TYPE_CHECKING:
+    from adnstudy.config.load import Case
 
 log = logging.getLogger(__name__)
 #: How often the final point is re-solved while the model's rule changes its integers.
@@ -54,6 +58,16 @@ class MipSettings:
     threads: int = 2
     options: dict[str, Any] = field(default_factory=dict)  # passed to the solver as given
     verbose: bool = False
+
+    @classmethod
+    def from_case(cls, case: Case, *, name: str | None = None, time_limit_s: float | None = None,
+                  verbose: bool = False) -> MipSettings:
+        """The case's solver section, with a stage's --solver and --time-limit over it; its threads at most the
+        process's thread budget (``adnstudy/threads.py``)."""
+        s = case.config.solver
+        return cls(name=name or s.name, gap=s.mip_gap,
+                   time_limit_s=time_limit_s if time_limit_s is not None else s.time_limit_s,
+                   threads=capped(s.threads), options=dict(s.options), verbose=verbose)
 
     @property
     def default(self) -> bool:

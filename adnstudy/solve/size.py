@@ -176,7 +176,10 @@ def check_plan_size(case, *, reliability: bool, solver: str | None, time_limit_s
 
     scfg = case.config.solver
     default = (solver or scfg.name).lower() == "default"
-    dims = plan_dimensions(case, case_feeder(case), reliability=reliability, threads=scfg.threads if default else 1)
+    from adnstudy.threads import capped
+
+    dims = plan_dimensions(case, case_feeder(case), reliability=reliability,
+                           threads=capped(scfg.threads) if default else 1)
     return check_fits(dims, f"the planning model of {case.name}", hours=HOURS,
                       time_limit_s=time_limit_s if time_limit_s is not None else scfg.time_limit_s)
 

@@ -75,9 +75,7 @@ def settings_of(case: Case) -> dict[str, Any]:
 
 
 def mip_settings(case: Case, time_limit: float | None = None) -> MipSettings:
-    s = case.config.solver
-    return MipSettings(name=s.name, gap=s.mip_gap, time_limit_s=time_limit or s.time_limit_s, threads=s.threads,
-                       options=dict(s.options))
+    return MipSettings.from_case(case, time_limit_s=time_limit or None)
 
 
 # --------------------------------------------------------------------- disagreement

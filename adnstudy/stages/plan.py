@@ -93,11 +93,7 @@ def plan_stage(
         verbose = logging.getLogger().isEnabledFor(logging.INFO)
     if reliability and case.config.reliability is not None:
         data = with_reliability(case, data)
-    scfg = case.config.solver
-    settings = MipSettings(
-        name=solver or scfg.name, gap=scfg.mip_gap, time_limit_s=time_limit if time_limit is not None else scfg.time_limit_s,
-        threads=scfg.threads, options=dict(scfg.options), verbose=verbose,
-    )
+    settings = MipSettings.from_case(case, name=solver, time_limit_s=time_limit, verbose=verbose)
     with stage_writer(out_dir, case, "plan", inputs=digests) as w:
         result = solve_plan(data, settings)
         sol = result.model.solution()

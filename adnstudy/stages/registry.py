@@ -171,6 +171,11 @@ class Stage:
                 if o.kind == "result" and o.name in given and given[o.name] != o.default}
 
 
+#: The solver settings a MIP stage's results depend on: all but ``threads``, which changes how fast the answer
+#: comes, not the question (``adnstudy/threads.py``; a sweep caps it per task).
+SOLVER_FIELDS = ("solver.name", "solver.mip_gap", "solver.time_limit_s", "solver.options")
+
+
 STAGES: tuple[Stage, ...] = (
     Stage(
         name="powerflow",
@@ -248,7 +253,7 @@ STAGES: tuple[Stage, ...] = (
             Option("reliability", ("--reliability/--no-reliability",), bool, True,
                    "Use the case's reliability section (default: yes)."),
         ),
-        also_reads=("reliability", "microgrids", "solver"), option_skips=(("reliability", ("reliability",)),),
+        also_reads=("reliability", "microgrids", *SOLVER_FIELDS), option_skips=(("reliability", ("reliability",)),),
     ),
     Stage(
         name="dispatch",
@@ -298,7 +303,7 @@ STAGES: tuple[Stage, ...] = (
                    "Use the case's reliability section for the ADN (default: yes)."),
         ),
         folder=lambda opts: "coplan_centralised" if opts.get("centralised_only") else "coplan",
-        also_reads=("candidates", "reliability", "solver"), option_skips=(("reliability", ("reliability",)),),
+        also_reads=("candidates", "reliability", *SOLVER_FIELDS), option_skips=(("reliability", ("reliability",)),),
     ),
 )
 BY_NAME: dict[str, Stage] = {s.name: s for s in STAGES}

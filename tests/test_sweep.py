@@ -1,0 +1,278 @@
+"""``adnstudy sweep`` on real Dask clusters: a LocalCluster, and a scheduler with two workers started here.
+
+Every sweep runs the small 8-bus case (stages of about a second each), and its
+numbers are checked against the single-case command line with the same
+``--set`` overrides: the sweep must be the shell loop it replaces, faster.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from adnstudy.cli import app
+from adnstudy.results.store import read_manifest
+from adnstudy.sweep.spec import load_sweep
+from adnstudy.sweep.tasks import headline
+from tests.conftest import SMALL, invoke
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+runner = CliRunner()
+
+
+def sweep_file(folder: Path, body: str, name: str = "sweep") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(f"case: {SMALL}\n{body}")
+    return path
+
+
+def sweep(*args: object) -> object:
+    return runner.invoke(app, ["sweep", *map(str, args)])
+
+
+def cli_figures(folder: Path, sets: dict[str, object], stages: list[list[str]]) -> dict[str, object]:
+    """Each stage run by its own command with ``--set`` overrides into ``folder``; the headline figures."""
+    flags = [x for path, value in sets.items() for x in ("--set", f"{path}={value}")]
+    figures: dict[str, object] = {}
+    for stage, *options in stages:
+        invoke(stage, SMALL, "--out", folder, *flags, *options)
+        figures.update(headline(stage, read_manifest(folder, stage)))
+    return figures
+
+
+def assert_same(row: pd.Series, figures: dict[str, object], what: str) -> None:
+    """The sweep's row holds the command line's figures (numbers to 1e-9 relative; seconds and threads aside)."""
+    for key, value in figures.items():
+        if key.endswith((".stage_seconds", ".seconds", ".threads")):
+            continue
+        got = row[key]
+        if value is None:  # a figure the stage could not give (the plan's baseline, when it has no solution)
+            assert got is None or pd.isna(got), f"{what} {key}: sweep {got!r}, CLI None"
+        elif isinstance(value, float):
+            assert math.isclose(got, value, rel_tol=1e-9, abs_tol=1e-9), f"{what} {key}: sweep {got}, CLI {value}"
+        elif isinstance(value, list | dict):
+            assert json.loads(got) == value, f"{what} {key}"
+        else:
+            assert got == value, f"{what} {key}: sweep {got!r}, CLI {value!r}"
+
+
+# ------------------------------------------------------------------------------------------ the sweep file
+def test_variants_grid_zip_named(tmp_path: Path):
+    path = sweep_file(tmp_path, """
+stages: [cluster, plan]
+set: {solver.mip_gap: 0.002}
+variants:
+  - {name: a}
+  - {name: b, set: {candidates.max_penetration: 0.5}}
+grid:
+  reliability.saidi_limit_h: [2.5, 3.0]
+zip:
+  market.fee_usd_per_mwh: [1.0, 2.0, 3.0]
+  market.fee_payer: [buyer, seller, split]
+""")
+    s = load_sweep(path)
+    assert len(s.variants) == 2 * 2 * 3
+    ids = [v.id for v in s.variants]
+    assert len(set(ids)) == len(ids)
+    assert ids[0] == "a,saidi_limit_h=2.5,fee_usd_per_mwh=1,fee_payer=buyer"
+    last = s.variants[-1]
+    assert last.values == {"reliability.saidi_limit_h": 3.0, "market.fee_usd_per_mwh": 3.0, "market.fee_payer": "split"}
+    assert [(o.path, o.value) for o in last.overrides] == [
+        ("solver.mip_gap", 0.002), ("candidates.max_penetration", 0.5), ("reliability.saidi_limit_h", 3.0),
+        ("market.fee_usd_per_mwh", 3.0), ("market.fee_payer", "split")]
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("stages: [plan]\n", "plan reads the tables of cluster: list cluster before it"),
+    ("stages: [plan, cluster]\n", "stages run in pipeline order"),
+    ("stages: [cluster, plann]\n", "unknown stage 'plann'"),
+    ("stages: [cluster, {plan: {solverr: SCIP}}]\n", "plan has no option 'solverr'"),
+    ("stages: [cluster]\nzip: {clustering.k: [2, 3], clustering.representative: [medoid]}\n", "equal lengths"),
+    ("stages: [cluster]\ngrid: {clustering.k: []}\n", "needs at least one value"),
+    ("stages: [cluster]\ngrids: {clustering.k: [2]}\n", "unknown field"),
+])
+def test_bad_sweep_file(tmp_path: Path, body: str, message: str):
+    out = tmp_path / "out"
+    result = sweep(sweep_file(tmp_path, body), "--out", out)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_bad_variant_fails_the_whole_sweep_before_anything_runs(tmp_path: Path):
+    path = sweep_file(tmp_path, "stages: [cluster, plan]\ngrid: {candidates.max_penetration: [0.5, 7.0]}\n")
+    out = tmp_path / "out"
+    result = sweep(path, "--out", out)
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert line == (f"error: variant 'max_penetration=7' (2 of 2) of sweep.yaml: {path}:3: candidates.max_penetration: "
+                    "Input should be from 0 to 1 (got 7.0)")
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------------ on a LocalCluster
+def test_local_cluster_equals_the_command_line_and_shares_stages(tmp_path: Path):
+    """Two fees: one clustering and one plan for both (the market is not their input), two dispatches; each
+    variant's figures equal those of the single-case commands with the same --set."""
+    fees = [0.0, 6.0]
+    path = sweep_file(tmp_path, f"""
+stages: [cluster, plan, {{dispatch: {{scenarios: [0]}}}}]
+grid:
+  market.fee_usd_per_mwh: {fees}
+""")
+    out = tmp_path / "out"
+    result = sweep(path, "--out", out, "--workers", 2)
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(out / "sweep.parquet")
+    assert list(table["variant"]) == ["fee_usd_per_mwh=0", "fee_usd_per_mwh=6"]
+    assert (table["status"] == "ok").all() and (table["error"] == "").all()
+    assert list(table["market.fee_usd_per_mwh"]) == fees
+    first = table["variant"][0]
+    assert list(table["cluster.from"]) == [first, first] and list(table["plan.from"]) == [first, first]
+    assert list(table["dispatch.from"]) == list(table["variant"])
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["stage_runs"] == 4 and record["stage_uses"] == 6
+    folders = [out / "variants" / v for v in table["variant"]]
+    for stage in ("cluster", "plan"):  # the second variant holds a copy of the first's run
+        a, b = (read_manifest(f, stage) for f in folders)
+        assert a["created_utc"] == b["created_utc"] and a["run_key"] == b["run_key"]
+    assert table["dispatch.total_gain_usd"][0] != table["dispatch.total_gain_usd"][1]
+    for (_, row), fee in zip(table.iterrows(), fees, strict=True):
+        figures = cli_figures(tmp_path / f"cli-{fee}", {"market.fee_usd_per_mwh": fee},
+                              [["cluster"], ["plan"], ["dispatch", "--scenario", "0"]])
+        assert_same(row, figures, f"fee {fee}")
+    assert math.isclose(table["seconds"][0], sum(table[f"{s}.stage_seconds"][0] for s in ("cluster", "plan", "dispatch")))
+
+
+# ------------------------------------------------------------------------------------------ on a scheduler
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def scheduler(tmp_path: Path):
+    """A ``dask scheduler`` and two ``dask worker`` processes (no nanny: a killed worker stays dead) on
+    127.0.0.1; yields (address, worker processes)."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask = [sys.executable, "-m", "distributed.cli.dask_{}"]
+    logs = tmp_path / "dask-logs"
+    logs.mkdir()
+    procs = [subprocess.Popen([*dask[:2], dask[2].format("scheduler"), "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=open(logs / "scheduler.log", "w"))]  # noqa: SIM115
+    workers = [subprocess.Popen([*dask[:2], dask[2].format("worker"), address, "--nthreads", "1", "--no-nanny",
+                                 "--no-dashboard", "--name", f"w{i}"], env=ENV, stdout=subprocess.DEVNULL,
+                                stderr=open(logs / f"w{i}.log", "w")) for i in range(2)]  # noqa: SIM115
+    procs += workers
+    from distributed import Client
+
+    with Client(address, timeout="60s") as client:
+        client.wait_for_workers(2, timeout=60)
+    try:
+        yield address, workers
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_scheduler_by_address_survives_a_killed_worker_and_a_failed_variant(tmp_path: Path, scheduler):
+    """One of the two workers is killed while it runs a plan: Dask re-runs that task on the other, every
+    variant completes, and each equals the command line's result; but the one variant whose SAIDI limit no plan
+    can meet, which is recorded as failed (exit 1) with the solver's cause."""
+    address, workers = scheduler
+    limits = [0.5, 0.7, 0.9]
+    path = sweep_file(tmp_path, f"""stages: [cluster, plan]
+variants:
+  - {{name: tight, set: {{reliability.saidi_limit_h: 0.05}}}}
+  - {{name: base}}
+grid: {{candidates.max_penetration: {limits}}}
+""")
+    out = tmp_path / "out"
+    victim = workers[0]
+    killed: list[str] = []
+
+    def kill_mid_plan() -> None:  # the victim's hidden plan folder exists: it is inside the stage
+        pattern = re.compile(rf"^\.plan\.tmp-.*-{victim.pid}-[0-9a-f]{{8}}$")
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not killed:
+            for folder in (out / "variants").glob("*"):
+                hits = [p.name for p in folder.iterdir() if pattern.match(p.name)] if folder.is_dir() else []
+                if hits:
+                    victim.send_signal(signal.SIGKILL)
+                    killed.append(f"{folder.name}/{hits[0]}")
+                    return
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=kill_mid_plan, daemon=True)
+    watcher.start()
+    result = sweep(path, "--out", out, "--scheduler", address)
+    watcher.join(timeout=1)
+    assert killed, "the victim worker never ran a plan"
+    assert victim.wait(timeout=10) == -signal.SIGKILL
+    assert result.exit_code == 1, result.output
+    table = pd.read_parquet(out / "sweep.parquet")
+    bad, table = table[table["name"] == "tight"], table[table["name"] == "base"]
+    assert "3 of 6 variants did not finish cleanly" in result.output
+    for row in bad.itertuples():
+        assert row.status == "failed" and row.error.startswith("plan failed") and "infeasible" in row.error, row
+        assert f"{row.variant}: failed: plan failed" in result.output
+        assert not (out / "variants" / row.variant / "plan").exists()
+    assert (table["status"] == "ok").all(), table[["variant", "status", "error"]]
+    leftovers = [p for p in (out / "variants").rglob(".*tmp-*")]
+    assert not leftovers, leftovers
+    for (_, row), limit in zip(table.iterrows(), limits, strict=True):
+        figures = cli_figures(tmp_path / f"cli-{limit}", {"candidates.max_penetration": limit},
+                              [["cluster"], ["plan"]])
+        assert_same(row, figures, f"max_penetration {limit}")
+    assert len(set(table["plan.total_usd"])) == len(limits)
+
+
+# ------------------------------------------------------------------------------------------ interrupted, resumed
+def test_resume_after_interrupt_runs_only_what_is_missing(tmp_path: Path):
+    path = sweep_file(tmp_path, "stages: [cluster, plan]\ngrid: {candidates.max_penetration: [0.5, 0.6, 0.7, 0.8]}\n")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "adnstudy", "sweep", str(path), "--out", str(out), "--workers", "1"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until the first variant is done
+        table = pd.read_parquet(out / "sweep.parquet") if (out / "sweep.parquet").is_file() else None
+        if table is not None and (table["status"] == "ok").any():
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and "--resume" in err and "Traceback" not in err
+    table = pd.read_parquet(out / "sweep.parquet")
+    done = list(table.loc[table["status"] == "ok", "variant"])
+    assert 1 <= len(done) < 4 and set(table["status"]) <= {"ok", "not run"}
+    created = {v: read_manifest(out / "variants" / v, "plan")["created_utc"] for v in done}
+
+    result = sweep(path, "--out", out, "--resume", "--workers", 1)
+    assert result.exit_code == 0, result.output
+    assert f"({len(done)} complete from before)" in result.output
+    table = pd.read_parquet(out / "sweep.parquet")
+    assert (table["status"] == "ok").all()
+    assert sorted(table.loc[table["resumed"], "variant"]) == sorted(done)
+    for v, stamp in created.items():  # not run again
+        assert read_manifest(out / "variants" / v, "plan")["created_utc"] == stamp
