@@ -84,6 +84,7 @@ class SweepOutcome:
     stage_runs: int  # stage runs in the graph (each shared one counted once)
     stage_uses: int  # stages of the variants run (what a shell loop would run)
     seconds: float
+    startup_seconds: float = 0.0  # until the workers were ready (a local cluster's start, or the connection)
     interrupted: bool = False
 
     def count(self, status: str) -> int:
@@ -185,11 +186,12 @@ def run_sweep(sweep: Sweep, cases: list[Case], out_dir: Path, *, workers: int | 
 
     record(finished_utc=None)
     interrupted = False
-    workers_n, address, threads = 0, "none (nothing to run)", {}
+    workers_n, address, threads, startup = 0, "none (nothing to run)", {}, 0.0
     if todo:
         client, cluster = _connect(scheduler, workers, len(todo))
         try:
             threads = _threads_per_task(client)
+            startup = time.perf_counter() - t0
             workers_n = len(threads)
             address = scheduler or f"LocalCluster ({workers_n} worker processes)"
             if on_start:
@@ -207,7 +209,7 @@ def run_sweep(sweep: Sweep, cases: list[Case], out_dir: Path, *, workers: int | 
     outcome = SweepOutcome(
         table=_table(sweep, results, resumed, interrupted=interrupted), out_dir=out_dir, workers=workers_n,
         scheduler=address, threads=threads, stage_runs=stage_runs, stage_uses=stage_uses,
-        seconds=time.perf_counter() - t0, interrupted=interrupted)
+        seconds=time.perf_counter() - t0, startup_seconds=startup, interrupted=interrupted)
     _write_table(out_dir, outcome.table)
     _write_record(out_dir, sweep, started=started, finished_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                   outcome=outcome)
@@ -378,6 +380,7 @@ def _write_record(out_dir: Path, sweep: Sweep, *, started: str, finished_utc: st
         record.update(
             scheduler=outcome.scheduler, workers=outcome.workers, threads_per_task=outcome.threads,
             stage_runs=outcome.stage_runs, stage_uses=outcome.stage_uses, seconds=round(outcome.seconds, 3),
+            startup_seconds=round(outcome.startup_seconds, 3),
             interrupted=outcome.interrupted,
             counts={s: outcome.count(s) for s in (OK, NOT_FINAL, FAILED, NOT_RUN)},
             resumed=int(outcome.table["resumed"].sum()),
