@@ -33,6 +33,7 @@ bench: setup
 	$(BIN)/python benchmarks/plan.py --reliability
 	$(BIN)/python benchmarks/dispatch.py
 	$(BIN)/python benchmarks/coplan.py
+	$(BIN)/python benchmarks/sweep.py
 	$(BIN)/python benchmarks/scale.py --buses 33 100 200 500 --what powerflow-year plan-norel plan
 
 clean:

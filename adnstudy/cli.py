@@ -303,6 +303,9 @@ def sweep(
     from adnstudy.sweep.spec import load_sweep
     from adnstudy.sweep.spec import validate as validate_variants
 
+    if workers is not None and scheduler is not None:
+        _fail("--workers starts a local cluster; with --scheduler the running cluster's workers are used "
+              "(start them with `dask worker ADDRESS --nworkers N`)", 2)
     spec = load_sweep(sweep_file)
     with progress(f"Validating {len(spec.variants)} variants"):
         cases = validate_variants(spec)

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CASE = ROOT / "cases" / "ieee33.yaml"
 ADNSTUDY = [sys.executable, "-m", "adnstudy"]
 
-PLAN_GRID = {"candidates.max_penetration": [0.2, 0.4, 0.6, 0.8], "reliability.saidi_limit_h": [6.0, 8.0]}
+PLAN_GRID = {"candidates.max_penetration": [0.4, 0.6, 0.8, 1.0], "reliability.saidi_limit_h": [5.8, 8.0]}
 FEES = [0.0, 5.0, 15.0, 40.0]
 POWERS = {"symmetric": {}, "generalized": {"microgrids[mg1].bargaining_power": 2.0,
                                            "microgrids[mg3].bargaining_power": 0.5}}

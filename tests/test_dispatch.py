@@ -139,6 +139,31 @@ def test_bargaining_shares_within_each_group_of_traders() -> None:
     assert res.payments_usd[0, 2] == 0.0  # payments only on traded pairs
 
 
+def test_bargaining_a_gain_near_zero_with_large_transfers() -> None:
+    """A day of the 33-bus market at a 40 USD/MWh fee: trading is worth 0.2 cents to the group, but one MG's
+    dispatch changed by -7.80 USD, so payments of dollars share a gain of a fraction of a cent. The analytic
+    answer (G/3 each) is reached, within the default limit (it once took 5,405 iterations)."""
+    g = np.array([6.79087815, -7.79671378, 1.00800448])
+    res = bargain(g, np.ones(3), [(0, 1), (1, 2)])
+    assert res.converged, res.message
+    np.testing.assert_allclose(res.gains_usd, np.full(3, g.sum() / 3), rtol=1e-6)
+
+
+@pytest.mark.parametrize("b", [-3000.0, -1e6])
+def test_payment_update_keeps_its_digits_when_paying_far_more_than_the_gain(b: float) -> None:
+    """y = (b + sqrt(b² + d)) / 2 with b << 0 is computed without cancellation: the payments equal those of
+    the exact root, computed with 50 digits (the textbook formula loses 3 to 9 of the 16 digits here)."""
+    from decimal import Decimal, getcontext
+
+    getcontext().prec = 50
+    w, rho, n = 1 / 3, 9.0, 2
+    p = payment_update(b, w, np.zeros(n), np.zeros(n), rho)  # gain b, nothing agreed yet: p = -w / (rho y)
+    B, D = Decimal(b), Decimal(4 * n) * Decimal(w) / Decimal(rho)
+    y = (B + (B * B + D).sqrt()) / 2
+    exact = float(-Decimal(w) / (Decimal(rho) * y))
+    np.testing.assert_allclose(p, exact, rtol=1e-13)
+
+
 # ----------------------------------------------------------------- closed forms against CVXPY
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_payment_update_matches_cvxpy(seed: int) -> None:

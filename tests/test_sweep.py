@@ -25,7 +25,8 @@ from typer.testing import CliRunner
 
 from adnstudy.cli import app
 from adnstudy.results.store import read_manifest
-from adnstudy.sweep.spec import load_sweep
+from adnstudy.sweep.run import plan_nodes
+from adnstudy.sweep.spec import load_sweep, validate
 from adnstudy.sweep.tasks import headline
 from tests.conftest import SMALL, invoke
 
@@ -114,6 +115,25 @@ def test_bad_sweep_file(tmp_path: Path, body: str, message: str):
     assert not out.exists()
 
 
+def test_workers_and_scheduler_exclude_each_other(tmp_path: Path):
+    result = sweep(sweep_file(tmp_path, "stages: [cluster]\n"), "--workers", 2, "--scheduler", "tcp://127.0.0.1:1")
+    assert result.exit_code == 2 and "--workers starts a local cluster" in result.output
+
+
+def test_shipped_sweeps_are_valid_and_share_what_they_can():
+    """The shipped examples: every variant validates; the node graph runs the clustering once, the plan once
+    per set of bargaining powers (the plan reads the microgrids section), and every dispatch."""
+    counts = {}
+    for name, n in (("ieee33_plan", 12), ("ieee33_dispatch", 8)):
+        s = load_sweep(ROOT / "cases" / "sweeps" / f"{name}.yaml")
+        cases = validate(s)
+        assert len(cases) == n
+        _, chains = plan_nodes(s, cases)
+        counts[name] = {stage.name: len({c[i] for c in chains.values()}) for i, stage in enumerate(s.stages)}
+    assert counts == {"ieee33_plan": {"cluster": 1, "plan": 12},
+                      "ieee33_dispatch": {"cluster": 1, "plan": 2, "dispatch": 8}}
+
+
 def test_bad_variant_fails_the_whole_sweep_before_anything_runs(tmp_path: Path):
     path = sweep_file(tmp_path, "stages: [cluster, plan]\ngrid: {candidates.max_penetration: [0.5, 7.0]}\n")
     out = tmp_path / "out"
@@ -130,6 +150,7 @@ def test_local_cluster_equals_the_command_line_and_shares_stages(tmp_path: Path)
     """Two fees: one clustering and one plan for both (the market is not their input), two dispatches; each
     variant's figures equal those of the single-case commands with the same --set."""
     fees = [0.0, 6.0]
+    fees_path = {"market.fee_usd_per_mwh"}
     path = sweep_file(tmp_path, f"""
 stages: [cluster, plan, {{dispatch: {{scenarios: [0]}}}}]
 grid:
@@ -147,6 +168,12 @@ grid:
     assert list(table["dispatch.from"]) == list(table["variant"])
     record = json.loads((out / "sweep.json").read_text())
     assert record["stage_runs"] == 4 and record["stage_uses"] == 6
+    documented = set(re.findall(r"^\| `([^`]+)` \|", (ROOT / "docs" / "sweep.md").read_text(), flags=re.M))
+    for column in table.columns:  # every column is documented (docs/sweep.md, "sweep.parquet")
+        stage, _, rest = column.partition(".")
+        assert (column in documented or column in fees_path
+                or (rest and f"<stage>.{rest if rest in ('from', 'stage_seconds', 'threads') else '<figure>'}"
+                    in documented)), column
     folders = [out / "variants" / v for v in table["variant"]]
     for stage in ("cluster", "plan"):  # the second variant holds a copy of the first's run
         a, b = (read_manifest(f, stage) for f in folders)

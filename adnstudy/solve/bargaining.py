@@ -36,8 +36,12 @@ from adnstudy.solve.iterate import Row, iterate
 def payment_update(gain: float, power: float, z: np.ndarray, lam: np.ndarray, rho: float) -> np.ndarray:
     """Closed-form MG update of the payment ADMM (see the module docstring)."""
     n = len(z)
-    a = z.sum() - lam.sum() / rho
-    y = ((gain - a) + np.sqrt((gain - a) ** 2 + 4 * n * power / rho)) / 2
+    b = gain - z.sum() + lam.sum() / rho
+    d = 4 * n * power / rho
+    root = np.sqrt(b * b + d)
+    # (b + root) / 2, written without cancellation when b < 0 (an MG that pays far more than the group's gain:
+    # there b + root loses every digit of y and the iteration stalls)
+    y = (b + root) / 2 if b >= 0 else d / (2 * (root - b))
     return z - (lam + power / y) / rho
 
 
@@ -100,7 +104,7 @@ class PaymentAdmm:
         return (
             f"the payment ADMM did not converge in {int(row['iteration'])} iterations: payment disagreement "
             f"{row['primal_residual']:.2e} USD, change {row['dual_residual']:.2e} USD (tolerance {self.tol:g} of the "
-            f"group's gain {self.G:.2f} USD); raise market.coordination.payment_max_iter"
+            f"group's gain {self.G:.3g} USD); raise market.coordination.payment_max_iter"
         )
 
     @property
@@ -127,7 +131,7 @@ def bargain(
     *,
     rho_per_member: float = 3.0,
     tol: float = 1e-7,
-    max_iter: int = 500,
+    max_iter: int = 20_000,
     strict: bool = True,
 ) -> BargainResult:
     """Nash-bargaining payments by the closed-form ADMM, group by group of traders.

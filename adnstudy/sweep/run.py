@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -53,6 +54,9 @@ log = logging.getLogger(__name__)
 
 TABLE = "sweep.parquet"
 RECORD = "sweep.json"
+#: While a sweep runs, sweep.parquet is rewritten as variants finish, unless the last rewrite was less than this
+#: many times its own duration ago.
+RECORD_SHARE = 10
 #: Statuses of a variant in sweep.parquet.
 OK, NOT_FINAL, FAILED, NOT_RUN = "ok", "not final", "failed", "not run"
 
@@ -180,9 +184,17 @@ def run_sweep(sweep: Sweep, cases: list[Case], out_dir: Path, *, workers: int | 
     stage_uses = sum(len(chains[i]) for i in todo)
     stage_runs = len({k for i in todo for k in chains[i] if nodes[k].owner not in done})
 
+    last = [-math.inf, 0.0]  # when the table was last written, and how long that took
+
     def record(**extra: Any) -> None:
+        """The table so far; skipped while rewriting it whole would take over 1/RECORD_SHARE of the time (a
+        large sweep's table is written every few seconds, a small one's as each variant finishes)."""
+        now = time.monotonic()
+        if now - last[0] < RECORD_SHARE * last[1] and len(results) < len(sweep.variants):
+            return
         _write_table(out_dir, _table(sweep, results, resumed))
         _write_record(out_dir, sweep, started=started, **extra)
+        last[:] = [time.monotonic(), time.monotonic() - now]
 
     record(finished_utc=None)
     interrupted = False

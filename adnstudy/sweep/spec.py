@@ -245,10 +245,15 @@ def validate(sweep: Sweep) -> list[Case]:
     from adnstudy.stages.registry import BY_NAME, require
 
     cases: list[Case] = []
+    profiles: dict[str, Any] = {}  # the profiles section's value -> its year, read once for all the variants
     for v in sweep.variants:
         try:
             case = load_case(sweep.case, overrides=v.overrides)
             inputs = CaseInputs(case)
+            section = case.config.profiles
+            key = json.dumps(section.model_dump(mode="json"), sort_keys=True) if section is not None else ""
+            if key in profiles:
+                inputs.__dict__["profiles"] = profiles[key]  # CaseInputs.profiles is a cached property
             done: set[str] = set()
             for s in sweep.stages:
                 require(case, BY_NAME[s.name])
@@ -256,6 +261,8 @@ def validate(sweep: Sweep) -> list[Case]:
                     if check.name not in done:
                         check(inputs)
                         done.add(check.name)
+            if "profiles" in inputs.__dict__:
+                profiles[key] = inputs.__dict__["profiles"]
         except AdnstudyError as exc:
             raise CaseError(f"variant '{v.id}' ({v.index + 1} of {len(sweep.variants)}) of {sweep.path.name}: "
                             f"{exc}") from None
