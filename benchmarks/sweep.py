@@ -145,6 +145,7 @@ def main() -> None:
             rec = s["record"]
             r["sweep_wall_s"] = s["wall_s"]
             r["sweep_record"] = rec
+            r["sweep_table"] = s["table"].to_dict("records")
             r["speedup"] = r["serial_s"] / s["wall_s"]
             out[name] = r
             print(f"{name}: {r['variants']} variants; serial {r['serial_s']:.1f} s, sweep {s['wall_s']:.1f} s on "
