@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,7 +60,7 @@ def cli_figures(folder: Path, sets: dict[str, object], stages: list[list[str]]) 
 def assert_same(row: pd.Series, figures: dict[str, object], what: str) -> None:
     """The sweep's row holds the command line's figures (numbers to 1e-9 relative; seconds and threads aside)."""
     for key, value in figures.items():
-        if key.endswith((".stage_seconds", ".seconds", ".threads")):
+        if key.endswith((".stage_seconds", ".seconds", ".threads", ".from")):
             continue
         got = row[key]
         if value is None:  # a figure the stage could not give (the plan's baseline, when it has no solution)
@@ -146,44 +147,73 @@ def test_bad_variant_fails_the_whole_sweep_before_anything_runs(tmp_path: Path):
 
 
 # ------------------------------------------------------------------------------------------ on a LocalCluster
-def test_local_cluster_equals_the_command_line_and_shares_stages(tmp_path: Path):
-    """Two fees: one clustering and one plan for both (the market is not their input), two dispatches; each
-    variant's figures equal those of the single-case commands with the same --set."""
-    fees = [0.0, 6.0]
-    fees_path = {"market.fee_usd_per_mwh"}
+def test_local_cluster_interrupted_resumed_and_equal_to_the_command_line(tmp_path: Path):
+    """Three fees on the small case: one clustering and one plan serve all three (the market is not their input),
+    one dispatch each. Interrupted (SIGINT) after its first variant, the sweep keeps what finished and exits 130;
+    --resume runs only the missing dispatches, reusing the clustering and the plan; and every variant's figures
+    equal those of the single-stage commands with the same --set."""
+    fees = [0.0, 3.0, 6.0]
     path = sweep_file(tmp_path, f"""
 stages: [cluster, plan, {{dispatch: {{scenarios: [0]}}}}]
 grid:
   market.fee_usd_per_mwh: {fees}
 """)
     out = tmp_path / "out"
-    result = sweep(path, "--out", out, "--workers", 2)
-    assert result.exit_code == 0, result.output
+    proc = subprocess.Popen([sys.executable, "-m", "adnstudy", "sweep", str(path), "--out", str(out), "--workers", "1"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # until the first variant is done
+        table = pd.read_parquet(out / "sweep.parquet") if (out / "sweep.parquet").is_file() else None
+        if table is not None and (table["status"] == "ok").any():
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and "--resume" in err and "Traceback" not in err
     table = pd.read_parquet(out / "sweep.parquet")
-    assert list(table["variant"]) == ["fee_usd_per_mwh=0", "fee_usd_per_mwh=6"]
+    done = list(table.loc[table["status"] == "ok", "variant"])
+    assert 1 <= len(done) < 3 and set(table["status"]) <= {"ok", "not run"}, table[["variant", "status"]]
+    created = {v: read_manifest(out / "variants" / v, "dispatch")["created_utc"] for v in done}
+
+    result = sweep(path, "--out", out, "--resume", "--workers", 2)
+    assert result.exit_code == 0, result.output
+    assert f"({len(done)} complete from before)" in result.output
+    table = pd.read_parquet(out / "sweep.parquet")
+    assert list(table["variant"]) == ["fee_usd_per_mwh=0", "fee_usd_per_mwh=3", "fee_usd_per_mwh=6"]
     assert (table["status"] == "ok").all() and (table["error"] == "").all()
     assert list(table["market.fee_usd_per_mwh"]) == fees
-    first = table["variant"][0]
-    assert list(table["cluster.from"]) == [first, first] and list(table["plan.from"]) == [first, first]
+    assert sorted(table.loc[table["resumed"], "variant"]) == sorted(done)
+    for v, stamp in created.items():  # not run again
+        assert read_manifest(out / "variants" / v, "dispatch")["created_utc"] == stamp
+    record = json.loads((out / "sweep.json").read_text())  # only the missing dispatches ran
+    missing = len(fees) - len(done)
+    assert record["stage_runs"] == missing and record["stage_uses"] == 3 * missing
+
+    first = table["variant"][0]  # one clustering and one plan, in the first variant's folder, copied to the others
+    assert set(table["cluster.from"]) == {first} and set(table["plan.from"]) == {first}, table[["variant", "resumed", "cluster.from", "plan.from", "dispatch.from"]].to_string()
     assert list(table["dispatch.from"]) == list(table["variant"])
-    record = json.loads((out / "sweep.json").read_text())
-    assert record["stage_runs"] == 4 and record["stage_uses"] == 6
+    folders = [out / "variants" / v for v in table["variant"]]
+    for stage in ("cluster", "plan"):
+        runs = {(m["created_utc"], m["run_key"]) for m in (read_manifest(f, stage) for f in folders)}
+        assert len(runs) == 1, runs
+    gains = list(table["dispatch.total_gain_usd"])  # a fee takes from the gain of trading (here: all of it)
+    assert gains == sorted(gains, reverse=True) and gains[0] > gains[-1] + 1.0, gains
+    assert math.isclose(table["seconds"][0], sum(table[f"{s}.stage_seconds"][0] for s in ("cluster", "plan", "dispatch")))
     documented = set(re.findall(r"^\| `([^`]+)` \|", (ROOT / "docs" / "sweep.md").read_text(), flags=re.M))
     for column in table.columns:  # every column is documented (docs/sweep.md, "sweep.parquet")
-        stage, _, rest = column.partition(".")
-        assert (column in documented or column in fees_path
-                or (rest and f"<stage>.{rest if rest in ('from', 'stage_seconds', 'threads') else '<figure>'}"
-                    in documented)), column
-    folders = [out / "variants" / v for v in table["variant"]]
-    for stage in ("cluster", "plan"):  # the second variant holds a copy of the first's run
-        a, b = (read_manifest(f, stage) for f in folders)
-        assert a["created_utc"] == b["created_utc"] and a["run_key"] == b["run_key"]
-    assert table["dispatch.total_gain_usd"][0] != table["dispatch.total_gain_usd"][1]
+        _, _, rest = column.partition(".")
+        generic = f"<stage>.{rest if rest in ('from', 'stage_seconds', 'threads') else '<figure>'}"
+        assert column in documented or column == "market.fee_usd_per_mwh" or generic in documented, column
+
+    shared = cli_figures(tmp_path / "cli", {"market.fee_usd_per_mwh": fees[0]}, [["cluster"], ["plan"]])
     for (_, row), fee in zip(table.iterrows(), fees, strict=True):
-        figures = cli_figures(tmp_path / f"cli-{fee}", {"market.fee_usd_per_mwh": fee},
-                              [["cluster"], ["plan"], ["dispatch", "--scenario", "0"]])
-        assert_same(row, figures, f"fee {fee}")
-    assert math.isclose(table["seconds"][0], sum(table[f"{s}.stage_seconds"][0] for s in ("cluster", "plan", "dispatch")))
+        folder = tmp_path / f"cli-{fee}"
+        for stage in ("cluster", "plan"):  # the market is not their input: the first fee's runs are every fee's
+            shutil.copytree(tmp_path / "cli" / stage, folder / stage)
+        figures = cli_figures(folder, {"market.fee_usd_per_mwh": fee}, [["dispatch", "--scenario", "0"]])
+        assert_same(row, {**shared, **figures}, f"fee {fee}")
 
 
 # ------------------------------------------------------------------------------------------ on a scheduler
@@ -222,84 +252,52 @@ def scheduler(tmp_path: Path):
 
 
 def test_scheduler_by_address_survives_a_killed_worker_and_a_failed_variant(tmp_path: Path, scheduler):
-    """One of the two workers is killed while it runs a plan: Dask re-runs that task on the other, every
-    variant completes, and each equals the command line's result; but the one variant whose SAIDI limit no plan
-    can meet, which is recorded as failed (exit 1) with the solver's cause."""
+    """A worker is killed while it runs a plan: Dask re-runs that task on the other, both good variants complete
+    and equal the command line's results; the variant whose SAIDI limit no plan can meet is recorded as failed
+    with the solver's cause (exit 1), and nothing is written for it."""
     address, workers = scheduler
-    limits = [0.5, 0.7, 0.9]
+    limits = {"low": 0.5, "high": 0.9}
     path = sweep_file(tmp_path, f"""stages: [cluster, plan]
 variants:
+  - {{name: low, set: {{candidates.max_penetration: {limits['low']}}}}}
   - {{name: tight, set: {{reliability.saidi_limit_h: 0.05}}}}
-  - {{name: base}}
-grid: {{candidates.max_penetration: {limits}}}
+  - {{name: high, set: {{candidates.max_penetration: {limits['high']}}}}}
 """)
     out = tmp_path / "out"
-    victim = workers[0]
-    killed: list[str] = []
+    killed: list[subprocess.Popen] = []
 
-    def kill_mid_plan() -> None:  # the victim's hidden plan folder exists: it is inside the stage
-        pattern = re.compile(rf"^\.plan\.tmp-.*-{victim.pid}-[0-9a-f]{{8}}$")
+    def kill_mid_plan() -> None:  # a worker's hidden plan folder exists: it is inside the stage
+        pids = {w.pid: w for w in workers}
+        pattern = re.compile(r"^\.plan\.tmp-.*-(\d+)-[0-9a-f]{8}$")
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not killed:
+        while time.monotonic() < deadline:
             for folder in (out / "variants").glob("*"):
-                hits = [p.name for p in folder.iterdir() if pattern.match(p.name)] if folder.is_dir() else []
-                if hits:
-                    victim.send_signal(signal.SIGKILL)
-                    killed.append(f"{folder.name}/{hits[0]}")
-                    return
+                for p in (folder.iterdir() if folder.is_dir() else ()):
+                    match = pattern.match(p.name)
+                    if match and int(match[1]) in pids:
+                        pids[int(match[1])].send_signal(signal.SIGKILL)
+                        killed.append(pids[int(match[1])])
+                        return
             time.sleep(0.005)
 
     watcher = threading.Thread(target=kill_mid_plan, daemon=True)
     watcher.start()
     result = sweep(path, "--out", out, "--scheduler", address)
     watcher.join(timeout=1)
-    assert killed, "the victim worker never ran a plan"
-    assert victim.wait(timeout=10) == -signal.SIGKILL
+    assert killed, "no worker was caught inside a plan"
+    assert killed[0].wait(timeout=10) == -signal.SIGKILL
     assert result.exit_code == 1, result.output
-    table = pd.read_parquet(out / "sweep.parquet")
-    bad, table = table[table["name"] == "tight"], table[table["name"] == "base"]
-    assert "3 of 6 variants did not finish cleanly" in result.output
-    for row in bad.itertuples():
-        assert row.status == "failed" and row.error.startswith("plan failed") and "infeasible" in row.error, row
-        assert f"{row.variant}: failed: plan failed" in result.output
-        assert not (out / "variants" / row.variant / "plan").exists()
-    assert (table["status"] == "ok").all(), table[["variant", "status", "error"]]
-    leftovers = [p for p in (out / "variants").rglob(".*tmp-*")]
-    assert not leftovers, leftovers
-    for (_, row), limit in zip(table.iterrows(), limits, strict=True):
-        figures = cli_figures(tmp_path / f"cli-{limit}", {"candidates.max_penetration": limit},
-                              [["cluster"], ["plan"]])
-        assert_same(row, figures, f"max_penetration {limit}")
-    assert len(set(table["plan.total_usd"])) == len(limits)
-
-
-# ------------------------------------------------------------------------------------------ interrupted, resumed
-def test_resume_after_interrupt_runs_only_what_is_missing(tmp_path: Path):
-    path = sweep_file(tmp_path, "stages: [cluster, plan]\ngrid: {candidates.max_penetration: [0.5, 0.6, 0.7, 0.8]}\n")
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "adnstudy", "sweep", str(path), "--out", str(out), "--workers", "1"],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # until the first variant is done
-        table = pd.read_parquet(out / "sweep.parquet") if (out / "sweep.parquet").is_file() else None
-        if table is not None and (table["status"] == "ok").any():
-            break
-        assert proc.poll() is None, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
-    assert "interrupted:" in err and "--resume" in err and "Traceback" not in err
-    table = pd.read_parquet(out / "sweep.parquet")
-    done = list(table.loc[table["status"] == "ok", "variant"])
-    assert 1 <= len(done) < 4 and set(table["status"]) <= {"ok", "not run"}
-    created = {v: read_manifest(out / "variants" / v, "plan")["created_utc"] for v in done}
-
-    result = sweep(path, "--out", out, "--resume", "--workers", 1)
-    assert result.exit_code == 0, result.output
-    assert f"({len(done)} complete from before)" in result.output
-    table = pd.read_parquet(out / "sweep.parquet")
-    assert (table["status"] == "ok").all()
-    assert sorted(table.loc[table["resumed"], "variant"]) == sorted(done)
-    for v, stamp in created.items():  # not run again
-        assert read_manifest(out / "variants" / v, "plan")["created_utc"] == stamp
+    table = pd.read_parquet(out / "sweep.parquet").set_index("name")
+    bad = table.loc["tight"]
+    assert bad["status"] == "failed" and bad["error"].startswith("plan failed") and "infeasible" in bad["error"]
+    assert "1 of 3 variants did not finish cleanly" in result.output and "tight: failed: plan failed" in result.output
+    assert not (out / "variants" / "tight" / "plan").exists()
+    assert not list((out / "variants").rglob(".*tmp-*"))
+    shared = cli_figures(tmp_path / "cli", {}, [["cluster"]])
+    for name, limit in limits.items():
+        row = table.loc[name]
+        assert row["status"] == "ok", row
+        shutil.copytree(tmp_path / "cli" / "cluster", tmp_path / f"cli-{name}" / "cluster")
+        figures = cli_figures(tmp_path / f"cli-{name}", {"candidates.max_penetration": limit}, [["plan"]])
+        assert_same(row, {**shared, **figures}, name)
+    assert table.loc["low", "plan.total_usd"] != table.loc["high", "plan.total_usd"]

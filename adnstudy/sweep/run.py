@@ -111,11 +111,8 @@ def complete(sweep: Sweep, case: Case, folder: Path) -> bool:
     return True
 
 
-def finished(sweep: Sweep, v: Variant, case: Case, folder: Path, by_config: dict[str, str]) -> VariantResult | None:
-    """The variant's result read from its folder, if that holds every stage complete and up to date.
-
-    ``by_config``: case ``config_sha256`` → variant id, to name the variant whose run a shared stage's manifest
-    records (``<stage>.from``)."""
+def finished(sweep: Sweep, v: Variant, case: Case, folder: Path) -> VariantResult | None:
+    """The variant's result read from its folder, if that holds every stage complete and up to date."""
     from adnstudy.results.store import read_manifest
     from adnstudy.sweep.tasks import headline
 
@@ -123,9 +120,7 @@ def finished(sweep: Sweep, v: Variant, case: Case, folder: Path, by_config: dict
         return None
     figures: dict[str, Any] = {}
     for s in sweep.stages:
-        manifest = read_manifest(folder, s.folder) or {}
-        figures[f"{s.name}.from"] = by_config.get((manifest.get("case") or {}).get("config_sha256"), v.id)
-        figures.update(headline(s.name, manifest))
+        figures.update(headline(s.name, read_manifest(folder, s.folder) or {}))
     return VariantResult(v.id, OK, "", figures)
 
 
@@ -172,7 +167,7 @@ def run_sweep(sweep: Sweep, cases: list[Case], out_dir: Path, *, workers: int | 
         by_config.setdefault(case.config_sha256, v.id)
     if resume:
         for v, case, d in zip(sweep.variants, cases, dirs, strict=True):
-            found = finished(sweep, v, case, d, by_config)
+            found = finished(sweep, v, case, d)
             if found is not None:
                 results[v.id] = found
                 resumed.add(v.id)
@@ -192,7 +187,7 @@ def run_sweep(sweep: Sweep, cases: list[Case], out_dir: Path, *, workers: int | 
         now = time.monotonic()
         if now - last[0] < RECORD_SHARE * last[1] and len(results) < len(sweep.variants):
             return
-        _write_table(out_dir, _table(sweep, results, resumed))
+        _write_table(out_dir, _table(sweep, results, resumed, by_config))
         _write_record(out_dir, sweep, started=started, **extra)
         last[:] = [time.monotonic(), time.monotonic() - now]
 
@@ -210,16 +205,19 @@ def run_sweep(sweep: Sweep, cases: list[Case], out_dir: Path, *, workers: int | 
                 on_start(len(todo), len(sweep.variants))
             futures = _submit(client, sweep, dirs, nodes, {i: chains[i] for i in todo}, done, force=not resume,
                               threads=threads)
+            local = client.run(os.getpid) if cluster is not None else {}
             interrupted = _collect(client, futures, sweep, results, on_variant, record)
+            if interrupted:
+                _stop(local.values())
         finally:
             _close(client, cluster)
         if interrupted:  # variants whose last stage finished as the sweep stopped are complete too
             for v, case, d in zip(sweep.variants, cases, dirs, strict=True):
-                found = None if v.id in results else finished(sweep, v, case, d, by_config)
+                found = None if v.id in results else finished(sweep, v, case, d)
                 if found is not None:
                     results[v.id] = found
     outcome = SweepOutcome(
-        table=_table(sweep, results, resumed, interrupted=interrupted), out_dir=out_dir, workers=workers_n,
+        table=_table(sweep, results, resumed, by_config, interrupted=interrupted), out_dir=out_dir, workers=workers_n,
         scheduler=address, threads=threads, stage_runs=stage_runs, stage_uses=stage_uses,
         seconds=time.perf_counter() - t0, startup_seconds=startup, interrupted=interrupted)
     _write_table(out_dir, outcome.table)
@@ -256,6 +254,19 @@ def _connect(scheduler: str | None, workers: int | None, tasks: int):
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                            silence_logs=logging.ERROR)
     return Client(cluster), cluster
+
+
+def _stop(pids: Any) -> None:
+    """Stop a local cluster's workers now (Ctrl-C means now): a stage they were running never commits (the
+    stage writer's hidden folder, removed by the next run), and its variant is not run. A remote cluster's
+    workers are not ours to kill: their running tasks finish their stage."""
+    import signal
+
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _close(client: Any, cluster: Any) -> None:
@@ -337,9 +348,12 @@ def _collect(client: Any, futures: dict[Any, str], sweep: Sweep, results: dict[s
     return False
 
 
-def _table(sweep: Sweep, results: dict[str, VariantResult], resumed: set[str], interrupted: bool = False
-           ) -> pd.DataFrame:
-    """One row per variant: id, varied fields, status, error, seconds, resumed, each stage's headline figures."""
+def _table(sweep: Sweep, results: dict[str, VariantResult], resumed: set[str], by_config: dict[str, str],
+           interrupted: bool = False) -> pd.DataFrame:
+    """One row per variant: id, varied fields, status, error, seconds, resumed, each stage's headline figures.
+
+    ``<stage>.from`` names the variant whose run produced the stage: the one whose case (``config_sha256``,
+    ``by_config``) its manifest records."""
     rows: list[dict[str, Any]] = []
     for v in sweep.variants:
         res = results.get(v.id)
@@ -353,7 +367,7 @@ def _table(sweep: Sweep, results: dict[str, VariantResult], resumed: set[str], i
             stage_s = [x for k, x in res.figures.items() if k.endswith(".stage_seconds") and x is not None]
             row.update(status=res.status, error=res.error, seconds=sum(stage_s) if stage_s else None,
                        resumed=v.id in resumed)
-            row.update({k: _cell(x) for k, x in res.figures.items()})
+            row.update({k: by_config.get(x, x) if k.endswith(".from") else _cell(x) for k, x in res.figures.items()})
         rows.append(row)
     return _arrow_safe(pd.DataFrame(rows))
 

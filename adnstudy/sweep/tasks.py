@@ -158,12 +158,12 @@ def finish_variant(spec: VariantSpec, nodes: list[NodeResult]) -> VariantResult:
         for node in nodes:
             if Path(node.owner_dir) != out:
                 copy_stage(Path(node.owner_dir), node.folder, out)
-        figures = _sources(nodes)
+        figures: dict[str, Any] = {}
         for name, options, folder in spec.stages:  # each stage's run key, recomputed for this variant
             manifest = read_manifest(out, folder) or {}
             if manifest.get("run_key") != run_key(case, out, BY_NAME[name], options):
                 return VariantResult(spec.id, "failed", f"internal error: {out / folder} is not this variant's "
-                                     "result (its run key differs)", figures)
+                                     "result (its run key differs)", _sources(nodes))
             figures.update(headline(name, manifest))
     except Exception as exc:
         log.exception("sweep variant %s failed", spec.id)
@@ -180,7 +180,8 @@ def _sources(nodes: list[NodeResult]) -> dict[str, Any]:
 
 
 def headline(stage: str, manifest: dict[str, Any]) -> dict[str, Any]:
-    """A stage's headline figures from its manifest: its ``summary`` (flattened), seconds and threads."""
+    """A stage's headline figures from its manifest: its ``summary`` (flattened), seconds and threads, and
+    ``<stage>.from``: the case (``config_sha256``) whose run produced it, which the sweep turns into a variant id."""
     out: dict[str, Any] = {}
 
     def flat(prefix: str, value: Any) -> None:
@@ -190,6 +191,7 @@ def headline(stage: str, manifest: dict[str, Any]) -> dict[str, Any]:
         else:
             out[prefix] = value
 
+    out[f"{stage}.from"] = (manifest.get("case") or {}).get("config_sha256")  # whose run: named by sweep/run.py
     flat(stage, manifest.get("summary") or {})
     out[f"{stage}.stage_seconds"] = (manifest.get("timings_s") or {}).get("total")
     solver = manifest.get("solver") or {}
