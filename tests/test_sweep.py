@@ -116,6 +116,19 @@ def test_bad_sweep_file(tmp_path: Path, body: str, message: str):
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "the file is empty; a sweep file is a YAML mapping with at least 'case' and 'stages'"),
+    ("[1, 2]\n", "a sweep file must be a YAML mapping of sections, not a list"),
+    ("case: nowhere.yaml\nstages: [cluster]\n", "case: base case"),
+])
+def test_sweep_file_that_is_not_one(tmp_path: Path, text: str, message: str):
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    result = sweep(path, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_workers_and_scheduler_exclude_each_other(tmp_path: Path):
     result = sweep(sweep_file(tmp_path, "stages: [cluster]\n"), "--workers", 2, "--scheduler", "tcp://127.0.0.1:1")
     assert result.exit_code == 2 and "--workers starts a local cluster" in result.output

@@ -161,6 +161,12 @@ def _check_expansion(root: yaml.Node) -> None:
         stack.extend((k, False) for k in kids if id(k) not in size)
 
 
+#: What a YAML file of each kind holds, for the messages about one that holds something else.
+SHAPES = {"a case file": "a case is a YAML mapping with at least 'network'",
+          "a defaults file": "a case is a YAML mapping with at least 'network'",
+          "a sweep file": "a sweep file is a YAML mapping with at least 'case' and 'stages' (docs/sweep.md)"}
+
+
 def _read_yaml(path: Path, what: str = "a case file") -> tuple[dict[str, Any], dict[Loc, int], bytes]:
     """Parse a YAML mapping and record the line of every key (1-based); also the file's bytes.
 
@@ -172,18 +178,19 @@ def _read_yaml(path: Path, what: str = "a case file") -> tuple[dict[str, Any], d
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CaseError(f"cannot read file ({exc})", file=path) from None
+    shape = SHAPES.get(what, SHAPES["a case file"])
     if not text.strip():
-        raise CaseError("the file is empty; a case is a YAML mapping with at least 'network'", file=path)
+        raise CaseError(f"the file is empty; {shape}", file=path)
     loader = _CaseLoader(text)
     try:
         node = loader.get_single_node()
         if not isinstance(node, yaml.MappingNode):
             top = loader.construct_document(node) if isinstance(node, yaml.ScalarNode) else None
             if node is None or (isinstance(node, yaml.ScalarNode) and top is None):
-                raise CaseError("the file has only comments; a case is a YAML mapping with at least 'network'",
-                                file=path)
+                raise CaseError(f"the file has only comments; {shape}", file=path)
             kind = "list" if isinstance(node, yaml.SequenceNode) else type(top).__name__
-            raise CaseError(f"a case must be a YAML mapping of sections, not a {kind}", file=path, line=1)
+            noun = "a sweep file" if what == "a sweep file" else "a case"
+            raise CaseError(f"{noun} must be a YAML mapping of sections, not a {kind}", file=path, line=1)
         _check_expansion(node)
         lines: dict[Loc, int] = {}
         _collect_lines(node, (), lines, path)

@@ -356,12 +356,16 @@ def applicable_stages(case: Case) -> list[str]:
     return [s.name for s in STAGES if not missing_sections(case, s)]
 
 
-def validate_case(case: Case) -> tuple[CaseInputs, list[str]]:
-    """Run the checks of every stage the case has sections for; return the inputs and those stages."""
-    inputs = CaseInputs(case)
-    stages = applicable_stages(case)
+def validate_case(case: Case, stages: list[str] | None = None, inputs: CaseInputs | None = None
+                  ) -> tuple[CaseInputs, list[str]]:
+    """Run the checks of ``stages`` (each needing its sections; default: every stage the case has sections for),
+    each check once; return the inputs and those stages."""
+    inputs = inputs or CaseInputs(case)
+    if stages is None:
+        stages = applicable_stages(case)
     done: set[str] = set()
     for name in stages:
+        require(case, BY_NAME[name])
         for check in BY_NAME[name].checks:
             if check.name not in done:
                 check(inputs)

@@ -242,7 +242,7 @@ def _folder_name(text: str) -> str:
 def validate(sweep: Sweep) -> list[Case]:
     """Every variant's case, loaded and checked for the sweep's stages; the first bad one is an error naming it."""
     from adnstudy.checks import CaseInputs
-    from adnstudy.stages.registry import BY_NAME, require
+    from adnstudy.stages.registry import validate_case
 
     cases: list[Case] = []
     profiles: dict[str, Any] = {}  # the profiles section's value -> its year, read once for all the variants
@@ -254,13 +254,7 @@ def validate(sweep: Sweep) -> list[Case]:
             key = json.dumps(section.model_dump(mode="json"), sort_keys=True) if section is not None else ""
             if key in profiles:
                 inputs.__dict__["profiles"] = profiles[key]  # CaseInputs.profiles is a cached property
-            done: set[str] = set()
-            for s in sweep.stages:
-                require(case, BY_NAME[s.name])
-                for check in BY_NAME[s.name].checks:
-                    if check.name not in done:
-                        check(inputs)
-                        done.add(check.name)
+            validate_case(case, [s.name for s in sweep.stages], inputs)
             if "profiles" in inputs.__dict__:
                 profiles[key] = inputs.__dict__["profiles"]
         except AdnstudyError as exc:
