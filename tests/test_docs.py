@@ -177,15 +177,16 @@ def powerflow_tables() -> dict[str, list[str]]:
 
 def cluster_tables() -> dict[str, list[str]]:
     from adnstudy.cluster.typical_days import DayData, aggregate, score
-    from adnstudy.stages.cluster import tables
+    from adnstudy.stages.cluster import decision_table, tables
 
     values = np.random.default_rng(0).uniform(size=(12, 24, 3))
     data = DayData(
         dates=pd.date_range("2021-01-01", periods=12, freq="D"), series=("load", "pv", "wind"),
         kinds=("load", "pv", "wind"), values=values, lo=values.min(axis=(0, 1)), hi=values.max(axis=(0, 1)),
     )
-    res, _ = aggregate(data, 3, extreme_days=["peak_net_load"])
+    res, dp = aggregate(data, 3, extreme_days=["peak_net_load"])
     out = {name: list(df.columns) for name, df in tables(data, res).items()}
+    out["decision"] = list(decision_table(dp, res, data).columns)
     # one energy-error column per series, documented once as a pattern
     metric_cols = [c for c in score(data, res) if not c.startswith("energy_error_")]
     out["metrics"] = ["method", "k", *metric_cols, "energy_error_<series>", "seconds"]

@@ -225,18 +225,26 @@ def copy_stage(src_dir: Path, folder: str, dst_dir: Path) -> bool:
         raise MissingInputError(f"{src} has no readable {MANIFEST}: nothing to copy")
     if mine is not None and all(mine.get(k) == theirs.get(k) for k in ("run_key", "table_sha256", "created_utc")):
         return False
-    with out_lock(dst_dir):
-        tmp = dst_dir / scratch_name(folder, "tmp")
-        try:
-            shutil.copytree(src, tmp, copy_function=_link_or_copy)
-            with interrupt.deferred():
-                previous = _swap(tmp, dst_dir / folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        if previous is not None:
-            shutil.rmtree(previous, ignore_errors=True)
+    with out_lock(dst_dir), staged_folder(dst_dir, folder) as tmp:
+        shutil.copytree(src, tmp, copy_function=_link_or_copy, dirs_exist_ok=True)
     return True
+
+
+@contextmanager
+def staged_folder(out_dir: Path, folder: str) -> Iterator[Path]:
+    """A hidden folder to fill; when the block ends without error it replaces ``out_dir/folder`` in one swap,
+    else it is deleted (the previous folder, or none, stays). The caller holds the folder's lock."""
+    tmp = Path(out_dir) / scratch_name(folder, "tmp")
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        with interrupt.deferred():  # a signal waits until the swap is done
+            previous = _swap(tmp, Path(out_dir) / folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if previous is not None:
+        shutil.rmtree(previous, ignore_errors=True)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

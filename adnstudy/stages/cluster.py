@@ -83,6 +83,7 @@ def cluster_stage(case: Case, out_dir: Path, run_key: str | None = None) -> dict
                 w.table(name, df)
             metrics = pd.DataFrame(rows)
             w.table("metrics", metrics)
+            w.table("decision", decision_table(dp, main, data))
             w.figure("decision_graph", decision_figure(dp, main, data))
             w.figure("typical_days", typical_figure(data, main))
         best = metrics.set_index("method")
@@ -141,9 +142,27 @@ def tables(data: DayData, res: TypicalDays) -> dict[str, pd.DataFrame]:
     return {"profiles": profiles, "typical": typical, "weights": weights, "assignment": assignment}
 
 
+def _clustered_days(res: TypicalDays, data: DayData) -> np.ndarray:
+    """Days the density peaks saw: all but the extreme days kept as their own scenarios."""
+    return np.flatnonzero(~np.isin(np.arange(data.n_days), res.medoid_day[res.is_extreme]))
+
+
+def decision_table(dp: DensityPeaks, res: TypicalDays, data: DayData) -> pd.DataFrame:
+    """One row per clustered day: its density ρ, distance δ to a denser day, γ = ρ·δ, and whether it seeded."""
+    keep = _clustered_days(res, data)
+    return pd.DataFrame({
+        "day": keep,
+        "date": data.dates.date[keep],
+        "rho": dp.rho,
+        "delta": dp.delta,
+        "gamma": dp.gamma,
+        "seed": np.isin(keep, res.seeds),
+    })
+
+
 def decision_figure(dp: DensityPeaks, res: TypicalDays, data: DayData):
     fig, (ax1, ax2) = new_figure(10, 4.2, 1, 2)
-    keep = np.flatnonzero(~np.isin(np.arange(data.n_days), res.medoid_day[res.is_extreme]))
+    keep = _clustered_days(res, data)
     seed_local = np.searchsorted(keep, res.seeds)
     ax1.scatter(dp.rho, dp.delta, s=10, c="0.6", label="days")
     ax1.scatter(dp.rho[seed_local], dp.delta[seed_local], s=40, c="C3", label="seeds (largest γ)")

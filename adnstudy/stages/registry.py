@@ -197,10 +197,10 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         name="cluster",
         help="Typical days by density-peaks-seeded K-means, compared with the usual alternatives.\n\n"
-        "Writes profiles, typical, weights, assignment and metrics tables and two figures to OUT/cluster/.\n\n"
+        "Writes profiles, typical, weights, assignment, metrics and decision tables and two figures to OUT/cluster/.\n\n"
         "Example: adnstudy cluster cases/ieee33.yaml",
         sections=("profiles", "clustering"), reads=(),
-        tables=("profiles", "typical", "weights", "assignment", "metrics"),
+        tables=("profiles", "typical", "weights", "assignment", "metrics", "decision"),
         figures=("decision_graph", "typical_days"), checks=(FEEDER, PROFILES, CLUSTER_DAYS),
         run="adnstudy.stages.cluster:cluster_stage", report="adnstudy.stages.cluster:report",
         progress="Clustering typical days",
