@@ -331,6 +331,31 @@ def sweep(
         _fail(f"{len(bad)} of {len(t)} variants did not finish cleanly:\n" + "\n".join(lines), 1)
 
 
+@app.command()
+@handled
+def report(
+    results: Annotated[Path, typer.Argument(help="Results folder (of adnstudy run, any stage, or a sweep variant).",
+                                            metavar="DIR", show_default=False)],
+) -> None:
+    """Write DIR/report/: report.md, a self-contained report.html, a CSV per table and a PNG per figure.
+
+    One section per stage present in DIR, in the pipeline's order; stages not run are listed as such. Every number
+    comes from DIR's tables and manifests (nothing is re-solved); a table changed after its stage wrote it is refused.
+
+    Example: adnstudy report results/ieee33
+    """
+    from adnstudy.report.build import write_report
+    from adnstudy.report.doc import Figure, Table
+
+    with progress("Writing the report"):
+        folder, doc = write_report(results)
+    blocks = list(doc.walk())
+    typer.echo(f"report of {results}: {sum(isinstance(b, Table) for b in blocks)} tables, "
+               f"{sum(isinstance(b, Figure) for b in blocks)} figures; sections: "
+               + ", ".join(s.title.split(":")[0] for s in doc.sections))
+    typer.echo(f"results: {folder / 'report.html'} (and report.md)")
+
+
 class SweepProgress:
     """A progress bar of variants on a terminal; elsewhere one line per finished variant (on stderr)."""
 

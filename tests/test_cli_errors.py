@@ -181,7 +181,8 @@ def test_version() -> None:
 def test_help_of_every_command_shows_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
-    assert re.search(rf"Example: adnstudy {command} \S+\.yaml", result.stdout), result.stdout
+    takes = r"results/\S+" if command == "report" else r"\S+\.yaml"  # report takes a results folder
+    assert re.search(rf"Example: adnstudy {command} {takes}", result.stdout), result.stdout
 
 
 def test_csv_profiles_with_padded_header_are_valid(study: Study) -> None:

@@ -220,6 +220,13 @@ grid:
         generic = f"<stage>.{rest if rest in ('from', 'stage_seconds', 'threads') else '<figure>'}"
         assert column in documented or column == "market.fee_usd_per_mwh" or generic in documented, column
 
+    variant = folders[-1]  # a variant is a results folder: adnstudy report reads it like one
+    result = runner.invoke(app, ["report", str(variant)])
+    assert result.exit_code == 0, result.output
+    agents = pd.read_csv(variant / "report" / "dispatch_agents.csv")
+    assert agents["gain_usd"].tolist() == pd.read_parquet(variant / "dispatch" / "agents.parquet")["gain_usd"].tolist()
+    assert "plan" in pd.read_csv(variant / "report" / "stages.csv")["stage"].tolist()
+
     shared = cli_figures(tmp_path / "cli", {"market.fee_usd_per_mwh": fees[0]}, [["cluster"], ["plan"]])
     for (_, row), fee in zip(table.iterrows(), fees, strict=True):
         folder = tmp_path / f"cli-{fee}"

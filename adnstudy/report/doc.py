@@ -176,6 +176,9 @@ def render_markdown(doc: Document) -> str:
 
 # ---------------------------------------------------------------- HTML
 
+FOLD_ROWS = 24  # a longer table is folded (<details>) in the HTML page
+SCREEN_PX_PER_IN = 125  # CSS pixels per inch of figure width on screen (96 is print size)
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;max-width:60rem;margin:2rem auto;
 padding:0 1rem;color:#222;line-height:1.45}
@@ -193,6 +196,9 @@ figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.9rem;color:#444}
 code{background:#f3f3f3;padding:0 .2rem;border-radius:3px;font-size:.9em}
 .toc{font-size:.9rem}
+.scroll{overflow-x:auto}
+details{margin:.2rem 0 1.2rem}
+summary{cursor:pointer;color:#0072B2;font-size:.9rem}
 """
 
 
@@ -239,11 +245,19 @@ def render_html(doc: Document) -> str:
                             f'<span class="note">(<code>{html.escape(b.name)}.csv</code>)</span></p>')
                 if b.note:
                     body.append(_html_paragraphs(b.note, "note"))
-                body.append(html_table(b) if len(b.df) else '<p class="note">(no rows)</p>')
+                if not len(b.df):
+                    body.append('<p class="note">(no rows)</p>')
+                elif len(b.df) > FOLD_ROWS:  # long tables folded, so the page stays readable
+                    body.append(f'<details><summary>{len(b.df)} rows</summary><div class="scroll">'
+                                f"{html_table(b)}</div></details>")
+                else:
+                    body.append(f'<div class="scroll">{html_table(b)}</div>')
             elif isinstance(b, Figure):
                 data = base64.b64encode(b.png()).decode("ascii")
                 cap = _inline(b.title + ".") + (" " + _inline(b.note) if b.note else "")
-                body.append(f'<figure><img alt="{html.escape(b.title)}" src="data:image/png;base64,{data}">'
+                width = round(b.fig.get_figwidth() * SCREEN_PX_PER_IN)  # its print size, a little enlarged
+                body.append(f'<figure><img alt="{html.escape(b.title)}" width="{width}" '
+                            f'src="data:image/png;base64,{data}">'
                             f"<figcaption>{cap}</figcaption></figure>")
 
     blocks(doc.intro, 2)

@@ -14,6 +14,7 @@ crosses another. One row per leaf.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,13 +265,17 @@ def lateral_envelopes(lay: Layout, bus_table: pd.DataFrame, column: str = "v_pu"
 
 
 def voltage_by_lateral(lay: Layout, bus_table: pd.DataFrame, column: str = "v_pu", v_min: float | None = None,
-                       v_max: float | None = None, title: str = "") -> Figure:
+                       v_max: float | None = None, title: str = "",
+                       snapshot_name: Callable[[int, int], str] | None = None) -> Figure:
     """Small multiples, one panel per lateral (shared y): the band between the lowest and highest voltage
-    of every snapshot, the mean, the worst snapshot (lowest voltage anywhere) dashed, the limits."""
+    of every snapshot, the mean, the worst snapshot (lowest voltage anywhere) dashed, the limits.
+
+    ``snapshot_name(scenario, hour)`` names the worst snapshot in the legend (default: its scenario and hour)."""
     env = lateral_envelopes(lay, bus_table, column)
     scenario, hour = (int(bus_table.loc[bus_table[column].idxmin(), c]) for c in ("scenario", "hour"))
     snap = bus_table[(bus_table["scenario"] == scenario) & (bus_table["hour"] == hour)]
     v_worst = snap.set_index("bus")[column]
+    worst = snapshot_name(scenario, hour) if snapshot_name else f"scenario {scenario}, hour {hour}"
     n = len(lay.laterals)
     ncols = 2 if n <= 4 else 3 if n <= 9 else 4
     nrows = -(-n // ncols)
@@ -286,7 +291,7 @@ def voltage_by_lateral(lay: Layout, bus_table: pd.DataFrame, column: str = "v_pu
                             label="range over all snapshots")
             ax.plot(x, e["v_mean_pu"], color=PALETTE[0], label="mean")
             ax.plot(x, v_worst.reindex(e["bus"]).to_numpy(), color=PALETTE[3], ls="--",
-                    label=f"worst snapshot (scenario {scenario}, hour {hour})")
+                    label=f"worst snapshot ({worst})")
             for lim, lab in ((v_min, "limits"), (v_max, "limits")):
                 if lim is not None:
                     ax.axhline(lim, color="0.3", lw=0.7, ls=":", label=lab)
