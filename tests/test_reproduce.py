@@ -56,3 +56,14 @@ def test_missing_sweep_is_one_error_line_and_writes_nothing(runs: Path, tmp_path
     assert len(err) == 2 and all(line.startswith("error: ") for line in err)
     assert "t2_ieee33" in err[1] and "sweep.parquet" in err[1]
     assert not out.exists()
+
+
+def test_reproduce_sweeps_are_valid():
+    """Every sweep file of make reproduce loads, and each variant's case passes the sweep's checks."""
+    from adnstudy.sweep.spec import load_sweep, validate
+
+    files = sorted((ROOT / "cases" / "sweeps" / "reproduce").glob("*.yaml"))
+    assert len(files) == 9
+    for path in files:
+        sweep = load_sweep(path)
+        assert sweep.name == path.stem and len(validate(sweep)) == len(sweep.variants)
