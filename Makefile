@@ -50,9 +50,11 @@ T2_RUNS := $(foreach f,ieee33 ieee69,$(RUNS)/t2_$(f)/sweep.parquet $(RUNS)/t2_$(
 T3_RUNS := $(RUNS)/t3_ieee33/sweep.parquet $(RUNS)/t3_ieee69/sweep.parquet
 T4_RUNS := $(RUNS)/t4_ieee33/sweep.parquet $(RUNS)/t4_ieee69/sweep.parquet
 
-# A sweep exits 1 when a variant failed or is not final: make stops there and builds no table from it.
+# A sweep exits 1 when a variant failed or is not final: make stops there and builds no table from it. Its
+# sweep.parquet (written as variants finish) is removed then, so the next make runs it again (--resume: only
+# what is missing or out of date).
 $(RUNS)/%/sweep.parquet: $(SWEEPS)/%.yaml cases/ieee33.yaml cases/ieee69.yaml configs/defaults.yaml $(BIN)/adnstudy
-	$(BIN)/adnstudy sweep $< --out $(RUNS)/$* --workers 2 --resume
+	$(BIN)/adnstudy sweep $< --out $(RUNS)/$* --workers 2 --resume || { s=$$?; rm -f $@; exit $$s; }
 
 $(REPRO)/T1/T1.md: $(T1_RUNS) $(BUILDER)
 	$(BIN)/python -m adnstudy.reproduce T1 --runs $(RUNS) --out $(REPRO)
