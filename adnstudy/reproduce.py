@@ -212,7 +212,22 @@ def t2_feeder(runs: Path, feeder: str, k_detail: int = 8) -> Section:
                    "stage (baseline, AC check, tables). Each ran on `threads` solver threads (two plans at "
                    "once on 2 cores); gap: the proven relative optimality gap (target 1e-3)."),
     )
-    return sec
+    return sec.add(_k_figure(by_k, feeder))
+
+
+def _k_figure(by_k: pd.DataFrame, feeder: str) -> Figure:
+    with style():
+        fig, (ax1, ax2) = figure(height_in=3.4, nrows=2, sharex=True)
+        for (label, sub), marker in zip(by_k.groupby("reliability", sort=False), "os", strict=False):
+            ax1.plot(sub["k"], sub["total_usd_per_yr"] / 1e3, marker=marker, label=f"{label} reliability")
+            ax2.plot(sub["k"], sub["solve_s"], marker=marker, label=f"{label} reliability")
+        ax1.set_ylabel("annual cost (kUSD/yr)")
+        n = int(by_k["threads"].max())
+        ax2.set_ylabel(f"solve time (s, {n} thread{'s' if n > 1 else ''})")
+        ax2.set_xlabel("typical days K")
+        ax2.set_xticks(sorted(by_k["k"].unique()))
+        legend_below(fig, [ax1])
+    return Figure(f"t2_{feeder}_vs_k", f"{feeder}: the plan's annual cost and solve time against K", fig)
 
 
 def t2(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
@@ -221,7 +236,8 @@ def t2(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
         "The ADN's RES siting and sizing (`plan`, branch-and-bound on the SOCP relaxations) on both shipped "
         "feeders: at K = 8 typical days the annual cost by component and the sites built without and with "
         "the reliability constraints, the IEEE 1366 indices of the feeder before (no DG) and after (the plan "
-        "with reliability), and the same plans for K = 4, 8 and 12 (cost, sites, solve seconds, gap). "
+        "with reliability), and the same plans for K = 4, 8 and 12 (cost, sites, solve seconds, gap; the figure: cost and solve "
+        "time against K). "
         "\"With reliability\" is the case as shipped (SAIDI limit, VOLL in the objective, 0-1 island "
         "decisions; sweeps `t2_<feeder>`, stages cluster, reliability, plan); \"without\" removes the "
         "`reliability` section (`set: {reliability: null}`, sweeps `t2_<feeder>_norel`), the same model as "
