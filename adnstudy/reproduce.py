@@ -345,7 +345,7 @@ def _fee_figure(table: pd.DataFrame, feeder: str) -> Figure:
         ax2.set_ylabel("gain, fees (kUSD/yr)")
         ax2.set_xlabel("network fee (USD/MWh)")
         legend_below(fig, [ax2], max_columns=3)
-    return Figure(f"t3_{feeder}_fee", f"{feeder}: traded energy and gains against the network fee "
+    return Figure(f"t3_{feeder}_fee_effect", f"{feeder}: traded energy and gains against the network fee "
                   "(symmetric powers)", fig)
 
 
