@@ -428,25 +428,27 @@ def t4_feeder(runs: Path, feeder: str) -> tuple[Section, list[tuple[str, pd.Data
 def _t4_figure(feeder: str, parts: list) -> Figure:
     with style():
         fig, (ax1, ax2) = figure(height_in=4.0, nrows=2)
-        width = 0.8 / (2 * len(parts))
+        width = 0.8 / len(parts)
         for i, (label, a, _, _) in enumerate(parts):
-            x = np.arange(len(a))
-            power = a["bargaining_power"] / a["bargaining_power"].sum()
-            ax1.bar(x + (2 * i - len(parts) + 0.5) * width, a["share_of_gain"], width, label=f"gain share, {label}")
-            ax1.plot(x + (2 * i - len(parts) + 1.5) * width, power, "k_", ms=8, mew=1.5,
-                     label="power share β/Σβ" if i == 0 else None)
-            ax1.set_xticks(x, list(a["agent"]))
+            short = label.split(" ")[0]
+            x = np.arange(len(a)) + (i - (len(parts) - 1) / 2) * width
+            ax1.bar(x, a["share_of_gain"], width * 0.9, label=f"gain share, {short} powers")
+            ax1.hlines(a["bargaining_power"] / a["bargaining_power"].sum(), x - width * 0.45, x + width * 0.45,
+                       color="k", lw=1.5, label="power share β/Σβ")
+        ax1.set_xticks(np.arange(len(parts[0][1])), list(parts[0][1]["agent"]))
         ax1.set_ylabel("share of the total gain (–)")
-        for label, _, it, _s in parts:
+        for (label, _, it, _s), style_ in zip(parts, ("-o", "--s", ":^"), strict=False):
             w = it.groupby("iteration")["welfare_usd"].first()
-            ax2.plot(w.index, w / 1e3, marker="o", label=f"co-planning, {label}")
-        ax2.axhline(parts[0][3]["centralised_welfare_usd"] / 1e3, color="0.3", ls="--", label="centralised plan")
+            ax2.plot(w.index, w / 1e3, style_, label=f"co-planning, {label.split(' ')[0]} powers")
+        ax2.axhline(parts[0][3]["centralised_welfare_usd"] / 1e3, color="0.3", ls="-.", lw=0.8,
+                    label="centralised plan")
         ax2.set_xlabel("outer iteration")
         ax2.set_ylabel("welfare cost (kUSD/yr)")
         ax2.xaxis.get_major_locator().set_params(integer=True)
         legend_below(fig, [ax1, ax2], max_columns=2)
-    return Figure(f"t4_{feeder}_gains", f"{feeder}: gain shares against bargaining powers, and welfare per "
-                  "outer iteration against the centralised plan", fig)
+    return Figure(f"t4_{feeder}_gains", f"{feeder}: gain shares against bargaining-power shares (black bars), "
+                  "and welfare per outer iteration against the centralised plan", fig,
+                  note="Unequal powers: mg1 2, mg3 0.5, the ADN and mg2 1.")
 
 
 def t4(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
