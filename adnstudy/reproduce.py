@@ -145,7 +145,7 @@ def t1(runs: Path, sweep: str = "t1", k_detail: int = 8) -> Document:
         Table("t1_methods", f"Clustering methods at K = {k_detail}", detail,
               note="sse: within-cluster sum of squares (scaled units²); rmse, duration_rmse: scaled units; "
                    "energy_error_frac: (rebuilt − original annual energy) / original; time_s: the method's "
-                   "wall time on one thread."),
+                   "wall time."),
     ))
     doc.sections.append(Section("Reconstruction error over K").add(
         Table("t1_rmse_by_k", "Reconstruction RMSE (scaled units) by K and method", wide),
@@ -352,8 +352,14 @@ def _fee_figure(table: pd.DataFrame, feeder: str) -> Figure:
 def t3(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
     """T3: the day-ahead market with bilateral trading on the planned network."""
     sections: list[Section] = []
+    fee_text, counts = "", []
     for f in feeders:
         sec, fees = t3_feeder(runs, f)
+        counts.append(f"`t3_{f}` ({len(Runs(runs, f't3_{f}').table)} variants)")
+        if fees is not None:
+            values = [f"{x:g}" for x in fees["fee_usd_per_mwh"]]
+            fee_text += (f" On the {FEEDER_NAME.get(f, f)} (only, for the time budget): the fee at "
+                         f"{', '.join(values[:-1])} and {values[-1]} USD/MWh with symmetric powers.")
         if fees is not None:
             sec.add(Table(f"t3_{f}_fee", f"{f}: the network fee's effect (symmetric powers)", fees,
                           note="traded_mwh_per_yr: Σ bilateral trades × days per year; fees_usd_per_yr: the "
@@ -369,11 +375,11 @@ def t3(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
         "the plan's network, so each T3 sweep runs cluster → plan → dispatch, the plan with reliability as "
         "shipped). For both feeders: each MG's annual cost, gain and payment with symmetric bargaining powers "
         "(all 1) and generalized ones (mg1 2.0, mg3 0.5) at the case's fee of 5 USD/MWh, and the distributed "
-        "against the centralised clearing per typical day. On the 33-bus feeder only (for the time budget): the "
-        "fee at 0, 5, 10, 30, 60 and 120 USD/MWh with symmetric powers. The tariff spread a trade can capture "
-        "(purchase 40–110 USD/MWh minus feed-in 30) is 10–80 USD/MWh, so 120 is above all of it. The powers "
-        "and fees are varied together (`zip`) in sweeps `t3_ieee33` (7 variants) and `t3_ieee69` (2); the "
-        "plan reads the whole `microgrids` section, so each set of powers has its own (identical) plan.")
+        f"against the centralised clearing per typical day.{fee_text} The tariff spread a trade can capture "
+        "(the shipped defaults' purchase price 40–110 USD/MWh minus the feed-in price 30) is 10–80 USD/MWh, so "
+        "120 is above all of it. The powers and fees are varied together (`zip`) in sweeps "
+        f"{' and '.join(counts)}; the plan reads the whole `microgrids` section, so each set of powers has its "
+        "own (identical) plan.")
     return Document("T3 — Dispatch: bilateral trading and bargaining", intro=[Text(paragraph)], sections=sections)
 
 
@@ -453,10 +459,12 @@ def _t4_figure(feeder: str, parts: list) -> Figure:
 
 def t4(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
     """T4: co-planning of the ADN and the MGs by generalized Nash bargaining."""
-    sections = []
+    sections, adn_builds = [], False
     for f in feeders:
         sec, parts = t4_feeder(runs, f)
         sections.append(sec.add(_t4_figure(f, parts)))
+        adn_builds |= any(t.df.loc[t.df["investor"] == "adn", ["build_alone", "build_coplan"]].ne("—").any().any()
+                          for t in sec.blocks if isinstance(t, Table) and "build_alone" in t.df)
     paragraph = (
         "Co-planning (`coplan`): the ADN and the three MGs each decide their own 0-1 investments; the upper level "
         "clears the market and the generalized Nash bargaining with the decisions fixed, each investor's lower "
@@ -468,6 +476,10 @@ def t4(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
         "Sweeps `t4_ieee33` and `t4_ieee69` (stages cluster, coplan; the powers varied together, `zip`): the two "
         "variants of a feeder run side by side on the two workers, so the unequal powers on the 69-bus feeder "
         "cost no extra wall time. K = 8, the case's fee of 5 USD/MWh.")
+    if not adn_builds:
+        paragraph += (" The ADN builds nothing here, alone or co-planned, although `plan` (T2) builds wind: in "
+                      "co-planning it values energy at the wholesale price (`economics.wholesale_price_usd_per_mwh`), "
+                      "not at the time-of-use tariff (docs/coplan.md).")
     return Document("T4 — Co-planning of the ADN and the microgrids", intro=[Text(paragraph)], sections=sections)
 
 
@@ -522,6 +534,10 @@ def readme(runs: Path, out: Path) -> Path:
         rows.append({"sweep": folder.name, "file": Path(rec["sweep"]["file"]).name, "variants": rec["variants"],
                      "stage_runs": rec["stage_runs"], "resumed": rec.get("resumed", 0),
                      "wall_s": rec["seconds"], "finished_utc": rec.get("finished_utc", "")})
+    order = ["t1", *(f"t2_{f}{x}" for f in FEEDERS for x in ("", "_norel")), *(f"t{n}_{f}" for n in (3, 4)
+                                                                                for f in FEEDERS)]
+    sweeps = pd.DataFrame(rows).sort_values("sweep", key=lambda c: c.map(
+        lambda x: order.index(x) if x in order else len(order)), ignore_index=True)
     header = Section("How this was produced").add(
         Text("`make reproduce` (after `make demo`'s setup) runs each sweep file of `cases/sweeps/reproduce/` "
              "with `adnstudy sweep FILE --out reproduction/runs/<sweep> --workers 2 --resume`, then builds each "
@@ -533,12 +549,15 @@ def readme(runs: Path, out: Path) -> Path:
         Text(f"adnstudy {__version__}; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Wall seconds of each "
              "sweep's last run (sweep.json; a `--resume` run that found its variants complete takes about a "
              "second, and says so in `resumed`):"),
-        Table("runs/sweeps", "Sweeps", pd.DataFrame(rows)),
+        Table("sweeps", "Sweeps, in the order make runs them", sweeps,
+              note=f"In all {sweeps['wall_s'].sum():,.0f} s of sweeps ({sweeps['wall_s'].sum() / 60:.1f} min); "
+                   "building the four tables and this page takes a few seconds more."),
     )
     sections = [header]
     for t, doc in docs.items():
         sections.append(Section(doc.title, _linked([*doc.intro, *doc.sections], t)))
     Path(out).mkdir(parents=True, exist_ok=True)
+    sweeps.to_csv(Path(out) / "sweeps.csv", index=False)
     text = render_markdown(Document("adnstudy — reproduction of the study's tables", sections=sections))
     path = Path(out) / "README.md"
     tmp = path.with_name(f".README.md.tmp-{os.getpid()}")
