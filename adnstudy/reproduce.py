@@ -67,8 +67,6 @@ class Runs:
             row = bad.iloc[0]
             raise ReproduceError(f"sweep {name}: variant {row['variant']} is {row['status']}"
                                  f"{': ' + str(row['error']) if row['error'] else ''} (of {len(bad)} not ok)")
-        record = self.dir / "sweep.json"
-        self.record: dict[str, Any] = json.loads(record.read_text()) if record.is_file() else {}
 
     def folder(self, variant: str) -> Path:
         return self.dir / "variants" / variant
@@ -85,12 +83,12 @@ class Runs:
             raise ReproduceError(f"sweep {self.name}: {path} missing")
         return pd.read_parquet(path)
 
-    def where(self, **values: Any) -> str:
-        """The id of the one variant whose varied fields have these values (keys: field paths, ``.`` → ``__``)."""
+    def where(self, values: dict[str, float]) -> str:
+        """The id of the one variant whose varied fields (field path → value) have these values."""
         t = self.table
         mask = np.ones(len(t), dtype=bool)
-        for key, value in values.items():
-            mask &= np.isclose(t[key.replace("__", ".")].astype(float), float(value))
+        for path, value in values.items():
+            mask &= np.isclose(t[path].astype(float), float(value))
         if mask.sum() != 1:
             raise ReproduceError(f"sweep {self.name}: {mask.sum()} variants with {values} (expected one)")
         return str(t.loc[mask, "variant"].iloc[0])
@@ -111,7 +109,7 @@ def t1(runs: Path, sweep: str = "t1", k_detail: int = 8) -> Document:
     r = Runs(runs, sweep)
     ks = sorted(int(k) for k in r.table["clustering.k"])
     k_detail = k_detail if k_detail in ks else ks[-1]
-    metrics = pd.concat([r.parquet(r.where(clustering__k=k), "cluster", "metrics") for k in ks], ignore_index=True)
+    metrics = pd.concat([r.parquet(r.where({"clustering.k": k}), "cluster", "metrics") for k in ks], ignore_index=True)
     detail = metrics[metrics["k"] == k_detail].drop(columns="k").rename(
         columns={"rmse": "rmse_scaled", "duration_rmse": "duration_rmse_scaled", "sse": "sse_scaled2",
                  "seconds": "time_s"} | {c: c.replace("energy_error_", "energy_error_frac_")
@@ -119,7 +117,7 @@ def t1(runs: Path, sweep: str = "t1", k_detail: int = 8) -> Document:
     wide = metrics.pivot(index="k", columns="method", values="rmse")[list(METHODS)]
     wide.columns = [f"rmse_{m}" for m in wide.columns]
     wide = wide.reset_index()
-    m8 = r.manifest(r.where(clustering__k=k_detail), "cluster")
+    m8 = r.manifest(r.where({"clustering.k": k_detail}), "cluster")
 
     with style():
         fig, ax = figure(height_in=2.6)
@@ -165,7 +163,7 @@ def _sites(inv: pd.DataFrame) -> str:
 def t2_feeder(runs: Path, feeder: str, k_detail: int = 8) -> Section:
     """One feeder's T2: the plan without and with reliability at K = ``k_detail``, indices before/after, by K."""
     rel, norel = Runs(runs, f"t2_{feeder}"), Runs(runs, f"t2_{feeder}_norel")
-    vr, vn = rel.where(clustering__k=k_detail), norel.where(clustering__k=k_detail)
+    vr, vn = rel.where({"clustering.k": k_detail}), norel.where({"clustering.k": k_detail})
     cr, cn = rel.parquet(vr, "plan", "cost"), norel.parquet(vn, "plan", "cost")
     cost = pd.DataFrame({"item": cr["item"],
                          "without_reliability_usd_per_yr": cn["annual_usd"].to_numpy(),
@@ -292,7 +290,7 @@ def _fee_row(r: Runs, variant: str) -> dict[str, Any]:
 def t3_feeder(runs: Path, feeder: str, fee: float = 5.0) -> tuple[Section, pd.DataFrame | None]:
     """One feeder's T3: MGs' costs, gains and payments by bargaining powers; the days; the fee table if swept."""
     r = Runs(runs, f"t3_{feeder}")
-    sym = _variant(r, fee, 1.0, 1.0)
+    sym = r.where({FEE: fee, POWERS[0]: 1.0, POWERS[1]: 1.0})
     variants = [sym] + [v for v in r.table["variant"]
                         if float(r.table.loc[r.table["variant"] == v, FEE].iloc[0]) == fee and v != sym]
     agents = pd.concat([_agents_t3(r, v) for v in variants], ignore_index=True)
@@ -322,14 +320,6 @@ def t3_feeder(runs: Path, feeder: str, fee: float = 5.0) -> tuple[Section, pd.Da
         return sec, None
     table = pd.DataFrame([_fee_row(r, v) for v in fees]).sort_values("fee_usd_per_mwh", ignore_index=True)
     return sec, table
-
-
-def _variant(r: Runs, fee: float, mg1: float, mg3: float) -> str:
-    t = r.table
-    mask = (np.isclose(t[FEE], fee) & np.isclose(t[POWERS[0]], mg1) & np.isclose(t[POWERS[1]], mg3))
-    if mask.sum() != 1:
-        raise ReproduceError(f"sweep {r.name}: {mask.sum()} variants with fee {fee:g}, powers {mg1:g}/{mg3:g}")
-    return str(t.loc[mask, "variant"].iloc[0])
 
 
 def _fee_figure(table: pd.DataFrame, feeder: str) -> Figure:
