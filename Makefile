@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CASE   ?= cases/ieee33.yaml
 OUT    ?= results
 
-.PHONY: demo test setup browser lint bench clean
+.PHONY: demo test setup browser lint bench clean reproduce reproduce-t1 reproduce-t2 reproduce-t3 reproduce-t4
 
 $(BIN)/adnstudy: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,37 @@ bench: setup
 
 clean:
 	rm -rf $(OUT) .pytest_cache build *.egg-info
+
+# make reproduce: the study's tables T1-T4 (docs/reproduce.md). Each sweep runs through the CLI a user runs;
+# a table folder is rebuilt from its sweeps' Parquet files only when they or the table builder changed.
+REPRO   := reproduction
+RUNS    := $(REPRO)/runs
+SWEEPS  := cases/sweeps/reproduce
+BUILDER := adnstudy/reproduce.py
+T1_RUNS := $(RUNS)/t1/sweep.parquet
+T2_RUNS := $(foreach f,ieee33 ieee69,$(RUNS)/t2_$(f)/sweep.parquet $(RUNS)/t2_$(f)_norel/sweep.parquet)
+T3_RUNS := $(RUNS)/t3_ieee33/sweep.parquet $(RUNS)/t3_ieee69/sweep.parquet
+T4_RUNS := $(RUNS)/t4_ieee33/sweep.parquet $(RUNS)/t4_ieee69/sweep.parquet
+
+# A sweep exits 1 when a variant failed or is not final: make stops there and builds no table from it. Its
+# sweep.parquet (written as variants finish) is removed then, so the next make runs it again (--resume: only
+# what is missing or out of date).
+$(RUNS)/%/sweep.parquet: $(SWEEPS)/%.yaml cases/ieee33.yaml cases/ieee69.yaml configs/defaults.yaml $(BIN)/adnstudy
+	$(BIN)/adnstudy sweep $< --out $(RUNS)/$* --workers 2 --resume || { s=$$?; rm -f $@; exit $$s; }
+
+$(REPRO)/T1/T1.md: $(T1_RUNS) $(BUILDER)
+	$(BIN)/python -m adnstudy.reproduce T1 --runs $(RUNS) --out $(REPRO)
+$(REPRO)/T2/T2.md: $(T2_RUNS) $(BUILDER)
+	$(BIN)/python -m adnstudy.reproduce T2 --runs $(RUNS) --out $(REPRO)
+$(REPRO)/T3/T3.md: $(T3_RUNS) $(BUILDER)
+	$(BIN)/python -m adnstudy.reproduce T3 --runs $(RUNS) --out $(REPRO)
+$(REPRO)/T4/T4.md: $(T4_RUNS) $(BUILDER)
+	$(BIN)/python -m adnstudy.reproduce T4 --runs $(RUNS) --out $(REPRO)
+$(REPRO)/README.md: $(foreach t,1 2 3 4,$(REPRO)/T$(t)/T$(t).md) $(BUILDER)
+	$(BIN)/python -m adnstudy.reproduce readme --runs $(RUNS) --out $(REPRO)
+
+reproduce-t1: setup $(REPRO)/T1/T1.md
+reproduce-t2: setup $(REPRO)/T2/T2.md
+reproduce-t3: setup $(REPRO)/T3/T3.md
+reproduce-t4: setup $(REPRO)/T4/T4.md
+reproduce: setup $(REPRO)/README.md
