@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -39,7 +38,7 @@ from adnstudy.report.doc import (
     write_document,
 )
 from adnstudy.report.style import figure, legend_below, style
-from adnstudy.results.store import read_manifest
+from adnstudy.results.store import read_manifest, staged_folder
 from adnstudy.sweep.run import read_table
 
 FEEDERS = ("ieee33", "ieee69")
@@ -474,28 +473,15 @@ def t4(runs: Path, feeders: tuple[str, ...] = FEEDERS) -> Document:
 
 
 # ------------------------------------------------------------------------------------------ writing
-TABLES: dict[str, Callable[[Path], Document]] = {"T1": t1, "T2": lambda runs: t2(runs), "T3": lambda runs: t3(runs),
-                                                 "T4": lambda runs: t4(runs)}
+TABLES: dict[str, Callable[[Path], Document]] = {"T1": t1, "T2": t2, "T3": t3, "T4": t4}
 
 
 def build(table: str, runs: Path, out: Path) -> Path:
     """Build table ``T<n>`` from the sweeps in ``runs`` into ``out/T<n>/``; a failed build leaves the old folder."""
     doc = TABLES[table](Path(runs))
-    final = Path(out) / table
-    tmp = Path(out) / f".{table}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(Path(out), table) as tmp:  # swapped in whole, or the old folder stays
         write_document(doc, tmp, table, html_page=False)
-        if final.exists():
-            old = Path(out) / f".{table}.old-{os.getpid()}"
-            final.rename(old)
-            tmp.rename(final)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    final = Path(out) / table
     return final
 
 
