@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy import __version__
-from adnstudy.errors import AdnstudyError
+from adnstudy.errors import AdnstudyError, MissingInputError
 from adnstudy.report.doc import (
     Document,
     Figure,
@@ -37,8 +37,9 @@ from adnstudy.report.doc import (
     render_markdown,
     write_document,
 )
+from adnstudy.report.results import Results, annual, open_results
 from adnstudy.report.style import figure, legend_below, style
-from adnstudy.results.store import read_manifest, staged_folder
+from adnstudy.results.store import staged_folder
 from adnstudy.sweep.run import read_table
 
 FEEDERS = ("ieee33", "ieee69")
@@ -47,7 +48,7 @@ FEEDER_NAME = {"ieee33": "IEEE 33-bus feeder", "ieee69": "IEEE 69-bus feeder"}
 POWERS = ("microgrids[mg1].bargaining_power", "microgrids[mg3].bargaining_power")
 
 
-class ReproduceError(AdnstudyError):
+class ReproduceError(MissingInputError):
     """A sweep the table needs is missing, failed or not final."""
 
 
@@ -57,6 +58,7 @@ class Runs:
 
     def __init__(self, root: Path, name: str) -> None:
         self.name, self.dir = name, Path(root) / name
+        self._results: dict[str, Results] = {}
         try:
             self.table = read_table(self.dir)
         except AdnstudyError as exc:
@@ -70,17 +72,27 @@ class Runs:
     def folder(self, variant: str) -> Path:
         return self.dir / "variants" / variant
 
+    def results(self, variant: str) -> Results:
+        """The variant's results folder as the report reads it (each table checked against its manifest)."""
+        if variant not in self._results:
+            self._results[variant] = open_results(self.folder(variant))
+        return self._results[variant]
+
     def manifest(self, variant: str, stage: str) -> dict[str, Any]:
-        m = read_manifest(self.folder(variant), stage)
-        if m is None:
+        r = self.results(variant)
+        if not r.has(stage):
             raise ReproduceError(f"sweep {self.name}: {self.folder(variant) / stage}/manifest.json missing")
-        return m
+        return r.manifest(stage)
 
     def parquet(self, variant: str, stage: str, table: str) -> pd.DataFrame:
-        path = self.folder(variant) / stage / f"{table}.parquet"
-        if not path.is_file():
-            raise ReproduceError(f"sweep {self.name}: {path} missing")
-        return pd.read_parquet(path)
+        r = self.results(variant)
+        if not r.has(stage, table):
+            raise ReproduceError(f"sweep {self.name}: {self.folder(variant) / stage / table}.parquet missing")
+        return r.table(stage, table)
+
+    def weight_days(self, variant: str) -> pd.Series:
+        """Days of a 365-day year each typical day stands for, by scenario (``cluster/weights``)."""
+        return self.parquet(variant, "cluster", "weights").set_index("scenario")["weight_days"]
 
     def where(self, values: dict[str, float]) -> str:
         """The id of the one variant whose varied fields (field path → value) have these values."""
@@ -252,17 +264,10 @@ def _powers(r: Runs, variant: str) -> tuple[float, float]:
     return float(row[POWERS[0]]), float(row[POWERS[1]])
 
 
-def _annual(df: pd.DataFrame, weights: pd.DataFrame, value: str, by: list[str] | None = None) -> Any:
-    """Σ over typical days of ``weight_days`` × the day's ``value`` (a number, or a Series by ``by``)."""
-    w = df["scenario"].map(weights.set_index("scenario")["weight_days"])
-    x = df[value] * w
-    return x.groupby([df[b] for b in by]).sum() if by else float(x.sum())
-
-
 def _agents_t3(r: Runs, variant: str) -> pd.DataFrame:
     a = r.parquet(variant, "dispatch", "agents")
-    w = r.parquet(variant, "cluster", "weights")
-    pay = _annual(r.parquet(variant, "dispatch", "agents_by_scenario"), w, "payment_usd", ["agent"])
+    w = r.weight_days(variant)
+    pay = annual(r.parquet(variant, "dispatch", "agents_by_scenario"), w, "payment_usd", ["agent"])
     total = a["gain_usd"].sum()
     return pd.DataFrame({"powers": _powers_label(*_powers(r, variant)), "agent": a["agent"],
                          "bargaining_power": a["bargaining_power"],
@@ -274,13 +279,13 @@ def _agents_t3(r: Runs, variant: str) -> pd.DataFrame:
 
 
 def _fee_row(r: Runs, variant: str) -> dict[str, Any]:
-    w = r.parquet(variant, "cluster", "weights")
+    w = r.weight_days(variant)
     trades = r.parquet(variant, "dispatch", "trades")
     a = r.parquet(variant, "dispatch", "agents")
     m = r.manifest(variant, "dispatch")
     row = {"fee_usd_per_mwh": float(r.table.loc[r.table["variant"] == variant, FEE].iloc[0]),
-           "traded_mwh_per_yr": _annual(trades, w, "p_mw") if len(trades) else 0.0,  # hourly steps: MW = MWh
-           "fees_usd_per_yr": _annual(trades, w, "fee_usd") if len(trades) else 0.0,
+           "traded_mwh_per_yr": annual(trades, w, "p_mw") if len(trades) else 0.0,  # hourly steps: MW = MWh
+           "fees_usd_per_yr": annual(trades, w, "fee_usd") if len(trades) else 0.0,
            "total_gain_usd_per_yr": float(a["gain_usd"].sum())}
     row |= {f"gain_{g}_usd_per_yr": float(v) for g, v in zip(a["agent"], a["gain_usd"], strict=True)}
     return row | {"max_gap": m["summary"]["max_gap"], "max_iterations": m["summary"]["max_iterations"]}
@@ -552,9 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.runs.is_dir():
             raise ReproduceError(f"{args.runs} not found: run the sweeps first (make reproduce)")
         path = readme(args.runs, args.out) if args.what == "readme" else build(args.what, args.runs, args.out)
-    except ReproduceError as exc:
+    except AdnstudyError as exc:  # a missing, failed or changed sweep result: one line, nothing written
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     print(f"{args.what}: {path}")
     return 0
 

@@ -22,7 +22,7 @@ from matplotlib.dates import DateFormatter
 from adnstudy import __version__
 from adnstudy.report import network_figures as nf
 from adnstudy.report.doc import Document, Figure, Section, Table, Text, write_document
-from adnstudy.report.results import Results, open_results
+from adnstudy.report.results import Results, annual, open_results
 from adnstudy.report.style import COLUMN_IN, PAGE_IN, TECH_COLOURS, figure, legend_below, style
 
 REPORT_FOLDER = "report"
@@ -33,12 +33,6 @@ def _num(value: Any, spec: str = ",.0f", unit: str = "") -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
     return f"{value:{spec}}{unit}"
-
-
-def _annual(df: pd.DataFrame, weights: pd.Series, value: str, by: list[str]) -> pd.Series:
-    """Σ over the typical days of weight_days × the day's (hourly, 1-h) values, per ``by``."""
-    w = df["scenario"].map(weights)
-    return (df[value] * w).groupby([df[b] for b in by]).sum() if by else (df[value] * w).sum()
 
 
 # ================================================================ case
@@ -411,7 +405,7 @@ def dispatch_section(r: Results) -> Section:
     w = days.set_index("scenario")["weight_days"] if len(days) else pd.Series(dtype=float)
     agents = r.table("dispatch", "agents").copy()
     by_sc = r.table("dispatch", "agents_by_scenario")
-    pay = _annual(by_sc, w, "payment_usd", ["agent"])
+    pay = annual(by_sc, w, "payment_usd", ["agent"])
     agents.insert(4, "payment_usd", agents["agent"].map(pay).to_numpy())
     total_gain = agents["gain_usd"].sum()
     agents["share_of_gain"] = agents["gain_usd"] / total_gain if total_gain else np.nan
@@ -422,7 +416,7 @@ def dispatch_section(r: Results) -> Section:
                        "the typical days weighted by their days per year."))
     sec.add(Figure("dispatch_costs", "Microgrids' annual costs and gains", agents_figure(agents)))
     adn = r.table("dispatch", "adn")
-    adn_rows = {name: _annual(adn, w, col, []) for name, col in (
+    adn_rows = {name: annual(adn, w, col) for name, col in (
         ("fee_income_usd_per_yr", "fee_income_usd"), ("losses_mwh_per_yr", "loss_mw"),
         ("import_mwh_per_yr", "import_mw"), ("dg_mwh_per_yr", "p_dg_mw"), ("curtailed_mwh_per_yr", "p_curtailed_mw"))}
     sec.add(Table("dispatch_adn", "The ADN: fee income and energy over the year",

@@ -124,6 +124,13 @@ class Results:
         return load_feeder(case.config.network, case.path.parent, case.path)
 
 
+def annual(df: pd.DataFrame, weight_days: pd.Series, value: str, by: list[str] | None = None) -> Any:
+    """Σ over the typical days of ``weight_days`` (indexed by scenario) × the day's ``value`` (hourly rows count one
+    hour each): a number, or a Series by the columns ``by``."""
+    x = df[value] * df["scenario"].map(weight_days)
+    return x.groupby([df[b] for b in by]).sum() if by else float(x.sum())
+
+
 def open_results(out_dir: Path) -> Results:
     """The stages present in ``out_dir``; a clear error (exit 2) when it is not a results folder."""
     out_dir = Path(out_dir)
