@@ -434,7 +434,7 @@ def peak_load_error(case: Case, fd: Feeder) -> CaseError:
     total = float(fd.buses["p_mw"].sum())
     scale = case.config.network.load_scale
     what = (f"the feeder cannot carry its peak load of {total:,.4g} MW ({total / fd.base_mva:,.3g} times the "
-            f"{fd.base_mva:g} MVA base at {fd.base_kv:g} kV): its AC power flow does not converge")
+            f"{fd.base_mva:g} MVA base at {fd.voltage_text}): its AC power flow does not converge")
     if scale != 1.0:
         return case.error(f"{what}; load_scale {scale:g} multiplies the loads of {fd.bus_file}: lower it",
                           "network", "load_scale")

@@ -273,8 +273,7 @@ def test_feeder_separated_by_semicolons(tmp_path: Path) -> None:
     [
         ("3;11.0;0.40;0.15;45", "3;11.0;0.40 MW;0.15;45", 6, "p_mw", "row 3: '0.40 MW' is not a number"),
         ("4;11.0;0.20", "3;11.0;0.20", 7, "bus", "bus 3: duplicate bus id"),
-        ("4;11.0;0.20", "4;10.0;0.20", 7, "base_kv",
-         "bus 4: base_kv differs from 11 kV of bus 1 (line 3); all buses must share one base_kv"),
+        ("4;11.0;0.20", "4;0.01;0.20", 7, "base_kv", "bus 4: base_kv must be from 0.1 to 1,000 kV (got 0.01)"),
     ],
     ids=["not-a-number", "duplicate-bus", "base-kv"],
 )

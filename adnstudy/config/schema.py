@@ -178,6 +178,14 @@ class NetworkConfig(Strict):
     )
     buses: Path | None = Field(None, description="User bus table (CSV), relative to the case file.")
     branches: Path | None = Field(None, description="User branch table (CSV).")
+    pandapower: Path | None = Field(None, description="A pandapower network file (JSON), imported (docs/interop.md).")
+    matpower: Path | None = Field(None, description="A MATPOWER case file (.m), imported (docs/interop.md).")
+    simbench: str | None = Field(
+        None, description="A SimBench grid code (e.g. 1-MV-rural--0-sw), read offline from the simbench package."
+    )
+    generators: Path | None = Field(
+        None, description="Existing generation at buses (CSV, docs/case.md); an imported network brings its own."
+    )
     base_mva: quantity(0.1, 1000, "MVA") = Field(10.0, description="Three-phase power base of the per-unit system.")
     v_substation_pu: VoltagePU = Field(1.0, description="Substation voltage for power flows.")
     v_substation_range_pu: tuple[VoltagePU, VoltagePU] | None = Field(
@@ -201,10 +209,16 @@ class NetworkConfig(Strict):
     @model_validator(mode="after")
     def _one_source(self) -> NetworkConfig:
         user = self.buses is not None or self.branches is not None
-        if self.feeder is None and not user:
-            raise ValueError("give either 'feeder' (ieee33, ieee69) or both 'buses' and 'branches'")
-        if self.feeder is not None and user:
-            raise cross_field_error("give either 'feeder' or 'buses'/'branches', not both", "buses", "branches")
+        given = [k for k in ("feeder", "pandapower", "matpower", "simbench") if getattr(self, k) is not None]
+        if not given and not user:
+            raise ValueError("give the feeder: 'feeder' (ieee33, ieee69), both 'buses' and 'branches', or one of "
+                             "'pandapower', 'matpower', 'simbench'")
+        if len(given) + user > 1:
+            named = [*given, *(["buses"] if user else [])]
+            raise cross_field_error(f"give one feeder source, not {' and '.join(repr(n) for n in named)}",
+                                    *[n for n in named if n != "feeder"][:2] or ["feeder"])
+        if self.simbench is not None and not self.simbench.strip():
+            raise cross_field_error("simbench: give a SimBench grid code, e.g. 1-MV-rural--0-sw", "simbench")
         if user and (self.buses is None or self.branches is None):
             raise cross_field_error("a user feeder needs both 'buses' and 'branches' CSV files", "buses", "branches")
         if self.v_min_pu >= self.v_max_pu:

@@ -3,13 +3,16 @@
 For a radial feeder with branches k = (i → j), per unit, and every snapshot s
 (a column of each matrix variable)::
 
-    Σ_{k: to j} (P_k − r_k ℓ_k) − Σ_{k: from j} P_k + p_j^inj = p_j^load        (active balance)
-    Σ_{k: to j} (Q_k − x_k ℓ_k) − Σ_{k: from j} Q_k + q_j^inj = q_j^load        (reactive balance)
-    v_j = v_i − 2 (r_k P_k + x_k Q_k) + (r_k² + x_k²) ℓ_k                        (voltage drop)
-    P_k² + Q_k² ≤ v_i ℓ_k                                                          (rotated SOC, relaxes "=")
+    Σ_{k: to j} (P_k − r_k ℓ_k) − Σ_{k: from j} P_k + p_j^inj = p_j^load + g_j v_j   (active balance)
+    Σ_{k: to j} (Q_k − x_k ℓ_k) − Σ_{k: from j} Q_k + q_j^inj = q_j^load − b_j v_j   (reactive balance)
+    v_j = a_k v_i − 2 (r_k P_k + x_k Q_k) + (r_k² + x_k²) ℓ_k                      (voltage drop)
+    P_k² + Q_k² ≤ a_k v_i ℓ_k                                                        (rotated SOC, relaxes "=")
     v_min² ≤ v ≤ v_max²,  ℓ_k ≤ ī_k²
 
-with v = |V|² and ℓ = |I|². Each family is one matrix expression over
+with v = |V|², ℓ = |I|², g + jb a bus's shunt admittance (line charging, transformer
+magnetising; the substation's is supplied by the grid) and a_k = 1/τ_k² for a
+branch whose sending end has an off-nominal tap τ_k (1 without). All are linear in
+v, so shunts and taps keep the model a second-order cone program. Each family is one matrix expression over
 (branch or bus) × snapshot built from the sparse incidence of the feeder; there
 is no Python loop over elements. The substation voltage is a variable per
 snapshot within the tap-changer range (or fixed).
@@ -54,9 +57,13 @@ class FlowSolution:
         """Active loss per branch and snapshot, r·ℓ."""
         return feeder.r_pu[:, None] * self.ell
 
+    def shunt_loss_pu(self, feeder: Feeder) -> np.ndarray:
+        """Active power drawn by the bus shunts per bus and snapshot, g·v (the substation's included)."""
+        return feeder.g_shunt_pu[:, None] * self.v
+
     def cone_slack(self, feeder: Feeder) -> np.ndarray:
-        """v_i·ℓ − P² − Q² per (branch, snapshot) (0 where the relaxation is exact)."""
-        return self.v[feeder.f] * self.ell - self.P**2 - self.Q**2
+        """a·v_i·ℓ − P² − Q² per (branch, snapshot) (0 where the relaxation is exact)."""
+        return self.v[feeder.f] / feeder.tap[:, None] ** 2 * self.ell - self.P**2 - self.Q**2
 
 
 @dataclass
@@ -104,10 +111,18 @@ def branch_flow_soc(
     ell = cp.Variable((m, S), name="ell", nonneg=True)
     v = cp.Variable((n, S), name="v", nonneg=True)
     v_from = A_from.T @ v  # m × S, sending-end voltage of each branch
+    if feeder.has_taps:
+        v_from = cp.multiply((1.0 / feeder.tap**2)[:, None], v_from)  # the voltage behind the tap
     fam = Families()
+    p_draw, q_draw = p_load, q_load
+    if feeder.has_shunts:
+        g, b = feeder.g_shunt_pu.copy(), feeder.b_shunt_pu.copy()
+        g[0] = b[0] = 0.0
+        p_draw = p_load + cp.multiply(g[:, None], v)
+        q_draw = q_load - cp.multiply(b[:, None], v)
     fam.add("network.power_balance",
-            A_to @ (P - cp.multiply(r, ell)) - A_from @ P + p_injection == p_load,
-            A_to @ (Q - cp.multiply(x, ell)) - A_from @ Q + q_injection == q_load)
+            A_to @ (P - cp.multiply(r, ell)) - A_from @ P + p_injection == p_draw,
+            A_to @ (Q - cp.multiply(x, ell)) - A_from @ Q + q_injection == q_draw)
     fam.add("network.voltage_drop",
             A_to.T @ v == v_from - 2 * (cp.multiply(r, P) + cp.multiply(x, Q)) + cp.multiply(r**2 + x**2, ell))
     # ||(2P, 2Q, v_i − ℓ)|| ≤ v_i + ℓ  ⇔  P² + Q² ≤ v_i ℓ, one cone per (branch, snapshot)

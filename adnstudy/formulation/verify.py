@@ -52,13 +52,13 @@ def verify_against_ac(feeder: Feeder, flow: FlowSolution, p_net_load_pu: np.ndar
     v_socp = flow.v_pu
     res = run_powerflow(feeder, p_net_load_pu * base, q_net_load_pu * base, v0_pu=v_socp[0])
     slack = flow.cone_slack(feeder)
-    carried = flow.v[feeder.f] * flow.ell
+    carried = flow.v[feeder.f] / feeder.tap[:, None] ** 2 * flow.ell
     rel = slack / np.maximum(carried, REL_SLACK_FLOOR)
     return Verification(
         max_dv_pu=float(np.max(np.abs(v_socp - res.v_pu))),
         max_cone_slack_pu=float(np.max(slack)),
         max_rel_cone_slack=float(np.max(np.where(carried > REL_SLACK_FLOOR, rel, 0.0))),
         ac_loss_mw=res.p_loss_mw,
-        socp_loss_mw=flow.loss_pu(feeder).sum(axis=0) * base,
+        socp_loss_mw=(flow.loss_pu(feeder).sum(axis=0) + flow.shunt_loss_pu(feeder).sum(axis=0)) * base,
         v_ac_pu=res.v_pu,
     )

@@ -3,23 +3,32 @@
 A feeder is two tables (see ``docs/case.md``):
 
 * buses: ``bus, base_kv, p_mw, q_mvar, customers`` and optionally ``substation``
-  (true on exactly one bus; without the column the first row is the substation)
-  and ``load_profile`` (the load series scaling the bus, default the case's first
-  load series);
+  (true on exactly one bus; without the column the first row is the substation),
+  ``load_profile`` (the load series scaling the bus, default the case's first
+  load series) and ``g_shunt_mw``, ``b_shunt_mvar`` (a shunt at the bus: line
+  charging, transformer magnetising, a capacitor; its power at 1 pu);
 * branches: ``from_bus, to_bus, r_ohm, x_ohm`` and optionally ``rating_a``,
   ``length_km``, ``failure_rate_per_yr``, ``repair_h``, ``switch``
-  (``breaker``, ``sectionaliser``, ``fuse``, ``tie`` or ``none``) and
-  ``normally_open`` (tie lines; they are not part of the radial operating network).
+  (``breaker``, ``sectionaliser``, ``fuse``, ``tie`` or ``none``),
+  ``normally_open`` (tie lines; they are not part of the radial operating network)
+  and ``tap_ratio`` (an off-nominal ideal transformer at the ``from_bus`` end).
+
+A branch between buses of different ``base_kv`` is a transformer; every branch's
+``r_ohm``, ``x_ohm`` and ``rating_a`` are referred to its ``to_bus`` side, so its
+per-unit values use that bus's voltage base.
 
 Closed branches are oriented away from the substation. The path matrix ``T``
 (branch × bus, 1 where the branch lies on the path from the substation to the
 bus) gives branch currents and voltage drops of a radial network in one product
-each, for any number of snapshots.
+each, for any number of snapshots; with off-nominal taps the weighted path
+matrix ``W`` (each entry the product of 1/τ of the taps between the branch and
+the bus) does the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 
@@ -37,6 +46,7 @@ SWITCH_KINDS = ("breaker", "sectionaliser", "fuse", "tie", "none")
 BUS_REQUIRED = ("bus", "base_kv", "p_mw", "q_mvar")
 BRANCH_REQUIRED = ("from_bus", "to_bus", "r_ohm", "x_ohm")
 BRANCH_OPTIONAL_FLOAT = ("rating_a", "length_km", "failure_rate_per_yr", "repair_h")
+BUS_OPTIONAL_FLOAT = ("g_shunt_mw", "b_shunt_mvar")
 #: Plausible values of the numeric columns (docs/case.md states them; a test checks it).
 COLUMN_RANGES = {
     "bus": Range(1, 1e9),
@@ -52,7 +62,26 @@ COLUMN_RANGES = {
     "length_km": Range(1e-4, 1000, "km"),
     "failure_rate_per_yr": Range(0, 100, "failures/yr", lo_open=True),
     "repair_h": Range(0, 1000, "h", lo_open=True),
+    "g_shunt_mw": Range(-1000, 1000, "MW"),
+    "b_shunt_mvar": Range(-1000, 1000, "Mvar"),
+    "tap_ratio": Range(0.5, 1.5),
 }
+
+
+#: Columns of :attr:`Feeder.generators`, one row per existing generating unit: ``gen`` (id, 1, 2, ...),
+#: ``name`` (the source's name, text), ``bus``, ``tech`` (``pv``, ``wind`` or ``other``), ``p_mw`` (installed
+#: capacity), ``q_mvar`` (reactive output at full active output: the unit keeps this power factor),
+#: ``profile`` (its availability series, per unit of ``p_mw``; empty: the case's first series of
+#: ``tech``'s kind) and ``curtailable`` (the operator may reduce its output below the available power).
+GENERATOR_COLUMNS = ("gen", "name", "bus", "tech", "p_mw", "q_mvar", "profile", "curtailable")
+
+
+def empty_generators() -> pd.DataFrame:
+    return pd.DataFrame({
+        "gen": pd.Series(dtype=int), "name": pd.Series(dtype=str), "bus": pd.Series(dtype=int),
+        "tech": pd.Series(dtype=str), "p_mw": pd.Series(dtype=float), "q_mvar": pd.Series(dtype=float),
+        "profile": pd.Series(dtype=str), "curtailable": pd.Series(dtype=bool),
+    })
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +106,12 @@ class Feeder:
     path: sp.csr_matrix  # branch × bus, 1 if the branch lies on the substation→bus path
     bus_file: str = "buses"  # where the tables came from, for messages
     branch_file: str = "branches"
+    #: Existing generation at buses (:data:`GENERATOR_COLUMNS`; empty: none).
+    generators: pd.DataFrame = field(default_factory=lambda: empty_generators())
+    #: Buses whose load is a mix of load series: ``bus, load_profile, share`` (shares of the bus's peak
+    #: ``p_mw``, summing to 1 per bus). A bus not listed follows its ``load_profile`` column alone.
+    load_shares: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"bus": pd.Series(dtype=int), "load_profile": pd.Series(dtype=str), "share": pd.Series(dtype=float)}))
 
     @property
     def n_bus(self) -> int:
@@ -91,12 +126,23 @@ class Feeder:
         return self.buses["bus"].to_numpy()
 
     @property
-    def z_base_ohm(self) -> float:
-        return self.base_kv**2 / self.base_mva
+    def bus_kv(self) -> np.ndarray:
+        return self.buses["base_kv"].to_numpy(dtype=float)
 
     @property
-    def i_base_ka(self) -> float:
-        return self.base_mva / (np.sqrt(3.0) * self.base_kv)
+    def voltage_text(self) -> str:
+        """The feeder's voltage levels, highest first: ``12.66 kV``, ``110/20 kV``."""
+        return "/".join(f"{kv:g}" for kv in sorted(set(self.bus_kv.tolist()), reverse=True)) + " kV"
+
+    @property
+    def z_base_ohm(self) -> np.ndarray:
+        """Impedance base of each branch, Ω, at its receiving (``to_bus``) end."""
+        return self.bus_kv[self.t] ** 2 / self.base_mva
+
+    @property
+    def i_base_ka(self) -> np.ndarray:
+        """Current base of each branch, kA, at its receiving (``to_bus``) end."""
+        return self.base_mva / (np.sqrt(3.0) * self.bus_kv[self.t])
 
     @property
     def r_pu(self) -> np.ndarray:
@@ -105,6 +151,50 @@ class Feeder:
     @property
     def x_pu(self) -> np.ndarray:
         return self.branches["x_ohm"].to_numpy() / self.z_base_ohm
+
+    @property
+    def tap(self) -> np.ndarray:
+        """Off-nominal ratio τ of each branch's ideal transformer at its sending end (1: none)."""
+        return self.branches["tap_ratio"].to_numpy(dtype=float)
+
+    @property
+    def has_taps(self) -> bool:
+        return bool(np.any(self.tap != 1.0))
+
+    @property
+    def g_shunt_pu(self) -> np.ndarray:
+        """Shunt conductance per bus, pu (active power drawn at 1 pu)."""
+        return self.buses["g_shunt_mw"].to_numpy(dtype=float) / self.base_mva
+
+    @property
+    def b_shunt_pu(self) -> np.ndarray:
+        """Shunt susceptance per bus, pu (reactive power supplied at 1 pu; positive: capacitive)."""
+        return self.buses["b_shunt_mvar"].to_numpy(dtype=float) / self.base_mva
+
+    @property
+    def has_shunts(self) -> bool:
+        return bool(np.any(self.g_shunt_pu != 0.0) or np.any(self.b_shunt_pu != 0.0))
+
+    @cached_property
+    def voltage_ratio(self) -> np.ndarray:
+        """Per bus, the product of 1/τ of the taps on its path: its no-load voltage per pu at the substation."""
+        c = np.ones(self.n_bus)
+        for k in range(self.n_branch):  # breadth-first order: a branch's sending end is done before it
+            c[self.t[k]] = c[self.f[k]] / self.tap[k]
+        return c
+
+    @cached_property
+    def weighted_path(self) -> sp.csr_matrix:
+        """Branch × bus: the path matrix with each entry c_bus / c_to(branch) (:attr:`voltage_ratio`).
+
+        The current through branch k's impedance is ``W[k] @ I_load`` and a bus voltage
+        ``c · V0 − Wᵀ (z ⊙ I)``; without taps ``W`` is the path matrix.
+        """
+        if not self.has_taps:
+            return self.path
+        T = self.path.tocoo()
+        c = self.voltage_ratio
+        return sp.csr_matrix((c[T.col] / c[self.t[T.row]], (T.row, T.col)), shape=T.shape)
 
     @property
     def p_load_pu(self) -> np.ndarray:
@@ -149,6 +239,9 @@ def builtin_path(name: str) -> tuple[Path, Path]:
 
 def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Feeder:
     """Read, check and orient the feeder the case's ``network`` section names."""
+    if net.pandapower is not None or net.matpower is not None or net.simbench is not None:
+        feeder = _imported_feeder(net, base_dir, case_file)
+        return _finish(feeder, net)
     if net.feeder is not None:
         bus_file, branch_file = builtin_path(net.feeder)
         name = net.feeder
@@ -164,6 +257,31 @@ def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Fe
     buses = csvfile.read_table(Path(bus_file), comment="#")
     branches = csvfile.read_table(Path(branch_file), comment="#")
     feeder = build_feeder(name, buses, branches, net.base_mva, bus_file, branch_file)
+    return _finish(feeder, net)
+
+
+def _imported_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Feeder:
+    """The feeder of a pandapower file, a MATPOWER case or a SimBench code (adnstudy/interop/importer.py)."""
+    from adnstudy.interop import importer
+
+    if net.simbench is not None:
+        source, name = net.simbench, net.simbench
+        pnet = importer.read_simbench(net.simbench, case_file)
+    else:
+        rel = net.pandapower if net.pandapower is not None else net.matpower
+        assert rel is not None
+        path = rel if rel.is_absolute() else base_dir / rel
+        source, name = str(path), path.name
+        pnet = (importer.read_pandapower(path, case_file) if net.pandapower is not None
+                else importer.read_matpower(path, case_file))
+    imp = importer.convert(pnet, name, source)
+    feeder = build_feeder(name, imp.buses, imp.branches, net.base_mva, f"{source} (buses)", f"{source} (branches)")
+    return replace(feeder, generators=imp.generators.reset_index(drop=True),
+                   load_shares=imp.load_shares.reset_index(drop=True))
+
+
+def _finish(feeder: Feeder, net: NetworkConfig) -> Feeder:
+    """The case's load scaling and assumed ratings on a loaded feeder."""
     if net.load_scale != 1.0:
         feeder = feeder.with_loads_scaled(net.load_scale)
     if net.branch_rating_factor is not None:
@@ -258,10 +376,10 @@ def build_feeder(
     bt.check((b["base_kv"] <= 0).to_numpy(), "base_kv", "base_kv must be positive", b["bus"])
     for col in ("base_kv", "p_mw", "q_mvar"):
         bt.within(col, b[col], b["bus"])
-    kv = b["base_kv"].to_numpy()
-    bt.check(kv != kv[0], "base_kv",
-             f"base_kv differs from {kv[0]:g} kV of bus {b['bus'].iloc[0]} (line {bt.lines[0]}); all buses must "
-             "share one base_kv (transformers inside the feeder are not modelled)", b["bus"])
+    for col in BUS_OPTIONAL_FLOAT:
+        v = bt.numeric(col, required=False)
+        bt.within(col, v, b["bus"])
+        b[col] = v.fillna(0.0)
     cust = bt.numeric("customers", required=False).fillna(0.0)
     bt.check(((cust < 0) | (cust != np.round(cust))).to_numpy(), "customers", "customers must be a whole number >= 0",
              b["bus"])
@@ -307,6 +425,9 @@ def build_feeder(
         lt.check((v <= 0).to_numpy(), col, f"{col} must be positive where given")
         lt.within(col, v)
         br[col] = v
+    tap = lt.numeric("tap_ratio", required=False)
+    lt.within("tap_ratio", tap)
+    br["tap_ratio"] = tap.fillna(1.0)
     sw = branches["switch"].fillna("none").astype(str).str.strip().str.lower() if "switch" in branches.columns else pd.Series("none", index=br.index)
     lt.check(~sw.isin(SWITCH_KINDS).to_numpy(), "switch", f"switch must be one of {', '.join(SWITCH_KINDS)}")
     br["switch"] = sw.to_numpy()
@@ -330,6 +451,8 @@ def build_feeder(
     fb, tb = closed["from_bus"].to_numpy().copy(), closed["to_bus"].to_numpy().copy()
     closed["from_bus"] = np.where(swap, tb, fb)
     closed["to_bus"] = np.where(swap, fb, tb)
+    if swap.any():
+        closed = _refer_to_receiving_end(closed, swap, fb, tb, b.set_index("bus")["base_kv"])
     path = _path_matrix(f, t, parent_branch, len(b))
     return Feeder(
         name=name,
@@ -345,6 +468,27 @@ def build_feeder(
         bus_file=str(bus_file),
         branch_file=str(branch_file),
     )
+
+
+def _refer_to_receiving_end(closed: pd.DataFrame, swap: np.ndarray, fb: np.ndarray, tb: np.ndarray,
+                            kv: pd.Series) -> pd.DataFrame:
+    """Branches listed against the flow, re-referred to their new receiving end.
+
+    Per unit, a branch is V_f/τ − z·I = V_t. Read the other way round it is an ideal
+    transformer 1/τ at the new sending end with impedance τ²·z and current I/τ; the
+    ohms and amperes then change by the ratio of the two ends' voltage bases. A line
+    (τ = 1, one voltage level) is unchanged.
+    """
+    closed = closed.copy()
+    tau = closed["tap_ratio"].to_numpy()
+    kv_old = kv.loc[tb].to_numpy()  # the table's to_bus: the old receiving end
+    kv_new = kv.loc[fb].to_numpy()
+    z_scale = np.where(swap, tau**2 * (kv_new / kv_old) ** 2, 1.0)
+    closed["r_ohm"] = closed["r_ohm"].to_numpy() * z_scale
+    closed["x_ohm"] = closed["x_ohm"].to_numpy() * z_scale
+    closed["rating_a"] = closed["rating_a"].to_numpy() * np.where(swap, kv_old / kv_new / tau, 1.0)
+    closed["tap_ratio"] = np.where(swap, 1.0 / tau, tau)
+    return closed
 
 
 def _orient(closed: pd.DataFrame, pos: dict[int, int], b: pd.DataFrame, file: Path, lines: np.ndarray):

@@ -12,8 +12,15 @@ converged snapshot is kept and leaves the sweep, so a snapshot's result does
 not depend on which others are solved with it: :func:`run_powerflow_chunks`
 gives the one-shot numbers bit for bit with memory bounded by the chunk). Loads are constant
 power (positive = consumption); a net injection (DG, MG export) is a negative load.
-The method is exact for radial networks with no shunt branches, which is the
-Baran & Wu data. Used to verify relaxed (SOCP) operating points and for the
+Bus shunts (line charging, transformer magnetising) draw y·V, and a branch's
+off-nominal tap τ scales the voltage it passes on by 1/τ and the current it draws by
+1/τ, which the weighted path matrix ``W`` of the feeder carries::
+
+    I_load = conj(S_load / V) + y ⊙ V
+    I_br   = W · I_load,     V = c ⊙ V0 − Wᵀ · (z ⊙ I_br)
+
+(``c`` the product of 1/τ along each bus's path). The method is exact for radial
+networks. Used to verify relaxed (SOCP) operating points and for the
 base-case checks against the published figures.
 """
 
@@ -36,10 +43,11 @@ class PowerFlowResult:
     i_branch: np.ndarray  # complex branch currents, pu, parent → child (branch × snapshot)
     s_from: np.ndarray  # complex power entering each branch at its sending end, pu
     loss: np.ndarray  # complex branch losses, pu
+    shunt_loss: np.ndarray  # complex power drawn by the bus shunts, pu (bus × snapshot; the substation's too)
     iterations: int
     max_mismatch_pu: float
     base_mva: float
-    i_base_ka: float
+    i_base_ka: np.ndarray  # per branch, at its receiving end
 
     @property
     def v_pu(self) -> np.ndarray:
@@ -51,15 +59,16 @@ class PowerFlowResult:
 
     @property
     def i_branch_ka(self) -> np.ndarray:
-        return np.abs(self.i_branch) * self.i_base_ka
+        return np.abs(self.i_branch) * np.asarray(self.i_base_ka)[:, None]
 
     @property
     def p_loss_mw(self) -> np.ndarray:
-        """Total active loss per snapshot."""
-        return self.loss.real.sum(axis=0) * self.base_mva
+        """Total active loss per snapshot: the branches' and the shunts' (transformer iron losses)."""
+        return (self.loss.real.sum(axis=0) + self.shunt_loss.real.sum(axis=0)) * self.base_mva
 
     @property
     def q_loss_mvar(self) -> np.ndarray:
+        """Reactive power the branches draw per snapshot (their series reactance; shunts not included)."""
         return self.loss.imag.sum(axis=0) * self.base_mva
 
 
@@ -88,21 +97,24 @@ def run_powerflow(
     s = (p + 1j * q) / feeder.base_mva
     s[0] = 0.0  # the substation's own load is served directly by the grid
     z = (feeder.r_pu + 1j * feeder.x_pu)[:, None]
+    y = (feeder.g_shunt_pu + 1j * feeder.b_shunt_pu)[:, None]  # shunt admittance G + jB: draws |V|²(G − jB)
+    y[0] = 0.0  # the substation's shunt, like its load, is supplied by the grid directly
     v0 = np.broadcast_to(np.asarray(v0_pu, dtype=float), (n_snap,)).astype(complex)
-    T = feeder.path
+    T = feeder.weighted_path
     Tt = T.T.tocsr()
+    c = feeder.voltage_ratio[:, None]
     # Each snapshot (column) is swept until its own voltage change is below tol and then kept: a column's
     # result depends on that column alone, so solving the hours in chunks gives the same numbers bit for bit.
     v_out = np.empty((feeder.n_bus, n_snap), dtype=complex)
     change_out = np.zeros(n_snap)
     active = np.arange(n_snap)
     s_a, v0_a = s, v0
-    v = np.tile(v0, (feeder.n_bus, 1))
+    v = c * v0[None, :]
     mismatch, iterations = np.inf, 0
     for it in range(1, max_iter + 1):
-        i_load = np.conj(s_a / v)
+        i_load = np.conj(s_a / v) + y * v
         i_br = T @ i_load
-        v_new = v0_a[None, :] - Tt @ (z * i_br)
+        v_new = c * v0_a[None, :] - Tt @ (z * i_br)
         v_new[0] = v0_a
         change = np.max(np.abs(v_new - v), axis=0)
         v = v_new
@@ -120,15 +132,16 @@ def run_powerflow(
             active, v, s_a, v0_a = active[keep], v[:, keep], s_a[:, keep], v0_a[keep]
     if n_snap and not active.size:
         v = v_out
-        i_load = np.conj(s / v)
+        i_load = np.conj(s / v) + y * v
         i_br = T @ i_load
-        s_from = v[feeder.f] * np.conj(i_br)
+        s_from = v[feeder.f] * np.conj(i_br) / feeder.tap[:, None]
         loss = z * np.abs(i_br) ** 2
         return PowerFlowResult(
             v=v,
             i_branch=i_br,
             s_from=s_from,
             loss=loss,
+            shunt_loss=np.abs(v) ** 2 * np.conj((feeder.g_shunt_pu + 1j * feeder.b_shunt_pu)[:, None]),
             iterations=iterations,
             max_mismatch_pu=float(np.max(change_out)),
             base_mva=feeder.base_mva,

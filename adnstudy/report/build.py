@@ -69,7 +69,7 @@ def case_section(r: Results) -> Section:
     feeder = r.feeder
     if feeder is not None:
         sec.text(f"Feeder **{feeder.name}**: {feeder.n_bus} buses, {feeder.n_branch} branches, {len(feeder.ties)} "
-                 f"normally-open tie lines, base {feeder.base_mva:g} MVA / {feeder.base_kv:g} kV, peak load "
+                 f"normally-open tie lines, base {feeder.base_mva:g} MVA / {feeder.voltage_text}, peak load "
                  f"{feeder.buses['p_mw'].sum():.3f} MW / {feeder.buses['q_mvar'].sum():.3f} Mvar.")
     cfg = case.config
     if cfg.profiles is not None:

@@ -278,7 +278,7 @@ def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray, baseline: B
         "p_dg_mw": p_inj * base, "q_dg_mvar": q_inj * base, "p_curtailed_mw": curtailed * base,
         "p_microgrid_mw": mg * base,
     })
-    i_ka = sol.flow.i_pu * fd.i_base_ka
+    i_ka = sol.flow.i_pu * fd.i_base_ka[:, None]
     branch = branch_table(fd, index, {
         "p_mw": sol.flow.P * base, "q_mvar": sol.flow.Q * base, "i_pu": sol.flow.i_pu, "i_ka": i_ka,
         "loss_mw": sol.flow.loss_pu(fd) * base, **branch_loading(fd, i_ka),
