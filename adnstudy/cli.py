@@ -180,6 +180,7 @@ def validate(case: CaseArg, overrides: SetOpt = None) -> None:
         f"  feeder {feeder.name}: {feeder.n_bus} buses, {feeder.n_branch} branches, "
         f"{len(feeder.ties)} tie lines, peak load {feeder.buses['p_mw'].sum():.4g} MW / "
         f"{feeder.buses['q_mvar'].sum():.4g} Mvar",
+        *feeder_details(feeder),
     ]
     if c.config.profiles is not None:
         from adnstudy.data.profiles import OFFSET_ATTR
@@ -196,6 +197,31 @@ def validate(case: CaseArg, overrides: SetOpt = None) -> None:
     lines.append(f"  sections: {', '.join(sections) or 'none beyond network'}")
     lines.append(f"  checked for: {', '.join(stages)}")
     typer.echo("\n".join(lines))
+
+
+def feeder_details(feeder) -> list[str]:
+    """What ``validate`` says of a feeder beyond its size: voltage levels, shunts, existing generation, load
+    mixes and the import's notes (nothing for the built-in IEEE feeders)."""
+    import numpy as np
+
+    out = []
+    kv = feeder.bus_kv
+    levels = kv[feeder.f] != kv[feeder.t]
+    n_tr = int(np.count_nonzero(levels | (feeder.tap != 1.0)))
+    if n_tr or feeder.has_shunts:
+        out.append(f"  voltage levels {feeder.voltage_text}, {n_tr} transformer branch(es); bus shunts "
+                   f"{feeder.buses['g_shunt_mw'].sum() * 1e3:.4g} kW / {feeder.buses['b_shunt_mvar'].sum():.4g} Mvar "
+                   "at 1 pu")
+    gens = feeder.generators
+    if len(gens):
+        by = gens.groupby("tech")["p_mw"].sum()
+        out.append(f"  existing generation: {len(gens)} units, {gens['p_mw'].sum():.4g} MW ("
+                   + ", ".join(f"{t} {v:.4g} MW" for t, v in by.items())
+                   + f"), {int(gens['curtailable'].sum())} curtailable")
+    if len(feeder.load_shares):
+        out.append(f"  {feeder.load_shares['bus'].nunique()} bus(es) mix load profiles (loads of several classes)")
+    out += [f"  note: {n}" for n in feeder.notes]
+    return out
 
 
 def _stage_command(stage: Stage) -> Callable[..., None]:

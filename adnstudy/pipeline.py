@@ -47,12 +47,22 @@ def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -
     out: dict[str, str] = {}
     if "feeder" in files:
         net = case.config.network
-        if net.feeder is not None:
-            buses, branches = builtin_path(net.feeder)
+        sources: tuple[tuple[str, Path], ...] = ()
+        if net.simbench is not None:
+            from importlib.metadata import version
+
+            out["network:simbench"] = f"{version('simbench')}:{net.simbench}"
+        elif net.pandapower is not None or net.matpower is not None:
+            kind = "pandapower" if net.pandapower is not None else "matpower"
+            sources = ((f"network:{kind}", case.resolve(getattr(net, kind))),)
+        elif net.feeder is not None:
+            sources = tuple(zip(("buses", "branches"), builtin_path(net.feeder), strict=True))
         else:
             assert net.buses is not None and net.branches is not None
-            buses, branches = case.resolve(net.buses), case.resolve(net.branches)
-        out.update({k: file_sha256(p) for k, p in (("buses", buses), ("branches", branches)) if p.is_file()})
+            sources = (("buses", case.resolve(net.buses)), ("branches", case.resolve(net.branches)))
+        if net.generators is not None:
+            sources += (("generators", case.resolve(net.generators)),)
+        out.update({k: file_sha256(p) for k, p in sources if p.is_file()})
     prof = case.config.profiles
     if "profiles" in files and prof is not None:
         if prof.source == "simbench":

@@ -30,6 +30,7 @@ loads, ...) is a :class:`CaseError` naming the element.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import math
@@ -75,6 +76,7 @@ class Imported:
     """A network converted to adnstudy's tables (before :func:`adnstudy.network.feeder.build_feeder`)."""
 
     name: str
+    source: str  # the file or code, for messages
     buses: pd.DataFrame
     branches: pd.DataFrame
     generators: pd.DataFrame
@@ -169,12 +171,40 @@ def read_simbench(code: str, case_file: str | Path | None = None):
     except Exception as exc:  # noqa: BLE001
         raise CaseError(f"SimBench grid '{code}' cannot be read: {_short(exc)}", file=case_file,
                         field="network.simbench") from None
+    # SimBench names an LV grid's load profile and its renewables' profile alike (lv_rural1: the load table's
+    # lv_rural1_pload and the RES table's lv_rural1); a case's series are keyed by name, so the generation one
+    # becomes <name>_res
+    loads = set(net.load["profile"].dropna().astype(str))
+    net.sgen["profile"] = [f"{p}_res" if p in loads else p for p in net.sgen["profile"].astype(str)]
     return net
 
 
 def _short(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 200 else text[:197] + "..."
+
+
+def cached_import(kind: str, where: str, case_file: str | Path | None = None) -> Imported:
+    """The converted network of a source (``kind``: pandapower, matpower or simbench; ``where``: its file or
+    code), converted once per process and file version: a stage loads the feeder more than once, and a
+    SimBench grid takes about 3 s to read."""
+    stamp = None
+    if kind != "simbench":
+        path = Path(where)
+        _check_file(path, f"network.{kind}", {"pandapower": "pandapower network file",
+                                              "matpower": "MATPOWER case file"}[kind], case_file)
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
+    return _cached(kind, where, stamp, str(case_file) if case_file is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(kind: str, where: str, stamp, case_file: str | None) -> Imported:
+    if kind == "simbench":
+        return convert(read_simbench(where, case_file), where, where)
+    path = Path(where)
+    net = read_pandapower(path, case_file) if kind == "pandapower" else read_matpower(path, case_file)
+    return convert(net, path.name, str(path))
 
 
 # ------------------------------------------------------------------------------------------ conversion
@@ -359,7 +389,7 @@ def convert(net, name: str, source: str) -> Imported:
     notes = []
     if len(ties):
         notes.append(f"{len(ties)} normally-open tie line(s) from open switches or out-of-service lines")
-    return Imported(name=name, buses=buses, branches=out, generators=gens, load_shares=load_shares,
+    return Imported(name=name, source=source, buses=buses, branches=out, generators=gens, load_shares=load_shares,
                     v_ext_grid_pu=float(ext["vm_pu"].iloc[0]), notes=notes)
 
 

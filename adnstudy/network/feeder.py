@@ -110,6 +110,8 @@ class Feeder:
     generators: pd.DataFrame = field(default_factory=lambda: empty_generators())
     #: Buses whose load is a mix of load series: ``bus, load_profile, share`` (shares of the bus's peak
     #: ``p_mw``, summing to 1 per bus). A bus not listed follows its ``load_profile`` column alone.
+    #: What an import wants the user to know (adnstudy validate prints it).
+    notes: tuple[str, ...] = ()
     load_shares: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         {"bus": pd.Series(dtype=int), "load_profile": pd.Series(dtype=str), "share": pd.Series(dtype=float)}))
 
@@ -265,19 +267,18 @@ def _imported_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) 
     from adnstudy.interop import importer
 
     if net.simbench is not None:
-        source, name = net.simbench, net.simbench
-        pnet = importer.read_simbench(net.simbench, case_file)
+        imp = importer.cached_import("simbench", net.simbench, case_file)
     else:
-        rel = net.pandapower if net.pandapower is not None else net.matpower
-        assert rel is not None
-        path = rel if rel.is_absolute() else base_dir / rel
-        source, name = str(path), path.name
-        pnet = (importer.read_pandapower(path, case_file) if net.pandapower is not None
-                else importer.read_matpower(path, case_file))
-    imp = importer.convert(pnet, name, source)
-    feeder = build_feeder(name, imp.buses, imp.branches, net.base_mva, f"{source} (buses)", f"{source} (branches)")
-    return replace(feeder, generators=imp.generators.reset_index(drop=True),
-                   load_shares=imp.load_shares.reset_index(drop=True))
+        kind = "pandapower" if net.pandapower is not None else "matpower"
+        rel = getattr(net, kind)
+        imp = importer.cached_import(kind, str(rel if rel.is_absolute() else base_dir / rel), case_file)
+    feeder = build_feeder(imp.name, imp.buses, imp.branches, net.base_mva, f"{imp.source} (buses)",
+                          f"{imp.source} (branches)")
+    notes = tuple(imp.notes)
+    if abs(imp.v_ext_grid_pu - net.v_substation_pu) > 1e-9:
+        notes += (f"the source's external grid is at {imp.v_ext_grid_pu:g} pu; this case uses "
+                  f"network.v_substation_pu = {net.v_substation_pu:g}",)
+    return replace(feeder, generators=imp.generators.copy(), load_shares=imp.load_shares.copy(), notes=notes)
 
 
 def _finish(feeder: Feeder, net: NetworkConfig) -> Feeder:
