@@ -20,7 +20,7 @@ demo: setup
 	$(BIN)/adnstudy run $(CASE) --out $(OUT)/$(basename $(notdir $(CASE)))
 
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # The HTML report's test loads it in headless Chromium: Debian's package, installed where we run as root with
 # apt-get (CI); elsewhere that one test skips and says why.

@@ -161,3 +161,15 @@ def readme_tour(tmp_path_factory) -> Tour:
     finally:
         os.chdir(here)
     return Tour(folder=folder, lines=lines, results=results, run_output=run_output)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) the tests that share an
+    expensive session fixture run on one worker, so the fixture is built once: the README tour (the shipped
+    study in full, ~6 min) and the 33-bus study."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        if "readme_tour" in names:
+            item.add_marker(pytest.mark.xdist_group("tour"))
+        elif "ieee33_study" in names:
+            item.add_marker(pytest.mark.xdist_group("ieee33"))
