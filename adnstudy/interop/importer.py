@@ -393,7 +393,8 @@ def _ratings(element: str, table: pd.DataFrame, idx, devices: dict[int, str] | N
             out["length_km"] = math.nan
     else:
         out["rating_a"] = float(table.at[idx, "sn_mva"]) / (math.sqrt(3) * float(table.at[idx, "vn_lv_kv"])) * 1e3 * par
-        if _flag(table, idx, "rating_unknown"):  # adnstudy export's stand-in sn_mva for an unrated branch
+        # unrated: adnstudy export's stand-in sn_mva, or pandapower's MATPOWER converter's for RATE_A = 0 (99999 MVA)
+        if _flag(table, idx, "rating_unknown") or float(table.at[idx, "sn_mva"]) >= 99999.0:
             out["rating_a"] = math.nan
     for col in ("failure_rate_per_yr", "repair_h"):
         if col in table.columns and pd.notna(table.at[idx, col]):
