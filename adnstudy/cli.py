@@ -367,6 +367,9 @@ def export(
                                                  help="Typical day of the operating point (with --hour).")] = None,
     hour: Annotated[int | None, typer.Option("--hour", metavar="H", show_default=False,
                                              help="Hour of that day, 0-23 (with --scenario).")] = None,
+    coplan: Annotated[bool, typer.Option("--coplan", help="The co-planned builds of every investor (coplan/) "
+                                         "instead of the plan's, at the design point: <case>-coplan.json/.m.")
+                      ] = False,
 ) -> None:
     """Write the planned network into DIR/export/: the feeder, its generators and the built units.
 
@@ -380,7 +383,7 @@ def export(
     from adnstudy.interop.export import export as write_export
 
     with progress("Writing the network"):
-        done = write_export(results, to, scenario, hour)
+        done = write_export(results, to, scenario, hour, coplan=coplan)
     typer.echo(f"{to} network of {results}, {done.point}: {done.units} new unit(s)")
     for path in done.files:
         typer.echo(f"wrote {path}")

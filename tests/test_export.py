@@ -266,3 +266,30 @@ def test_errors_exit_2_in_one_line_and_write_nothing(planned: Path, tmp_path: Pa
     message = result.output.strip()
     assert message.startswith("error: ") and "\n" not in message and expected in message, message
     assert listing(folder) == before
+
+
+def test_coplan_builds_are_exported_at_the_design_point(planned: Path, tmp_path: Path) -> None:
+    """A coplan/ folder (its investment table written here, its manifest the plan's record of the same case)."""
+    import json
+
+    from adnstudy.results.store import table_digest
+
+    folder = tmp_path / "coplanned"
+    shutil.copytree(planned, folder, ignore=shutil.ignore_patterns("export"))
+    shutil.rmtree(folder / "plan")
+    (folder / "coplan").mkdir()
+    inv = pd.DataFrame({"plan": ["alone", "coplan", "coplan", "coplan"], "investor": "adn", "candidate": [0, 0, 2, 3],
+                        "bus": [4, 4, 8, 6], "tech": ["wind", "wind", "pv", "storage"],
+                        "build": [True, True, False, True], "capacity_mw": [0.6, 0.5, 0.0, 0.2],
+                        "capex_usd": 0.0, "annualised_usd": 0.0})
+    inv.to_parquet(folder / "coplan" / "investment.parquet", index=False)
+    manifest = json.loads((planned / "plan" / "manifest.json").read_text())
+    manifest.update(stage="coplan", tables=["investment"],
+                    table_sha256={"investment": table_digest(folder / "coplan" / "investment.parquet")})
+    (folder / "coplan" / "manifest.json").write_text(json.dumps(manifest))
+    assert "--coplan exports their builds" in export_cli(folder, "--to", "pandapower").output
+    result = export_cli(folder, "--to", "pandapower", "--coplan")
+    assert result.exit_code == 0, result.output
+    net = importer.read_pandapower(folder / "export" / "small-coplan.json")
+    assert list(net.sgen["name"]) == ["coplan adn site 0 (wind)"] and net.sgen["p_mw"].iloc[0] == 0.5
+    assert net.sgen["bus"].iloc[0] == 3 and net.storage["max_e_mwh"].iloc[0] == pytest.approx(0.6)

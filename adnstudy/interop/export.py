@@ -84,6 +84,27 @@ def planned_units(results, case) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["site", "name", "bus", "tech", "capacity_mw", "energy_mwh", "profile"])
 
 
+def coplanned_units(results, case) -> pd.DataFrame:
+    """The co-planned builds of every investor (coplan/investment, ``plan = coplan``), in the columns of
+    :func:`planned_units`; an MG's units sit at its PCC, its generator candidates are ``tech = other``."""
+    inv = results.table("coplan", "investment")
+    built = inv[(inv["plan"] == "coplan") & inv["build"].astype(bool) & (inv["capacity_mw"] > 0)]
+    sites = case.config.candidates.sites if case.config.candidates is not None else []
+    mgs = {m.name: m for m in case.config.microgrids or []}
+    rows = []
+    for r in built.itertuples():
+        k = int(r.candidate)
+        pool = sites if r.investor == "adn" else (mgs[r.investor].candidates if r.investor in mgs else [])
+        cand = pool[k] if k < len(pool) else None
+        ratio = (cand.energy_mwh_per_mw or 0.0) if cand is not None else 0.0
+        who = "adn site" if r.investor == "adn" else f"{r.investor} candidate"
+        rows.append({"site": k, "name": f"coplan {who} {k} ({r.tech})", "bus": int(r.bus),
+                     "tech": "other" if r.tech == "generator" else str(r.tech), "capacity_mw": float(r.capacity_mw),
+                     "energy_mwh": float(r.capacity_mw) * ratio if r.tech == "storage" else math.nan,
+                     "profile": (cand.profile or "") if cand is not None else ""})
+    return pd.DataFrame(rows, columns=["site", "name", "bus", "tech", "capacity_mw", "energy_mwh", "profile"])
+
+
 def operating_point(results, feeder: Feeder, units: pd.DataFrame, scenario: int, hour: int) -> OperatingPoint:
     """The plan's loads and unit outputs of one typical-day hour.
 
@@ -394,10 +415,12 @@ def _m_name(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------------- the command
-def export(out_dir: Path, to: str, scenario: int | None = None, hour: int | None = None) -> Export:
-    """Write ``out_dir/export/<case>[-<scenario>-h<hour>]<ext>`` from the folder's plan; every table is read and
-    checked, and the file built, before the folder is touched; the export folder is replaced whole (keeping
-    earlier exports' files) under the results folder's lock."""
+def export(out_dir: Path, to: str, scenario: int | None = None, hour: int | None = None,
+           coplan: bool = False) -> Export:
+    """Write ``out_dir/export/<case>[-<scenario>-h<hour>]<ext>`` from the folder's plan (``coplan``: the co-planned
+    builds, ``<case>-coplan<ext>``, at the design point only); every table is read and checked, and the file
+    built, before the folder is touched; the export folder is replaced whole (keeping earlier exports' files)
+    under the results folder's lock."""
     from adnstudy.interop.importer import _quiet
     from adnstudy.report.results import open_results
     from adnstudy.results.store import _link_or_copy, out_lock, staged_folder
@@ -406,21 +429,29 @@ def export(out_dir: Path, to: str, scenario: int | None = None, hour: int | None
         raise MissingInputError(f"--to must be one of {', '.join(FORMATS)} (got '{to}')")
     if (scenario is None) != (hour is None):
         raise MissingInputError("give both --scenario and --hour (an hour of the plan), or neither (the design point)")
+    if coplan and scenario is not None:
+        raise MissingInputError("--coplan exports the co-planned network at its design point only (co-planning "
+                                "writes no hour of the feeder's buses); give --scenario/--hour without --coplan, "
+                                "for a plan")
     r = open_results(Path(out_dir))
-    if not r.has("plan", "investment") or not r.has("plan", "bus"):
+    if coplan and not r.has("coplan", "investment"):
+        raise MissingInputError(f"{r.out_dir} has no co-planning results (coplan/): run adnstudy coplan CASE --out "
+                                f"{r.out_dir} first")
+    if not coplan and (not r.has("plan", "investment") or not r.has("plan", "bus")):
+        hint = "; it has co-planning results: --coplan exports their builds" if r.has("coplan") else ""
         raise MissingInputError(f"{r.out_dir} has no plan: export writes the network a plan built; run adnstudy plan "
-                                f"CASE --out {r.out_dir} first")
+                                f"CASE --out {r.out_dir} first{hint}")
     case = r.case
     if case is None:
         raise MissingInputError(f"{r.out_dir}: {r.case_problem}; export needs the case the plan was made with")
     feeder = r.feeder
     if feeder is None:
         raise MissingInputError(f"{r.out_dir}: {r.case_problem}; export needs the feeder the plan was made with")
-    units = planned_units(r, case)
+    units = coplanned_units(r, case) if coplan else planned_units(r, case)
     net_cfg = case.config.network
     if scenario is None:
         point, v0, label = None, net_cfg.v_substation_pu, "design point (peak loads, units at capacity)"
-        stem = case.name
+        stem = f"{case.name}-coplan" if coplan else case.name
     else:
         point = operating_point(r, feeder, units, int(scenario), int(hour))
         v0, label = point.v_substation_pu, f"scenario {scenario}, hour {hour} of the plan"
