@@ -22,7 +22,7 @@ from adnstudy.interop import export, importer
 from adnstudy.network.feeder import Feeder, build_feeder
 
 runner = CliRunner()
-NO_UNITS = pd.DataFrame(columns=["site", "name", "bus", "tech", "capacity_mw", "energy_mwh", "profile"])
+NO_UNITS = pd.DataFrame(columns=export.UNIT_COLUMNS)
 TABLES = ("buses", "branches", "ties", "generators", "load_shares")
 
 

@@ -68,41 +68,43 @@ class Export:
 
 
 # ----------------------------------------------------------------------------------- reading the plan
+#: Columns of the new units' table (one row per built unit).
+UNIT_COLUMNS = ["site", "name", "bus", "tech", "capacity_mw", "energy_mwh", "profile"]
+
+
+def _unit(site: int, name: str, bus: int, tech: str, capacity_mw: float, cand) -> dict:
+    """One built unit; ``cand`` is its candidate in the case (storage energy, availability series), or None."""
+    ratio = (cand.energy_mwh_per_mw or 0.0) if cand is not None else 0.0
+    return {"site": site, "name": name, "bus": bus, "tech": "other" if tech == "generator" else tech,
+            "capacity_mw": capacity_mw, "energy_mwh": capacity_mw * ratio if tech == "storage" else math.nan,
+            "profile": (cand.profile or "") if cand is not None else ""}
+
+
 def planned_units(results, case) -> pd.DataFrame:
-    """The built candidate sites: ``site, name, bus, tech, capacity_mw, energy_mwh, profile`` (plan/investment)."""
+    """The plan's built candidate sites (plan/investment), in :data:`UNIT_COLUMNS`."""
     inv = results.table("plan", "investment")
     built = inv[inv["build"].astype(bool) & (inv["capacity_mw"] > 0)]
     sites = case.config.candidates.sites if case.config.candidates is not None else []
-    rows = []
-    for r in built.itertuples():
-        cand = sites[int(r.site)] if int(r.site) < len(sites) else None
-        ratio = (cand.energy_mwh_per_mw or 0.0) if cand is not None else 0.0
-        rows.append({"site": int(r.site), "name": f"plan site {int(r.site)} ({r.tech})", "bus": int(r.bus),
-                     "tech": str(r.tech), "capacity_mw": float(r.capacity_mw),
-                     "energy_mwh": float(r.capacity_mw) * ratio if r.tech == "storage" else math.nan,
-                     "profile": (cand.profile or "") if cand is not None else ""})
-    return pd.DataFrame(rows, columns=["site", "name", "bus", "tech", "capacity_mw", "energy_mwh", "profile"])
+    rows = [_unit(int(r.site), f"plan site {int(r.site)} ({r.tech})", int(r.bus), str(r.tech), float(r.capacity_mw),
+                  sites[int(r.site)] if int(r.site) < len(sites) else None) for r in built.itertuples()]
+    return pd.DataFrame(rows, columns=UNIT_COLUMNS)
 
 
 def coplanned_units(results, case) -> pd.DataFrame:
-    """The co-planned builds of every investor (coplan/investment, ``plan = coplan``), in the columns of
-    :func:`planned_units`; an MG's units sit at its PCC, its generator candidates are ``tech = other``."""
+    """The co-planned builds of every investor (coplan/investment, ``plan = coplan``), in :data:`UNIT_COLUMNS`;
+    an MG's units sit at its PCC, its generator candidates are ``tech = other``."""
     inv = results.table("coplan", "investment")
     built = inv[(inv["plan"] == "coplan") & inv["build"].astype(bool) & (inv["capacity_mw"] > 0)]
     sites = case.config.candidates.sites if case.config.candidates is not None else []
-    mgs = {m.name: m for m in case.config.microgrids or []}
+    mgs = {m.name: m.candidates for m in case.config.microgrids or []}
     rows = []
     for r in built.itertuples():
         k = int(r.candidate)
-        pool = sites if r.investor == "adn" else (mgs[r.investor].candidates if r.investor in mgs else [])
-        cand = pool[k] if k < len(pool) else None
-        ratio = (cand.energy_mwh_per_mw or 0.0) if cand is not None else 0.0
+        pool = sites if r.investor == "adn" else mgs.get(r.investor, [])
         who = "adn site" if r.investor == "adn" else f"{r.investor} candidate"
-        rows.append({"site": k, "name": f"coplan {who} {k} ({r.tech})", "bus": int(r.bus),
-                     "tech": "other" if r.tech == "generator" else str(r.tech), "capacity_mw": float(r.capacity_mw),
-                     "energy_mwh": float(r.capacity_mw) * ratio if r.tech == "storage" else math.nan,
-                     "profile": (cand.profile or "") if cand is not None else ""})
-    return pd.DataFrame(rows, columns=["site", "name", "bus", "tech", "capacity_mw", "energy_mwh", "profile"])
+        rows.append(_unit(k, f"coplan {who} {k} ({r.tech})", int(r.bus), str(r.tech), float(r.capacity_mw),
+                          pool[k] if k < len(pool) else None))
+    return pd.DataFrame(rows, columns=UNIT_COLUMNS)
 
 
 def operating_point(results, feeder: Feeder, units: pd.DataFrame, scenario: int, hour: int) -> OperatingPoint:
