@@ -190,9 +190,10 @@ def to_pandapower(feeder: Feeder, units: pd.DataFrame, v_substation_pu: float,
 
     # bus shunts (line charging, magnetising, capacitors): pandapower's shunt q_mvar > 0 absorbs
     sh = feeder.buses[(feeder.buses["g_shunt_mw"] != 0) | (feeder.buses["b_shunt_mvar"] != 0)]
-    for r in sh.itertuples():
-        pp.create_shunt(net, int(r.bus) - 1, q_mvar=-float(r.b_shunt_mvar), p_mw=float(r.g_shunt_mw),
-                        vn_kv=float(r.base_kv), step=1, name=f"shunt at bus {int(r.bus)}")
+    if len(sh):
+        pp.create_shunts(net, sh["bus"].to_numpy(dtype=int) - 1, q_mvar=-sh["b_shunt_mvar"].to_numpy(dtype=float),
+                         p_mw=sh["g_shunt_mw"].to_numpy(dtype=float), vn_kv=sh["base_kv"].to_numpy(dtype=float),
+                         step=1, name=[f"shunt at bus {b}" for b in sh["bus"]])
 
     _add_loads(net, feeder, point)
     _add_generators(net, feeder, units, point)
@@ -221,10 +222,10 @@ def _add_lines(net, lines: pd.DataFrame) -> None:
         net.line.loc[idx, col] = lines[col].to_numpy(dtype=float)
     kinds = lines["switch"].to_numpy()
     open_ = lines["normally_open"].to_numpy(dtype=bool)
-    for k, line in enumerate(idx):
-        if open_[k] or kinds[k] in SWITCH_TYPES:
-            pp.create_switch(net, int(lines["from_bus"].iloc[k]) - 1, int(line), et="l", closed=not open_[k],
-                             type=SWITCH_TYPES.get(kinds[k], "LBS"))
+    has = open_ | np.isin(kinds, list(SWITCH_TYPES))
+    if has.any():
+        pp.create_switches(net, lines["from_bus"].to_numpy(dtype=int)[has] - 1, np.asarray(idx)[has], et="l",
+                           closed=~open_[has], type=[SWITCH_TYPES.get(k, "LBS") for k in kinds[has]])
 
 
 def _add_trafos(net, trafos: pd.DataFrame, kv: dict[int, float], base_mva: float) -> None:
@@ -262,9 +263,10 @@ def _add_trafos(net, trafos: pd.DataFrame, kv: dict[int, float], base_mva: float
     for col in ("failure_rate_per_yr", "repair_h"):
         net.trafo.loc[idx, col] = trafos[col].to_numpy(dtype=float)
     kinds = trafos["switch"].to_numpy()
-    for k, tr in enumerate(idx):
-        if kinds[k] in SWITCH_TYPES:
-            pp.create_switch(net, int(f[k]) - 1, int(tr), et="t", closed=True, type=SWITCH_TYPES[kinds[k]])
+    has = np.isin(kinds, list(SWITCH_TYPES))
+    if has.any():
+        pp.create_switches(net, f[has] - 1, np.asarray(idx)[has], et="t", closed=True,
+                           type=[SWITCH_TYPES[k] for k in kinds[has]])
 
 
 def _add_loads(net, feeder: Feeder, point: OperatingPoint | None) -> None:
@@ -304,36 +306,47 @@ def _add_generators(net, feeder: Feeder, units: pd.DataFrame, point: OperatingPo
     import pandapower as pp
 
     g = feeder.generators
-    for r in g.itertuples():
-        # the plan does not dispatch existing units: at an hour of the plan they are off, as in its AC check
-        on = 1.0 if point is None else 0.0
-        k = pp.create_sgen(net, int(r.bus) - 1, p_mw=float(r.p_mw) * on, q_mvar=float(r.q_mvar) * on,
-                           sn_mva=float(r.p_mw), name=str(r.name), controllable=bool(r.curtailable))
-        net.sgen.loc[k, ["tech", "profile"]] = [str(r.tech), str(r.profile)]
-    for k, r in enumerate(units.itertuples()):
-        if r.tech == "storage":
-            p = 0.0 if point is None else float(point.p_unit_mw[k])
-            soc = 50.0 if point is None else 100.0 * float(point.soc_mwh[k]) / r.energy_mwh
-            pp.create_storage(net, int(r.bus) - 1, p_mw=p, max_e_mwh=float(r.energy_mwh), sn_mva=r.capacity_mw,
-                              soc_percent=soc, name=r.name, max_p_mw=r.capacity_mw, min_p_mw=-r.capacity_mw)
-            continue
-        p = r.capacity_mw if point is None else float(point.p_unit_mw[k])
-        q = 0.0 if point is None else float(point.q_unit_mvar[k])
-        i = pp.create_sgen(net, int(r.bus) - 1, p_mw=p, q_mvar=q, sn_mva=r.capacity_mw, name=r.name,
-                           controllable=True)
-        net.sgen.loc[i, ["tech", "profile"]] = [r.tech, r.profile]
-    if point is not None:
-        for r in point.microgrids.itertuples():
-            if r.p_export_mw >= 0:
-                i = pp.create_sgen(net, int(r.bus) - 1, p_mw=float(r.p_export_mw), q_mvar=0.0,
-                                   name=f"microgrid {r.microgrid}", controllable=False)
-                net.sgen.loc[i, ["tech", "profile"]] = ["microgrid", ""]
-            else:
-                i = pp.create_load(net, int(r.bus) - 1, p_mw=-float(r.p_export_mw), q_mvar=0.0,
-                                   name=f"microgrid {r.microgrid}")
-                net.load.loc[i, ["customers", "profile"]] = [0, ""]
-    if len(net.sgen):
-        net.sgen["controllable"] = net.sgen["controllable"].astype(bool)
+    on = 1.0 if point is None else 0.0  # the plan does not dispatch existing units: off in its hours, as in its AC check
+    sgens = [pd.DataFrame({"bus": g["bus"].to_numpy(dtype=int), "p_mw": g["p_mw"].to_numpy(dtype=float) * on,
+                           "q_mvar": g["q_mvar"].to_numpy(dtype=float) * on, "sn_mva": g["p_mw"].to_numpy(dtype=float),
+                           "name": g["name"].astype(str).to_numpy(), "controllable": g["curtailable"].to_numpy(bool),
+                           "tech": g["tech"].astype(str).to_numpy(), "profile": g["profile"].astype(str).to_numpy()})]
+    sto = (units["tech"] == "storage").to_numpy()
+    res = units[~sto]
+    cap = res["capacity_mw"].to_numpy(dtype=float)
+    sgens.append(pd.DataFrame({
+        "bus": res["bus"].to_numpy(dtype=int), "p_mw": cap if point is None else point.p_unit_mw[~sto],
+        "q_mvar": np.zeros(len(res)) if point is None else point.q_unit_mvar[~sto], "sn_mva": cap,
+        "name": res["name"].to_numpy(), "controllable": True, "tech": res["tech"].to_numpy(),
+        "profile": res["profile"].to_numpy()}))
+    mg = point.microgrids if point is not None else pd.DataFrame(columns=["microgrid", "bus", "p_export_mw"])
+    exports = mg[mg["p_export_mw"] >= 0]
+    sgens.append(pd.DataFrame({
+        "bus": exports["bus"].to_numpy(dtype=int), "p_mw": exports["p_export_mw"].to_numpy(dtype=float), "q_mvar": 0.0,
+        "sn_mva": np.nan, "name": [f"microgrid {m}" for m in exports["microgrid"]], "controllable": False,
+        "tech": "microgrid", "profile": ""}))
+    df = pd.concat([d for d in sgens if len(d)], ignore_index=True) if any(len(d) for d in sgens) else None
+    if df is not None:
+        idx = pp.create_sgens(net, df["bus"].to_numpy() - 1, p_mw=df["p_mw"].to_numpy(), q_mvar=df["q_mvar"].to_numpy(),
+                              sn_mva=df["sn_mva"].to_numpy(), name=df["name"].tolist(),
+                              controllable=df["controllable"].to_numpy(bool))
+        net.sgen.loc[idx, "tech"] = df["tech"].to_numpy()
+        net.sgen.loc[idx, "profile"] = df["profile"].to_numpy()
+    st = units[sto]
+    if len(st):
+        cap = st["capacity_mw"].to_numpy(dtype=float)
+        energy = st["energy_mwh"].to_numpy(dtype=float)
+        pp.create_storages(net, st["bus"].to_numpy(dtype=int) - 1,
+                           p_mw=np.zeros(len(st)) if point is None else point.p_unit_mw[sto], max_e_mwh=energy,
+                           sn_mva=cap, soc_percent=np.full(len(st), 50.0) if point is None else
+                           100.0 * point.soc_mwh[sto] / energy, name=st["name"].tolist(), max_p_mw=cap, min_p_mw=-cap)
+    imports = mg[mg["p_export_mw"] < 0]
+    if len(imports):
+        idx = pp.create_loads(net, imports["bus"].to_numpy(dtype=int) - 1,
+                              p_mw=-imports["p_export_mw"].to_numpy(dtype=float), q_mvar=0.0,
+                              name=[f"microgrid {m}" for m in imports["microgrid"]])
+        net.load.loc[idx, "customers"] = 0
+        net.load.loc[idx, "profile"] = ""
 
 
 # ----------------------------------------------------------------------------------- MATPOWER
