@@ -372,8 +372,8 @@ def matpower_text(feeder: Feeder, net, v_min_pu: float, v_max_pu: float, name: s
             qd = qd.add(sign * (df["q_mvar"] * df["scaling"])[on].groupby(df["bus"][on]).sum(), fill_value=0.0)
     vm = float(net.ext_grid["vm_pu"].iloc[0])
     bus_rows = []
-    for k, b in enumerate(ids):
-        r = feeder.buses.iloc[k]
+    for k in np.argsort(ids, kind="stable"):  # in id order: pandapower's converter numbers buses by row
+        b, r = ids[k], feeder.buses.iloc[k]
         bus_rows.append([b, 3 if k == 0 else 1, pd_mw[b - 1], qd[b - 1], r["g_shunt_mw"], r["b_shunt_mvar"], 1,
                          vm if k == 0 else 1.0, 0.0, r["base_kv"], 1, v_max_pu, v_min_pu])
     gen = [[ids[0], 0.0, 0.0, 9999.0, -9999.0, vm, base, 1, 9999.0, -9999.0] + [0] * 11]
