@@ -124,6 +124,28 @@ def test_pandapower_solves_the_exported_feeder_as_adnstudy_does(rural_edited: Fe
     assert p_loss == pytest.approx(float(ours.p_loss_mw[0]), rel=1e-7)
 
 
+def test_a_user_feeder_with_taps_on_both_levels_round_trips_and_solves() -> None:
+    """A 20/0.4 kV feeder given against the flow (its transformer re-referred by build_feeder), a 20 kV regulator
+    with τ < 1, an inductive shunt, an unrated line."""
+    import pandapower as pp
+
+    from adnstudy.network.powerflow import run_powerflow
+
+    buses = pd.DataFrame({"bus": [1, 2, 3, 4], "base_kv": [20.0, 0.4, 0.4, 20.0], "p_mw": [0, 0.1, 0.05, 0.2],
+                          "q_mvar": [0, 0.03, 0.01, 0.05], "customers": [0, 10, 5, 1],
+                          "g_shunt_mw": [0, 0.001, 0, 0], "b_shunt_mvar": [0, -0.002, 0, 0.01]})
+    branches = pd.DataFrame({"from_bus": [2, 2, 1], "to_bus": [1, 3, 4], "r_ohm": [0.01, 0.05, 0.5],
+                             "x_ohm": [0.04, 0.02, 0.3], "rating_a": [900, np.nan, 200], "tap_ratio": [1.02, 1.0, 0.98]})
+    feeder = build_feeder("two levels", buses, branches, 1.0)
+    net = export.to_pandapower(feeder, NO_UNITS, 1.03)
+    assert len(net.trafo) == 2 and len(net.line) == 1
+    assert assert_same_feeder(feeder, feeder_of(via_json(net), "two levels", 1.0), ("buses", "branches", "ties")) < 1e-9
+    with importer._quiet():
+        pp.runpp(net, tolerance_mva=1e-10)
+    ours = run_powerflow(feeder, feeder.buses["p_mw"].to_numpy(), feeder.buses["q_mvar"].to_numpy(), v0_pu=1.03)
+    assert np.max(np.abs(net.res_bus["vm_pu"].reindex(feeder.bus_ids - 1).to_numpy() - ours.v_pu[:, 0])) < 1e-9
+
+
 # ------------------------------------------------------------------ MATPOWER
 def test_matpower_case_reads_back(rural_edited: Feeder, tmp_path: Path) -> None:
     from matpowercaseframes import CaseFrames
