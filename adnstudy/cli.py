@@ -382,6 +382,39 @@ def report(
     typer.echo(f"results: {folder / 'report.html'} (and report.md)")
 
 
+@app.command()
+@handled
+def export(
+    results: Annotated[Path, typer.Argument(help="Results folder with a plan (of adnstudy run or plan).",
+                                            metavar="DIR", show_default=False)],
+    to: Annotated[str, typer.Option("--to", metavar="FORMAT", show_default=False,
+                                    help="pandapower (a JSON network) or matpower (a version 2 .m case).")],
+    scenario: Annotated[int | None, typer.Option("--scenario", metavar="S", show_default=False,
+                                                 help="Typical day of the operating point (with --hour).")] = None,
+    hour: Annotated[int | None, typer.Option("--hour", metavar="H", show_default=False,
+                                             help="Hour of that day, 0-23 (with --scenario).")] = None,
+    coplan: Annotated[bool, typer.Option("--coplan", help="The co-planned builds of every investor (coplan/) "
+                                         "instead of the plan's, at the design point: <case>-coplan.json/.m.")
+                      ] = False,
+) -> None:
+    """Write the planned network into DIR/export/: the feeder, its generators and the built units.
+
+    Without --scenario/--hour it is the design point (peak loads, units at capacity, the case's substation
+    voltage): <case>.json or <case>.m; with them, that hour of the plan (its loads, outputs, storage and MG
+    exchanges, substation voltage), which pandapower's runpp solves to the plan's v_ac_pu:
+    <case>-<S>-h<H>.json or .m. Mapping and what is lost: docs/interop_export.md.
+
+    Example: adnstudy export results/ieee33 --to pandapower --scenario 4 --hour 19
+    """
+    from adnstudy.interop.export import export as write_export
+
+    with progress("Writing the network"):
+        done = write_export(results, to, scenario, hour, coplan=coplan)
+    typer.echo(f"{to} network of {results}, {done.point}: {done.units} new unit(s)")
+    for path in done.files:
+        typer.echo(f"wrote {path}")
+
+
 class SweepProgress:
     """A progress bar of variants on a terminal; elsewhere one line per finished variant (on stderr)."""
 

@@ -181,7 +181,7 @@ def test_version() -> None:
 def test_help_of_every_command_shows_an_example(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
-    takes = r"results/\S+" if command == "report" else r"\S+\.yaml"  # report takes a results folder
+    takes = r"results/\S+" if command in ("report", "export") else r"\S+\.yaml"  # they take a results folder
     assert re.search(rf"Example: adnstudy {command} {takes}", result.stdout), result.stdout
 
 

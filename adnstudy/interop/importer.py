@@ -419,14 +419,27 @@ def _ratings(element: str, table: pd.DataFrame, idx, devices: dict[int, str] | N
         if pd.notna(i_ka) and 0 < i_ka < 1e3:
             out["rating_a"] = float(i_ka) * 1000.0 * df * par
         out["length_km"] = float(table.at[idx, "length_km"])
+        if _flag(table, idx, "length_unknown"):  # adnstudy export's 1 km stand-in for a feeder without lengths
+            out["length_km"] = math.nan
     else:
         out["rating_a"] = float(table.at[idx, "sn_mva"]) / (math.sqrt(3) * float(table.at[idx, "vn_lv_kv"])) * 1e3 * par
+        # unrated: adnstudy export's stand-in sn_mva, or pandapower's MATPOWER converter's for RATE_A = 0 (99999 MVA)
+        if _flag(table, idx, "rating_unknown") or float(table.at[idx, "sn_mva"]) >= 99999.0:
+            out["rating_a"] = math.nan
     for col in ("failure_rate_per_yr", "repair_h"):
         if col in table.columns and pd.notna(table.at[idx, col]):
             out[col] = float(table.at[idx, col])
     if element == "line" and devices and int(idx) in devices:
         out["switch"] = devices[int(idx)]
     return out
+
+
+def _flag(table: pd.DataFrame, idx, col: str) -> bool:
+    """A true/false column of an element table that may be absent or empty for some rows (then false)."""
+    if col not in table.columns:
+        return False
+    value = table.at[idx, col]
+    return bool(value) if pd.notna(value) else False
 
 
 def _merge_parallel(rows: pd.DataFrame, err) -> pd.DataFrame:
@@ -487,7 +500,7 @@ def _ties(net, lines: list[int], pp_id: dict[int, int], err) -> pd.DataFrame:
         rows.append({"from_bus": pp_id[f], "to_bus": pp_id[t],
                      "r_ohm": float(table.at[idx, "r_ohm_per_km"]) * length / par,
                      "x_ohm": float(table.at[idx, "x_ohm_per_km"]) * length / par,
-                     "rating_a": info["rating_a"], "length_km": length,
+                     "rating_a": info["rating_a"], "length_km": info["length_km"],
                      "failure_rate_per_yr": info["failure_rate_per_yr"], "repair_h": info["repair_h"],
                      "switch": "tie", "normally_open": True, "tap_ratio": 1.0})
     return pd.DataFrame(rows)
