@@ -402,7 +402,7 @@ def export(
     Without --scenario/--hour it is the design point (peak loads, units at capacity, the case's substation
     voltage): <case>.json or <case>.m; with them, that hour of the plan (its loads, outputs, storage and MG
     exchanges, substation voltage), which pandapower's runpp solves to the plan's v_ac_pu:
-    <case>-<S>-h<H>.json or .m. Mapping and what is lost: docs/interop_export.md.
+    <case>-<S>-h<H>.json or .m. Mapping and what is lost: docs/interop.md.
 
     Example: adnstudy export results/ieee33 --to pandapower --scenario 4 --hour 19
     """

@@ -3,7 +3,7 @@
 A results folder with a plan (``plan/``) is written as the network the plan
 built: the feeder as the plan used it (load scaling applied, assumed ratings
 written as ratings), the existing generators, and the built candidate sites as
-new units at their buses and sizes. Two operating points (``docs/interop_export.md``):
+new units at their buses and sizes. Two operating points (``docs/interop.md``):
 
 * the **design point** (no ``--scenario``/``--hour``): every load at its peak,
   every generator (existing and new) at its capacity, storage idle, the
@@ -163,7 +163,7 @@ def operating_point(results, feeder: Feeder, units: pd.DataFrame, scenario: int,
 def to_pandapower(feeder: Feeder, units: pd.DataFrame, v_substation_pu: float,
                   point: OperatingPoint | None = None, name: str = ""):
     """The feeder, its existing generators and the planned units as a pandapower network (at ``point``, else at
-    the design point: peak loads, units at capacity). Mapping: docs/interop_export.md."""
+    the design point: peak loads, units at capacity). Mapping: docs/interop.md."""
     import pandapower as pp
 
     from adnstudy.interop.importer import _quiet
