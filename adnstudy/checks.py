@@ -51,7 +51,14 @@ class CaseInputs:
         """Bus × hour multiplier of each bus's peak load over the profiles' year."""
         from adnstudy.data.profiles import bus_load_profiles
 
-        return bus_load_profiles(self.case, self.feeder.buses, self.profiles)
+        return bus_load_profiles(self.case, self.feeder, self.profiles)
+
+    @cached_property
+    def generator_availability(self) -> np.ndarray:
+        """Generator × hour available power of each existing unit, per unit of its ``p_mw``, over the year."""
+        from adnstudy.data.profiles import generator_profiles
+
+        return generator_profiles(self.case, self.feeder, self.profiles)
 
     @cached_property
     def days(self) -> DayData:
@@ -81,9 +88,10 @@ class CaseInputs:
 def case_feeder(case: Case) -> Feeder:
     """The case's feeder, loaded, checked, and cross-checked against the case's sections."""
     net = case.config.network
-    for label in ("buses", "branches"):  # checked here too, for the line in the case file
+    for label in ("buses", "branches", "generators"):  # checked here too, for the line in the case file
         table = getattr(net, label)
-        why = csvfile.problem(case.resolve(table), "feeder table") if table is not None else None
+        what = "generator table" if label == "generators" else "feeder table"
+        why = csvfile.problem(case.resolve(table), what) if table is not None else None
         if why is not None:
             raise case.error(why, "network", label)
     try:
@@ -117,6 +125,10 @@ def check_references(c: Case, feeder: Feeder) -> None:
         for bus, name in zip(feeder.buses["bus"], feeder.buses["load_profile"], strict=True):
             if name and (why := fits(name, "load")):
                 raise CaseError(f"bus {bus}: {why}", file=feeder.bus_file, field="load_profile")
+        for bus, name in zip(feeder.load_shares["bus"], feeder.load_shares["load_profile"], strict=True):
+            if why := fits(name, "load"):
+                raise CaseError(f"bus {bus}: its load mix names {why}", file=feeder.bus_file, field="load_profile")
+        check_generator_series(c, feeder, fits, set(kind_of.values()))
     if c.config.candidates is not None:
         for i, site in enumerate(c.config.candidates.sites):
             if site.bus not in ids:
@@ -141,6 +153,23 @@ def check_references(c: Case, feeder: Feeder) -> None:
             if prof is not None and getattr(mg, f"{tech}_mw") > 0 and tech not in kind_of.values():
                 raise c.error(f"the microgrid has {tech}_mw but profiles.series has no {tech} series", "microgrids", i,
                               f"{tech}_mw")
+
+
+def check_generator_series(c: Case, feeder: Feeder, fits: Callable[[str, str], str | None], kinds: set[str]) -> None:
+    """Every existing generator's ``profile`` is a series of its technology's kind (pv, wind; ``other`` → other);
+    without one, the case has a series of that kind to follow. The message names the unit."""
+    from adnstudy.data.mixes import KIND_OF_TECH
+
+    g = feeder.generators
+    net = c.config.network
+    file = c.resolve(net.generators) if net.generators is not None else feeder.bus_file
+    for gen, name, tech, profile in zip(g["gen"], g["name"], g["tech"], g["profile"], strict=True):
+        kind = KIND_OF_TECH[tech]
+        why = fits(profile, kind) if profile else (
+            None if kind in kinds else f"no {kind} series in profiles.series for this {tech} unit (give it a profile)")
+        if why:
+            label = f"gen {gen}" if name == f"gen {gen}" else f"gen {gen} ({name})"
+            raise CaseError(f"{label}: {why}", file=file, field="profile")
 
 
 def check_price_series(c: Case) -> None:

@@ -35,7 +35,13 @@ from adnstudy.problems.plan import (
 )
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.figures import legend_below, new_figure
-from adnstudy.results.tables import branch_loading, branch_table, bus_table, scenario_index
+from adnstudy.results.tables import (
+    branch_loading,
+    branch_table,
+    bus_table,
+    existing_table,
+    scenario_index,
+)
 from adnstudy.solve.conic import FINAL, REFERENCE, quiet_solver
 from adnstudy.solve.mip import MipSettings
 from adnstudy.solve.size import check_plan_size
@@ -159,10 +165,14 @@ def injections(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarra
 
 
 def net_loads(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarray]:
-    """Bus net loads (load − DG/storage injection − MG export) of the solution, per unit, bus × snapshot."""
+    """Bus net loads (load − DG/storage injection − MG export − existing generation) of the solution, per unit,
+    bus × snapshot."""
     p_inj, q_inj = injections(data, sol)
     if data.mg_export is not None:
         np.add.at(p_inj, data.mg_pos, data.mg_export)
+    if data.existing is not None:
+        np.add.at(p_inj, data.existing.pos, sol.p_existing)
+        np.add.at(q_inj, data.existing.pos, sol.q_existing)
     return data.p_load - p_inj, data.q_load - q_inj
 
 
@@ -283,8 +293,12 @@ def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray, baseline: B
         "p_mw": sol.flow.P * base, "q_mvar": sol.flow.Q * base, "i_pu": sol.flow.i_pu, "i_ka": i_ka,
         "loss_mw": sol.flow.loss_pu(fd) * base, **branch_loading(fd, i_ka),
     })
-    return {"investment": investment, "bus": bus, "branch": branch, "cost": cost_table(sol, baseline),
-            "storage": storage_table(data, sol)}
+    out = {"investment": investment, "bus": bus, "branch": branch, "cost": cost_table(sol, baseline),
+           "storage": storage_table(data, sol)}
+    if data.existing is not None:  # the bus table's p_dg_mw is the plan's own units; these are the others
+        out["existing"] = existing_table(fd, index, data.existing.available * base, sol.p_existing * base,
+                                         sol.q_existing * base)
+    return out
 
 
 TECH_COLOURS = {"pv": "C1", "wind": "C0", "storage": "C2"}
