@@ -68,8 +68,10 @@ class CaseInputs:
         case = self.case
         cfg = case.config.clustering
         assert cfg is not None and case.config.profiles is not None
+        from adnstudy.data.mixes import feature_weights
+
         kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
-        data = day_data(self.profiles, kinds)
+        data = day_data(self.profiles, kinds, feature_weights(case, self.feeder))
         if data.n_days < 2:
             raise case.error(f"clustering needs at least 2 whole days of data; the profiles hold {data.n_days}",
                              "profiles")
@@ -523,9 +525,10 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     A necessary condition of feasibility, so a case it rejects has no dispatch
     and no plan. In DistFlow a branch's sending-end power is the net demand
     beyond it plus the losses there (≥ 0), so at least the load beyond it minus
-    the most every MG and candidate beyond it could supply in that hour (an MG
-    within its PCC limit, a candidate at its maximum capacity × availability,
-    storage at full power). Its apparent power is at most v_max · I_max
+    the most every MG, candidate and existing unit beyond it could supply in that
+    hour (an MG within its PCC limit, a candidate at its maximum capacity ×
+    availability, storage at full power, an existing unit at its available power:
+    curtailable or not, it can give no more). Its apparent power is at most v_max · I_max
     (v_max: the highest voltage any bus may have). See docs/case.md.
     """
     case, fd = inputs.case, inputs.feeder
@@ -542,6 +545,10 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     for site in cand.sites if cand is not None else []:
         avail = 1.0 if site.tech == "storage" else prof[_series_of(case, site.tech, site.profile)].to_numpy()
         demand[fd.position(site.bus)] -= site.max_mw * avail
+    if not fd.generators.empty:
+        g = fd.generators
+        np.add.at(demand, np.array([fd.position(b) for b in g["bus"]]),
+                  -inputs.generator_availability * g["p_mw"].to_numpy(dtype=float)[:, None])
     beyond = fd.path @ demand  # branch × hour, MW: the least power entering each branch
     v_max = max(net.v_max_pu, net.v_substation_pu, *(net.v_substation_range_pu or ()))
     s_max = v_max * i_max * fd.base_mva  # MVA
@@ -552,7 +559,7 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     frm, to = fd.branches["from_bus"].iloc[k], fd.branches["to_bus"].iloc[k]
     message = (
         f"branch {frm}-{to} must carry at least {beyond[k, h]:.3f} MW at {prof.index[h]:%Y-%m-%d %H:%M} (the load "
-        f"beyond it less the most its MGs and candidates there could supply), above its rating of "
+        f"beyond it less the most its MGs, candidates and existing units there could supply), above its rating of "
         f"{fd.branches['rating_a'].iloc[k]:.0f} A ({s_max[k]:.3f} MVA at {v_max:g} pu): no dispatch or plan can "
         "keep within it; raise the rating or the supply beyond the branch"
     )

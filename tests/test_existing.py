@@ -201,3 +201,17 @@ def test_generators_with_an_imported_network_is_an_error(tmp_path: Path) -> None
     res = runner.invoke(app, ["validate", str(tmp_path / "c.yaml")])
     assert res.exit_code == 2
     assert "generators" in res.stderr and "brings its own generators" in res.stderr
+
+
+def test_cluster_weights_follow_the_mw_behind_each_series(tmp_path: Path) -> None:
+    """Load series by the peak MW that follows them, generator series by capacity, mean 1 over those; others 1."""
+    from adnstudy.data.mixes import feature_weights
+
+    case = load_case(tiny_case(tmp_path, "bus,tech,p_mw\n3,pv,0.4\n", series=", l2: {kind: load, column: l2}"))
+    feeder = case_feeder(case)
+    np.testing.assert_allclose(feature_weights(case, feeder), [2 * 0.5 / 0.9, 2 * 0.4 / 0.9, 1.0])
+    mixed = replace(feeder, load_shares=pd.DataFrame({"bus": [3, 3], "load_profile": ["load", "l2"],
+                                                      "share": [0.5, 0.5]}))
+    # load 0.3 + 0.1 MW, l2 0.1 MW, pv 0.4 MW
+    np.testing.assert_allclose(feature_weights(case, mixed), np.array([0.4, 0.4, 0.1]) * 3 / 0.9)
+    assert feature_weights(case, replace(feeder, generators=feeder.generators.iloc[:0])) is None

@@ -18,10 +18,14 @@ numbers they gave before mixes existed.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from adnstudy.network.feeder import Feeder
+
+if TYPE_CHECKING:
+    from adnstudy.config.load import Case
 
 #: The series kind a generator's technology follows when its ``profile`` is empty.
 KIND_OF_TECH = {"pv": "pv", "wind": "wind", "other": "other"}
@@ -64,3 +68,56 @@ def generator_availability(feeder: Feeder, names: Sequence[str], values: np.ndar
     col = {n: i for i, n in enumerate(names)}
     rows = [col[n] for n in generator_series(feeder, first_of)]
     return values[rows].reshape(len(rows), values.shape[1])
+
+
+def feature_weights(case: Case, feeder: Feeder) -> np.ndarray | None:
+    """Clustering weight of each series of ``profiles.series`` (in order), or None: every series weighs 1.
+
+    A feeder with existing generation or load mixes (an imported SimBench grid: 20+ series) weighs the series
+    that drive it by the MW that follow them — a load series by the peak MW of the loads that follow it
+    (shares of mixed buses included), a generator series by the capacity that follows it — scaled so that
+    together they weigh as many as they are (their mean weight is 1, as before), and every other series
+    (candidates', microgrids', prices, ``other``) weighs 1, as before; a driving series that candidates,
+    microgrids or tariffs also use weighs at least 1. A feeder without either gives None: the features of
+    every case before mixes existed, bit for bit (docs/cluster.md, "Data").
+    """
+    cfg = case.config.profiles
+    if cfg is None or (feeder.generators.empty and feeder.load_shares.empty):
+        return None
+    names = list(cfg.series)
+    col = {n: i for i, n in enumerate(names)}
+    first_of: dict[str, str] = {}
+    for n, s in cfg.series.items():
+        first_of.setdefault(s.kind, n)
+    mw = np.zeros(len(names))
+    peak = np.abs(feeder.buses["p_mw"].to_numpy(dtype=float))
+    own = feeder.buses["load_profile"].replace("", first_of["load"]).to_numpy()
+    pos, w = load_mix_weights(feeder, [n for n in names if cfg.series[n].kind == "load"])
+    solo = np.ones(feeder.n_bus, dtype=bool)
+    solo[pos] = False
+    np.add.at(mw, [col[n] for n in own[solo]], peak[solo])
+    load_cols = [col[n] for n in names if cfg.series[n].kind == "load"]
+    mw[load_cols] += (peak[pos][:, None] * w).sum(axis=0)
+    if not feeder.generators.empty:
+        np.add.at(mw, [col[n] for n in generator_series(feeder, first_of)],
+                  feeder.generators["p_mw"].to_numpy(dtype=float))
+    driving = mw > 0
+    weights = np.ones(len(names))
+    weights[driving] = driving.sum() * mw[driving] / mw[driving].sum()
+    used = set(case_series(case, first_of))
+    keep = np.array([n in used for n in names]) & driving
+    weights[keep] = np.maximum(weights[keep], 1.0)
+    return weights
+
+
+def case_series(case: Case, first_of: Mapping[str, str]) -> list[str]:
+    """The series the case's candidates, microgrids and tariffs follow (besides the feeder's own)."""
+    cfg = case.config
+    out = [s.profile or first_of.get(s.tech, "") for s in (cfg.candidates.sites if cfg.candidates else [])
+           if s.tech != "storage"]
+    for mg in cfg.microgrids or []:
+        out += [mg.load_profile] + [first_of.get(t, "") for t in ("pv", "wind") if getattr(mg, f"{t}_mw") > 0]
+        out += [c.profile or first_of.get(c.tech, "") for c in mg.candidates if c.tech in ("pv", "wind")]
+    if cfg.economics is not None:
+        out += list(cfg.economics.price_series.values())
+    return out
