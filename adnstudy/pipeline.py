@@ -53,6 +53,8 @@ def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -
             assert net.buses is not None and net.branches is not None
             buses, branches = case.resolve(net.buses), case.resolve(net.branches)
         out.update({k: file_sha256(p) for k, p in (("buses", buses), ("branches", branches)) if p.is_file()})
+        if net.generators is not None and case.resolve(net.generators).is_file():  # existing generation: a feeder table
+            out["generators"] = file_sha256(case.resolve(net.generators))
     prof = case.config.profiles
     if "profiles" in files and prof is not None:
         if prof.source == "simbench":
