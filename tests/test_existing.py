@@ -215,3 +215,25 @@ def test_cluster_weights_follow_the_mw_behind_each_series(tmp_path: Path) -> Non
     # load 0.3 + 0.1 MW, l2 0.1 MW, pv 0.4 MW
     np.testing.assert_allclose(feature_weights(case, mixed), np.array([0.4, 0.4, 0.1]) * 3 / 0.9)
     assert feature_weights(case, replace(feeder, generators=feeder.generators.iloc[:0])) is None
+
+
+def test_plan_and_dispatch_write_the_existing_table(tmp_path: Path) -> None:
+    """Through the CLI: cluster, plan and dispatch on the 3-bus feeder with a must-take and a curtailable unit."""
+    path = tiny_case(tmp_path, "bus,tech,p_mw,q_mvar,curtailable\n3,pv,0.3,0.05,false\n2,pv,0.2,0,true\n")
+    path.write_text(path.read_text() + (
+        "clustering: {k: 1}\n"
+        "candidates: {sites: [{bus: 3, tech: pv, max_mw: 0.3, capex_usd_per_mw: 500000}]}\n"
+        "market: {}\nmicrogrids:\n"
+        "  - {name: a, bus: 2, load_peak_mw: 0.2, pv_mw: 0.3, pcc_limit_mw: 0.5}\n"
+        "  - {name: b, bus: 3, load_peak_mw: 0.3, pcc_limit_mw: 0.5, generator: {p_max_mw: 0.2, cost_b_usd_per_mwh: 30}}\n"))
+    out = tmp_path / "out"
+    for stage in ("cluster", "plan", "dispatch"):
+        res = runner.invoke(app, [stage, str(path), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+    for stage in ("plan", "dispatch"):
+        t = pd.read_parquet(out / stage / "existing.parquet")
+        assert len(t) == 2 * 24 and set(t["gen"]) == {1, 2}
+        must = t[t["gen"] == 1]
+        np.testing.assert_allclose(must["p_mw"], must["p_available_mw"], atol=1e-6)
+        np.testing.assert_allclose(must["q_mvar"], must["p_mw"] / 6, atol=1e-6)
+        assert (t["p_mw"] <= t["p_available_mw"] + 1e-6).all() and t["p_available_mw"].max() > 0.1
