@@ -64,10 +64,13 @@ def generator_series(feeder: Feeder, first_of: Mapping[str, str]) -> list[str]:
 
 def generator_availability(feeder: Feeder, names: Sequence[str], values: np.ndarray,
                            first_of: Mapping[str, str]) -> np.ndarray:
-    """Generator × snapshot available power per unit of each unit's ``p_mw`` (``values``: series × snapshot)."""
+    """Generator × snapshot available power per unit of each unit's ``p_mw`` (``values``: series × snapshot).
+
+    Clipped at 0: an ``other`` series is read as given, and a unit's standby draw is load, not negative supply.
+    """
     col = {n: i for i, n in enumerate(names)}
     rows = [col[n] for n in generator_series(feeder, first_of)]
-    return values[rows].reshape(len(rows), values.shape[1])
+    return np.maximum(values[rows].reshape(len(rows), values.shape[1]), 0.0)
 
 
 def feature_weights(case: Case, feeder: Feeder) -> np.ndarray | None:
