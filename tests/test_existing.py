@@ -237,3 +237,9 @@ def test_plan_and_dispatch_write_the_existing_table(tmp_path: Path) -> None:
         np.testing.assert_allclose(must["p_mw"], must["p_available_mw"], atol=1e-6)
         np.testing.assert_allclose(must["q_mvar"], must["p_mw"] / 6, atol=1e-6)
         assert (t["p_mw"] <= t["p_available_mw"] + 1e-6).all() and t["p_available_mw"].max() > 0.1
+    import json
+
+    rec = json.loads((out / "plan" / "manifest.json").read_text())["existing"]
+    t = pd.read_parquet(out / "plan" / "existing.parquet")
+    assert rec["units"] == 2 and rec["capacity_mw"] == pytest.approx(0.5)
+    assert rec["used_mwh_per_yr"] == pytest.approx(t["p_mw"].sum() * 365, rel=1e-9)  # one typical day of 365

@@ -147,7 +147,8 @@ def plan_stage(
         w.record(run_key=run_key, solver=result.record, objective=sol.total_usd, verification=check.as_dict(),
                  baseline=baseline_record(baseline), reliability=rel_record, scenarios=data.n_days,
                  snapshots=data.n_snap, year_days=YEAR_DAYS, summary=summary,
-                 microgrids=microgrid_record(data, mg_schedules, mg_statuses))
+                 microgrids=microgrid_record(data, mg_schedules, mg_statuses),
+                 **({"existing": existing_record(data, sol)} if data.existing is not None else {}))
     if not check.tight:
         log.warning("relaxation not tight")
     return summary
@@ -204,6 +205,18 @@ def microgrid_record(data: PlanData, schedules: list[list[MicrogridSchedule]], s
         "import_mwh_per_yr": float(w @ np.maximum(-data.mg_export[m], 0.0) * base),
         "standalone_cost_usd_per_yr": float(days @ np.array([day[m].cost_usd for day in schedules])),
     } for m, name in enumerate(data.mg_names)}, "exchange_status": statuses}
+
+
+def existing_record(data: PlanData, sol: PlanSolution) -> dict[str, Any]:
+    """The manifest's record of the feeder's existing units: how many, their capacity, and their annual energy
+    available, used and curtailed (MWh over a 365-day year)."""
+    assert data.existing is not None
+    w, base = data.snap_weight, data.feeder.base_mva
+    available = float(data.existing.available.sum(axis=0) @ w * base)
+    used = float(sol.p_existing.sum(axis=0) @ w * base)
+    return {"units": data.existing.n, "capacity_mw": float(data.feeder.generators["p_mw"].sum()),
+            "available_mwh_per_yr": available, "used_mwh_per_yr": used,
+            "curtailed_mwh_per_yr": max(available - used, 0.0)}
 
 
 def built_capacity(data: PlanData, sol: PlanSolution) -> dict[str, float]:
