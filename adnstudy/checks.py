@@ -68,10 +68,10 @@ class CaseInputs:
         case = self.case
         cfg = case.config.clustering
         assert cfg is not None and case.config.profiles is not None
-        from adnstudy.data.mixes import feature_weights
+        from adnstudy.data.mixes import feature_weights, net_load_mw
 
         kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
-        data = day_data(self.profiles, kinds, feature_weights(case, self.feeder))
+        data = day_data(self.profiles, kinds, feature_weights(case, self.feeder), net_load_mw(case, self.feeder))
         if data.n_days < 2:
             raise case.error(f"clustering needs at least 2 whole days of data; the profiles hold {data.n_days}",
                              "profiles")
@@ -110,7 +110,9 @@ def check_references(c: Case, feeder: Feeder) -> None:
 
     A candidate's ``profile`` must be a series of its technology's kind (pv or
     wind); without one it follows the case's first series of that kind. A
-    microgrid's and a bus's ``load_profile`` must be a ``load`` series.
+    microgrid's and a bus's ``load_profile`` (and every series of a bus's load
+    mix) must be a ``load`` series; an existing unit's ``profile`` a series of
+    its technology's kind (:func:`check_generator_series`).
     """
     ids = set(int(b) for b in feeder.bus_ids)
     prof = c.config.profiles

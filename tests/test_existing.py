@@ -205,7 +205,7 @@ def test_generators_with_an_imported_network_is_an_error(tmp_path: Path) -> None
 
 def test_cluster_weights_follow_the_mw_behind_each_series(tmp_path: Path) -> None:
     """Load series by the peak MW that follows them, generator series by capacity, mean 1 over those; others 1."""
-    from adnstudy.data.mixes import feature_weights
+    from adnstudy.data.mixes import feature_weights, net_load_mw
 
     case = load_case(tiny_case(tmp_path, "bus,tech,p_mw\n3,pv,0.4\n", series=", l2: {kind: load, column: l2}"))
     feeder = case_feeder(case)
@@ -215,6 +215,8 @@ def test_cluster_weights_follow_the_mw_behind_each_series(tmp_path: Path) -> Non
     # load 0.3 + 0.1 MW, l2 0.1 MW, pv 0.4 MW
     np.testing.assert_allclose(feature_weights(case, mixed), np.array([0.4, 0.4, 0.1]) * 3 / 0.9)
     assert feature_weights(case, replace(feeder, generators=feeder.generators.iloc[:0])) is None
+    # the extreme days' net load: the feeder's MW behind each series, generation negative
+    np.testing.assert_allclose(net_load_mw(case, feeder), [0.5, -0.4, 0.0])
 
 
 def test_plan_and_dispatch_write_the_existing_table(tmp_path: Path) -> None:

@@ -35,6 +35,8 @@ class DayData:
     hi: np.ndarray
     #: per-series weight of the squared distance (None: every series weighs 1)
     weights: np.ndarray | None = None
+    #: per-series MW coefficient of the feeder's net load, for the extreme days (None: Σ load − Σ PV and wind)
+    net_mw: np.ndarray | None = None
 
     @property
     def n_days(self) -> int:
@@ -53,8 +55,10 @@ class DayData:
         return self.features(self.values)
 
 
-def day_data(profiles: pd.DataFrame, kinds: dict[str, str], weights: np.ndarray | None = None) -> DayData:
-    """Whole days of an hourly frame (partial first/last days are dropped); ``weights``: per series (columns)."""
+def day_data(profiles: pd.DataFrame, kinds: dict[str, str], weights: np.ndarray | None = None,
+             net_mw: np.ndarray | None = None) -> DayData:
+    """Whole days of an hourly frame (partial first/last days are dropped); ``weights``, ``net_mw``: per series
+    (columns), see :class:`DayData`."""
     counts = profiles.groupby(profiles.index.normalize()).size()
     whole = counts.index[counts == 24]
     frame = profiles[profiles.index.normalize().isin(whole)]
@@ -69,6 +73,7 @@ def day_data(profiles: pd.DataFrame, kinds: dict[str, str], weights: np.ndarray 
         lo=lo,
         hi=hi,
         weights=weights,
+        net_mw=net_mw,
     )
 
 
@@ -94,10 +99,16 @@ def extreme_day_indices(data: DayData, which: tuple[str, ...] | list[str]) -> np
     """Days holding the hour of largest / smallest net load.
 
     Net load per hour = Σ load series − Σ PV and wind series, all per unit
-    (i.e. as if RES capacity equalled the feeder's peak load).
+    (i.e. as if RES capacity equalled the feeder's peak load); with ``data.net_mw``
+    (a feeder with existing generation or load mixes) the feeder's own net load in MW,
+    Σ_s net_mw_s · series_s.
     """
     kinds = np.array(data.kinds)
-    net = data.values[:, :, kinds == "load"].sum(axis=2) - data.values[:, :, np.isin(kinds, ("pv", "wind"))].sum(axis=2)
+    if data.net_mw is not None:
+        net = data.values @ data.net_mw
+    else:
+        net = (data.values[:, :, kinds == "load"].sum(axis=2)
+               - data.values[:, :, np.isin(kinds, ("pv", "wind"))].sum(axis=2))
     out: list[int] = []
     for name in which:
         day = int(np.argmax(net.max(axis=1))) if name == "peak_net_load" else int(np.argmin(net.min(axis=1)))

@@ -73,17 +73,10 @@ def generator_availability(feeder: Feeder, names: Sequence[str], values: np.ndar
     return np.maximum(values[rows].reshape(len(rows), values.shape[1]), 0.0)
 
 
-def feature_weights(case: Case, feeder: Feeder) -> np.ndarray | None:
-    """Clustering weight of each series of ``profiles.series`` (in order), or None: every series weighs 1.
-
-    A feeder with existing generation or load mixes (an imported SimBench grid: 20+ series) weighs the series
-    that drive it by the MW that follow them — a load series by the peak MW of the loads that follow it
-    (shares of mixed buses included), a generator series by the capacity that follows it — scaled so that
-    together they weigh as many as they are (their mean weight is 1, as before), and every other series
-    (candidates', microgrids', prices, ``other``) weighs 1, as before; a driving series that candidates,
-    microgrids or tariffs also use weighs at least 1. A feeder without either gives None: the features of
-    every case before mixes existed, bit for bit (docs/cluster.md, "Data").
-    """
+def series_mw(case: Case, feeder: Feeder) -> tuple[np.ndarray, np.ndarray] | None:
+    """MW behind each series of ``profiles.series`` (in order): the peak MW of the loads that follow it (a mixed
+    bus's ``p_mw`` × its share) and the installed ``p_mw`` of the existing units that follow it; None for a feeder
+    without existing generation or load mixes."""
     cfg = case.config.profiles
     if cfg is None or (feeder.generators.empty and feeder.load_shares.empty):
         return None
@@ -92,25 +85,54 @@ def feature_weights(case: Case, feeder: Feeder) -> np.ndarray | None:
     first_of: dict[str, str] = {}
     for n, s in cfg.series.items():
         first_of.setdefault(s.kind, n)
-    mw = np.zeros(len(names))
+    load_mw, gen_mw = np.zeros(len(names)), np.zeros(len(names))
     peak = np.abs(feeder.buses["p_mw"].to_numpy(dtype=float))
     own = feeder.buses["load_profile"].replace("", first_of["load"]).to_numpy()
-    pos, w = load_mix_weights(feeder, [n for n in names if cfg.series[n].kind == "load"])
+    load_names = [n for n in names if cfg.series[n].kind == "load"]
+    pos, w = load_mix_weights(feeder, load_names)
     solo = np.ones(feeder.n_bus, dtype=bool)
     solo[pos] = False
-    np.add.at(mw, [col[n] for n in own[solo]], peak[solo])
-    load_cols = [col[n] for n in names if cfg.series[n].kind == "load"]
-    mw[load_cols] += (peak[pos][:, None] * w).sum(axis=0)
+    np.add.at(load_mw, [col[n] for n in own[solo]], peak[solo])
+    load_mw[[col[n] for n in load_names]] += (peak[pos][:, None] * w).sum(axis=0)
     if not feeder.generators.empty:
-        np.add.at(mw, [col[n] for n in generator_series(feeder, first_of)],
+        np.add.at(gen_mw, [col[n] for n in generator_series(feeder, first_of)],
                   feeder.generators["p_mw"].to_numpy(dtype=float))
-    driving = mw > 0
-    weights = np.ones(len(names))
-    weights[driving] = driving.sum() * mw[driving] / mw[driving].sum()
+    return load_mw, gen_mw
+
+
+def feature_weights(case: Case, feeder: Feeder) -> np.ndarray | None:
+    """Clustering weight of each series of ``profiles.series`` (in order), or None: every series weighs 1.
+
+    A feeder with existing generation or load mixes (an imported SimBench grid: 20+ series) weighs the series
+    that drive it by the MW that follow them (:func:`series_mw`: loads by peak MW, generators by capacity),
+    scaled so that together they weigh as many as they are (their mean weight is 1, as before), and every
+    other series (candidates', microgrids', prices, ``other``) weighs 1, as before; a driving series that
+    candidates, microgrids or tariffs also use weighs at least 1. A feeder without either gives None: the
+    features of every case before mixes existed, bit for bit (docs/cluster.md, "Data").
+    """
+    mw = series_mw(case, feeder)
+    if mw is None:
+        return None
+    total = mw[0] + mw[1]
+    driving = total > 0
+    weights = np.ones(len(total))
+    weights[driving] = driving.sum() * total[driving] / total[driving].sum()
+    cfg = case.config.profiles
+    assert cfg is not None
+    first_of: dict[str, str] = {}
+    for n, s in cfg.series.items():
+        first_of.setdefault(s.kind, n)
     used = set(case_series(case, first_of))
-    keep = np.array([n in used for n in names]) & driving
+    keep = np.array([n in used for n in cfg.series]) & driving
     weights[keep] = np.maximum(weights[keep], 1.0)
     return weights
+
+
+def net_load_mw(case: Case, feeder: Feeder) -> np.ndarray | None:
+    """Per series, its MW coefficient in the feeder's net load (load MW − existing generation MW behind it), for
+    the extreme days; None without existing generation or load mixes (docs/cluster.md)."""
+    mw = series_mw(case, feeder)
+    return None if mw is None else mw[0] - mw[1]
 
 
 def case_series(case: Case, first_of: Mapping[str, str]) -> list[str]:
