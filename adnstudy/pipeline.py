@@ -47,12 +47,21 @@ def input_digests(case: Case, files: tuple[str, ...] = ("feeder", "profiles")) -
     out: dict[str, str] = {}
     if "feeder" in files:
         net = case.config.network
-        if net.feeder is not None:
-            buses, branches = builtin_path(net.feeder)
+        if net.simbench is not None:  # an imported network: its file, or the simbench package's grid
+            from importlib.metadata import version
+
+            out["network"] = f"simbench {version('simbench')}:{net.simbench}"
+        elif net.pandapower is not None or net.matpower is not None:
+            source = case.resolve(net.pandapower if net.pandapower is not None else net.matpower)
+            if source.is_file():
+                out["network"] = file_sha256(source)
         else:
-            assert net.buses is not None and net.branches is not None
-            buses, branches = case.resolve(net.buses), case.resolve(net.branches)
-        out.update({k: file_sha256(p) for k, p in (("buses", buses), ("branches", branches)) if p.is_file()})
+            if net.feeder is not None:
+                buses, branches = builtin_path(net.feeder)
+            else:
+                assert net.buses is not None and net.branches is not None
+                buses, branches = case.resolve(net.buses), case.resolve(net.branches)
+            out.update({k: file_sha256(p) for k, p in (("buses", buses), ("branches", branches)) if p.is_file()})
         if net.generators is not None and case.resolve(net.generators).is_file():  # existing generation: a feeder table
             out["generators"] = file_sha256(case.resolve(net.generators))
     prof = case.config.profiles
