@@ -245,3 +245,14 @@ def test_plan_and_dispatch_write_the_existing_table(tmp_path: Path) -> None:
     t = pd.read_parquet(out / "plan" / "existing.parquet")
     assert rec["units"] == 2 and rec["capacity_mw"] == pytest.approx(0.5)
     assert rec["used_mwh_per_yr"] == pytest.approx(t["p_mw"].sum() * 365, rel=1e-9)  # one typical day of 365
+
+
+def test_run_key_of_an_imported_network(tmp_path: Path) -> None:
+    """An imported network's inputs are hashed (it has no bus/branch tables): the simbench grid, or the file."""
+    from adnstudy.pipeline import input_digests
+
+    (tmp_path / "c.yaml").write_text("network: {simbench: 1-MV-rural--0-sw}\n")
+    assert input_digests(load_case(tmp_path / "c.yaml"), ("feeder",))["network"].endswith(":1-MV-rural--0-sw")
+    (tmp_path / "n.json").write_text("{}")
+    (tmp_path / "c.yaml").write_text("network: {pandapower: n.json}\n")
+    assert len(input_digests(load_case(tmp_path / "c.yaml"), ("feeder",))["network"]) == 64
