@@ -558,10 +558,11 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     if over.max() <= 1e-9 * max(1.0, float(np.nanmax(s_max))):
         return
     k, h = np.unravel_index(int(np.argmax(over / np.where(np.isfinite(s_max), s_max, 1.0)[:, None])), over.shape)
+    suppliers = " and candidates" if fd.generators.empty else ", candidates and existing units"
     frm, to = fd.branches["from_bus"].iloc[k], fd.branches["to_bus"].iloc[k]
     message = (
         f"branch {frm}-{to} must carry at least {beyond[k, h]:.3f} MW at {prof.index[h]:%Y-%m-%d %H:%M} (the load "
-        f"beyond it less the most its MGs, candidates and existing units there could supply), above its rating of "
+        f"beyond it less the most its MGs{suppliers} there could supply), above its rating of "
         f"{fd.branches['rating_a'].iloc[k]:.0f} A ({s_max[k]:.3f} MVA at {v_max:g} pu): no dispatch or plan can "
         "keep within it; raise the rating or the supply beyond the branch"
     )

@@ -256,3 +256,18 @@ def test_run_key_of_an_imported_network(tmp_path: Path) -> None:
     (tmp_path / "n.json").write_text("{}")
     (tmp_path / "c.yaml").write_text("network: {pandapower: n.json}\n")
     assert len(input_digests(load_case(tmp_path / "c.yaml"), ("feeder",))["network"]) == 64
+
+
+def test_branch_rating_bound_counts_existing_generation(tmp_path: Path) -> None:
+    """The 1-2 branch (20 A: 0.42 MVA at 1.1 pu) cannot carry the 0.5 MW peak alone, but can with a 0.3 MW unit
+    whose series never falls below 0.3 (at most 0.41 MW net): validate rejects the first, never the second."""
+    gens = "bus,tech,p_mw,profile\n3,other,0.3,o\n"
+    path = tiny_case(tmp_path, gens, series=", l2: {kind: load, column: l2}, o: {kind: other, column: l2}")
+    pd.DataFrame({"from_bus": [1, 2], "to_bus": [2, 3], "r_ohm": 0.5, "x_ohm": 0.4, "rating_a": 20.0}).to_csv(
+        tmp_path / "l.csv", index=False)
+    path.write_text(path.read_text() + "candidates: {sites: [{bus: 3, tech: pv, max_mw: 0.01, capex_usd_per_mw: 1}]}\n")
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 0, res.output
+    (tmp_path / "g.csv").write_text("bus,tech,p_mw,profile\n")  # no existing units
+    res = runner.invoke(app, ["validate", str(path)])
+    assert res.exit_code == 2 and "branch 1-2 must carry at least 0.49" in res.stderr, res.output
