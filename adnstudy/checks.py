@@ -51,7 +51,14 @@ class CaseInputs:
         """Bus × hour multiplier of each bus's peak load over the profiles' year."""
         from adnstudy.data.profiles import bus_load_profiles
 
-        return bus_load_profiles(self.case, self.feeder.buses, self.profiles)
+        return bus_load_profiles(self.case, self.feeder, self.profiles)
+
+    @cached_property
+    def generator_availability(self) -> np.ndarray:
+        """Generator × hour available power of each existing unit, per unit of its ``p_mw``, over the year."""
+        from adnstudy.data.profiles import generator_profiles
+
+        return generator_profiles(self.case, self.feeder, self.profiles)
 
     @cached_property
     def days(self) -> DayData:
@@ -61,8 +68,10 @@ class CaseInputs:
         case = self.case
         cfg = case.config.clustering
         assert cfg is not None and case.config.profiles is not None
+        from adnstudy.data.mixes import feature_weights, net_load_mw
+
         kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
-        data = day_data(self.profiles, kinds)
+        data = day_data(self.profiles, kinds, feature_weights(case, self.feeder), net_load_mw(case, self.feeder))
         if data.n_days < 2:
             raise case.error(f"clustering needs at least 2 whole days of data; the profiles hold {data.n_days}",
                              "profiles")
@@ -81,9 +90,10 @@ class CaseInputs:
 def case_feeder(case: Case) -> Feeder:
     """The case's feeder, loaded, checked, and cross-checked against the case's sections."""
     net = case.config.network
-    for label in ("buses", "branches"):  # checked here too, for the line in the case file
+    for label in ("buses", "branches", "generators"):  # checked here too, for the line in the case file
         table = getattr(net, label)
-        why = csvfile.problem(case.resolve(table), "feeder table") if table is not None else None
+        what = "generator table" if label == "generators" else "feeder table"
+        why = csvfile.problem(case.resolve(table), what) if table is not None else None
         if why is not None:
             raise case.error(why, "network", label)
     try:
@@ -100,7 +110,9 @@ def check_references(c: Case, feeder: Feeder) -> None:
 
     A candidate's ``profile`` must be a series of its technology's kind (pv or
     wind); without one it follows the case's first series of that kind. A
-    microgrid's and a bus's ``load_profile`` must be a ``load`` series.
+    microgrid's and a bus's ``load_profile`` (and every series of a bus's load
+    mix) must be a ``load`` series; an existing unit's ``profile`` a series of
+    its technology's kind (:func:`check_generator_series`).
     """
     ids = set(int(b) for b in feeder.bus_ids)
     prof = c.config.profiles
@@ -117,6 +129,10 @@ def check_references(c: Case, feeder: Feeder) -> None:
         for bus, name in zip(feeder.buses["bus"], feeder.buses["load_profile"], strict=True):
             if name and (why := fits(name, "load")):
                 raise CaseError(f"bus {bus}: {why}", file=feeder.bus_file, field="load_profile")
+        for bus, name in zip(feeder.load_shares["bus"], feeder.load_shares["load_profile"], strict=True):
+            if why := fits(name, "load"):
+                raise CaseError(f"bus {bus}: its load mix names {why}", file=feeder.bus_file, field="load_profile")
+        check_generator_series(c, feeder, fits, set(kind_of.values()))
     if c.config.candidates is not None:
         for i, site in enumerate(c.config.candidates.sites):
             if site.bus not in ids:
@@ -141,6 +157,23 @@ def check_references(c: Case, feeder: Feeder) -> None:
             if prof is not None and getattr(mg, f"{tech}_mw") > 0 and tech not in kind_of.values():
                 raise c.error(f"the microgrid has {tech}_mw but profiles.series has no {tech} series", "microgrids", i,
                               f"{tech}_mw")
+
+
+def check_generator_series(c: Case, feeder: Feeder, fits: Callable[[str, str], str | None], kinds: set[str]) -> None:
+    """Every existing generator's ``profile`` is a series of its technology's kind (pv, wind; ``other`` → other);
+    without one, the case has a series of that kind to follow. The message names the unit."""
+    from adnstudy.data.mixes import KIND_OF_TECH
+
+    g = feeder.generators
+    net = c.config.network
+    file = c.resolve(net.generators) if net.generators is not None else feeder.bus_file
+    for gen, name, tech, profile in zip(g["gen"], g["name"], g["tech"], g["profile"], strict=True):
+        kind = KIND_OF_TECH[tech]
+        why = fits(profile, kind) if profile else (
+            None if kind in kinds else f"no {kind} series in profiles.series for this {tech} unit (give it a profile)")
+        if why:
+            label = f"gen {gen}" if name == f"gen {gen}" else f"gen {gen} ({name})"
+            raise CaseError(f"{label}: {why}", file=file, field="profile")
 
 
 def check_price_series(c: Case) -> None:
@@ -494,9 +527,10 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     A necessary condition of feasibility, so a case it rejects has no dispatch
     and no plan. In DistFlow a branch's sending-end power is the net demand
     beyond it plus the losses there (≥ 0), so at least the load beyond it minus
-    the most every MG and candidate beyond it could supply in that hour (an MG
-    within its PCC limit, a candidate at its maximum capacity × availability,
-    storage at full power). Its apparent power is at most v_max · I_max
+    the most every MG, candidate and existing unit beyond it could supply in that
+    hour (an MG within its PCC limit, a candidate at its maximum capacity ×
+    availability, storage at full power, an existing unit at its available power:
+    curtailable or not, it can give no more). Its apparent power is at most v_max · I_max
     (v_max: the highest voltage any bus may have). See docs/case.md.
     """
     case, fd = inputs.case, inputs.feeder
@@ -513,6 +547,10 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     for site in cand.sites if cand is not None else []:
         avail = 1.0 if site.tech == "storage" else prof[_series_of(case, site.tech, site.profile)].to_numpy()
         demand[fd.position(site.bus)] -= site.max_mw * avail
+    if not fd.generators.empty:
+        g = fd.generators
+        np.add.at(demand, np.array([fd.position(b) for b in g["bus"]]),
+                  -inputs.generator_availability * g["p_mw"].to_numpy(dtype=float)[:, None])
     beyond = fd.path @ demand  # branch × hour, MW: the least power entering each branch
     v_max = max(net.v_max_pu, net.v_substation_pu, *(net.v_substation_range_pu or ()))
     s_max = v_max * i_max * fd.base_mva  # MVA
@@ -520,10 +558,11 @@ def check_branch_ratings(inputs: CaseInputs) -> None:
     if over.max() <= 1e-9 * max(1.0, float(np.nanmax(s_max))):
         return
     k, h = np.unravel_index(int(np.argmax(over / np.where(np.isfinite(s_max), s_max, 1.0)[:, None])), over.shape)
+    suppliers = " and candidates" if fd.generators.empty else ", candidates and existing units"
     frm, to = fd.branches["from_bus"].iloc[k], fd.branches["to_bus"].iloc[k]
     message = (
         f"branch {frm}-{to} must carry at least {beyond[k, h]:.3f} MW at {prof.index[h]:%Y-%m-%d %H:%M} (the load "
-        f"beyond it less the most its MGs and candidates there could supply), above its rating of "
+        f"beyond it less the most its MGs{suppliers} there could supply), above its rating of "
         f"{fd.branches['rating_a'].iloc[k]:.0f} A ({s_max[k]:.3f} MVA at {v_max:g} pu): no dispatch or plan can "
         "keep within it; raise the rating or the supply beyond the branch"
     )

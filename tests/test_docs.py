@@ -150,6 +150,18 @@ def test_case_doc_has_every_feeder_column():
         assert f"`{kind}`" in branches
 
 
+def test_case_doc_has_every_generator_column_and_range():
+    from adnstudy.network.generators import GENERATOR_RANGES
+
+    body = find_section(case_doc(), "Generator table", code=False)
+    assert body is not None
+    rows = {line.split("`")[1]: line for line in body.splitlines() if line.startswith("| `")}
+    user = set(feeder_module.GENERATOR_COLUMNS) - {"gen"}  # numbered by row, not a column of the file
+    assert not user - set(rows), "docs/case.md, Generator table"
+    missing = [f"{c}: {r.text()}" for c, r in GENERATOR_RANGES.items() if r.text() not in rows.get(c, "")]
+    assert not missing, f"docs/case.md, Generator table, does not state these ranges: {missing}"
+
+
 # ------------------------------------------------------------------ result tables
 @cache
 def ieee33_peak():
@@ -227,7 +239,24 @@ def plan_tables() -> dict[str, list[str]]:
 
         with_mg = replace(data, mg_names=("a",), mg_pos=np.array([2]), mg_export=np.zeros((1, data.n_snap)))
         out["microgrid_exchange"] = list(microgrid_exchange_table(with_mg).columns)
+        out["existing"] = existing_columns()
         return out
+
+
+def existing_columns() -> list[str]:
+    """Columns of the ``existing`` table of plan and dispatch (one builder: results/tables.py)."""
+    from dataclasses import replace
+
+    from adnstudy.network.feeder import empty_generators
+    from adnstudy.results.tables import existing_table, scenario_index
+
+    feeder, *_ = ieee33_peak()
+    gens = pd.concat([empty_generators(), pd.DataFrame({
+        "gen": [1], "name": ["g"], "bus": [3], "tech": ["pv"], "p_mw": [0.5], "q_mvar": [0.0], "profile": [""],
+        "curtailable": [False]})])
+    one = np.ones((1, 24))
+    return list(existing_table(replace(feeder, generators=gens), scenario_index(np.array([0]), 24), one, one,
+                               0 * one).columns)
 
 
 def reliability_tables() -> dict[str, list[str]]:
@@ -286,7 +315,8 @@ def dispatch_tables() -> dict[str, list[str]]:
         feeder, td = case_feeder(case), typical_days(case, typical, weights)
         plan = pd.DataFrame({"bus": [3, 2], "tech": ["pv", "storage"], "build": [True, True], "capacity_mw": [0.2, 0.1]})
         days = dispatch_days(case, feeder, td, planned_assets(case, feeder, td, plan, "plan"))
-        return {name: list(df.columns) for name, df in _tables([solve_day(days[0], case)], 5e-5).items()}
+        return {**{name: list(df.columns) for name, df in _tables([solve_day(days[0], case)], 5e-5).items()},
+                "existing": existing_columns()}
 
 
 def coplan_tables() -> dict[str, list[str]]:

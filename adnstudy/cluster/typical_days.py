@@ -33,19 +33,32 @@ class DayData:
     values: np.ndarray
     lo: np.ndarray  # per-series minimum over the year (scaling)
     hi: np.ndarray
+    #: per-series weight of the squared distance (None: every series weighs 1)
+    weights: np.ndarray | None = None
+    #: per-series MW coefficient of the feeder's net load, for the extreme days (None: Σ load − Σ PV and wind)
+    net_mw: np.ndarray | None = None
 
     @property
     def n_days(self) -> int:
         return self.values.shape[0]
 
+    def features(self, days: np.ndarray) -> np.ndarray:
+        """Day × (series·hour) features of day × hour × series values: each series scaled to [0, 1] over the
+        year, times √weight (so a series' squared distances count its weight)."""
+        v = (days - self.lo) / (self.hi - self.lo)
+        if self.weights is not None:
+            v = v * np.sqrt(self.weights)
+        return v.transpose(0, 2, 1).reshape(len(days), -1)
+
     def scaled(self) -> np.ndarray:
-        """Day × (series·hour) feature matrix, each series scaled to [0, 1]."""
-        v = (self.values - self.lo) / (self.hi - self.lo)
-        return v.transpose(0, 2, 1).reshape(self.n_days, -1)
+        """The year's feature matrix (:meth:`features` of every day)."""
+        return self.features(self.values)
 
 
-def day_data(profiles: pd.DataFrame, kinds: dict[str, str]) -> DayData:
-    """Whole days of an hourly frame (partial first/last days are dropped)."""
+def day_data(profiles: pd.DataFrame, kinds: dict[str, str], weights: np.ndarray | None = None,
+             net_mw: np.ndarray | None = None) -> DayData:
+    """Whole days of an hourly frame (partial first/last days are dropped); ``weights``, ``net_mw``: per series
+    (columns), see :class:`DayData`."""
     counts = profiles.groupby(profiles.index.normalize()).size()
     whole = counts.index[counts == 24]
     frame = profiles[profiles.index.normalize().isin(whole)]
@@ -59,6 +72,8 @@ def day_data(profiles: pd.DataFrame, kinds: dict[str, str]) -> DayData:
         values=values,
         lo=lo,
         hi=hi,
+        weights=weights,
+        net_mw=net_mw,
     )
 
 
@@ -84,10 +99,16 @@ def extreme_day_indices(data: DayData, which: tuple[str, ...] | list[str]) -> np
     """Days holding the hour of largest / smallest net load.
 
     Net load per hour = Σ load series − Σ PV and wind series, all per unit
-    (i.e. as if RES capacity equalled the feeder's peak load).
+    (i.e. as if RES capacity equalled the feeder's peak load); with ``data.net_mw``
+    (a feeder with existing generation or load mixes) the feeder's own net load in MW,
+    Σ_s net_mw_s · series_s.
     """
     kinds = np.array(data.kinds)
-    net = data.values[:, :, kinds == "load"].sum(axis=2) - data.values[:, :, np.isin(kinds, ("pv", "wind"))].sum(axis=2)
+    if data.net_mw is not None:
+        net = data.values @ data.net_mw
+    else:
+        net = (data.values[:, :, kinds == "load"].sum(axis=2)
+               - data.values[:, :, np.isin(kinds, ("pv", "wind"))].sum(axis=2))
     out: list[int] = []
     for name in which:
         day = int(np.argmax(net.max(axis=1))) if name == "peak_net_load" else int(np.argmin(net.min(axis=1)))
@@ -182,7 +203,7 @@ def score(data: DayData, result: TypicalDays) -> dict[str, float]:
     """Quality of a result on the full year (see docs/cluster.md for each definition)."""
     x_all = data.scaled()
     k = result.k
-    rep_scaled = ((result.representatives - data.lo) / (data.hi - data.lo)).transpose(0, 2, 1).reshape(len(result.days), -1)
+    rep_scaled = data.features(result.representatives)
     clustered = result.assignment < k
     xc, lc = x_all[clustered], result.assignment[clustered]
     sse = float(((xc - rep_scaled[lc]) ** 2).sum())

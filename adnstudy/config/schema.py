@@ -219,6 +219,9 @@ class NetworkConfig(Strict):
                                     *[n for n in named if n != "feeder"][:2] or ["feeder"])
         if self.simbench is not None and not self.simbench.strip():
             raise cross_field_error("simbench: give a SimBench grid code, e.g. 1-MV-rural--0-sw", "simbench")
+        if self.generators is not None and any(k in given for k in ("pandapower", "matpower", "simbench")):
+            raise cross_field_error(f"an imported network ({given[0]}) brings its own generators; drop 'generators'",
+                                    "generators")
         if user and (self.buses is None or self.branches is None):
             raise cross_field_error("a user feeder needs both 'buses' and 'branches' CSV files", "buses", "branches")
         if self.v_min_pu >= self.v_max_pu:

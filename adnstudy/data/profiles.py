@@ -27,7 +27,9 @@ import pandas as pd
 from adnstudy.config.load import Case
 from adnstudy.config.schema import ProfilesConfig
 from adnstudy.data import csvfile
+from adnstudy.data.mixes import bus_load_mix, generator_availability
 from adnstudy.errors import CaseError
+from adnstudy.network.feeder import Feeder
 
 #: SimBench profile tables searched, in order, for a series' column.
 SIMBENCH_TABLES = ("LoadProfile", "RESProfile", "PowerPlantProfile", "StorageProfile")
@@ -322,17 +324,27 @@ def _to_hourly_pu(data: pd.DataFrame, cfg: ProfilesConfig, case: Case) -> pd.Dat
     return frame
 
 
-def bus_load_profiles(case: Case, feeder_buses: pd.DataFrame, profiles: pd.DataFrame) -> np.ndarray:
+def bus_load_profiles(case: Case, feeder: Feeder, profiles: pd.DataFrame) -> np.ndarray:
     """Per-unit load multiplier per bus and hour (bus × hour).
 
     A bus follows the series named in its ``load_profile`` column, or the case's
-    first ``load`` series when the column is empty (names are checked on load by
-    :func:`adnstudy.checks.check_references`).
+    first ``load`` series when the column is empty, or its mix of load series
+    (``Feeder.load_shares``; :func:`adnstudy.data.mixes.bus_load_mix`). Names are
+    checked on load by :func:`adnstudy.checks.check_references`.
     """
     cfg = case.config.profiles
     assert cfg is not None
     load_series = [n for n, s in cfg.series.items() if s.kind == "load"]
-    names = feeder_buses["load_profile"].replace("", load_series[0]).to_numpy()
-    cols = {n: i for i, n in enumerate(load_series)}
     matrix = profiles[load_series].to_numpy().T  # series × hour
-    return matrix[[cols[n] for n in names]]
+    return bus_load_mix(feeder, load_series, matrix, load_series[0])
+
+
+def generator_profiles(case: Case, feeder: Feeder, profiles: pd.DataFrame) -> np.ndarray:
+    """Available power of each existing generator per hour, per unit of its ``p_mw`` (generator × hour)."""
+    cfg = case.config.profiles
+    assert cfg is not None
+    first_of: dict[str, str] = {}
+    for name, s in cfg.series.items():
+        first_of.setdefault(s.kind, name)
+    names = list(cfg.series)
+    return generator_availability(feeder, names, profiles[names].to_numpy(dtype=float).T, first_of)

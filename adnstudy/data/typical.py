@@ -10,13 +10,14 @@ energy costs and annual capital costs cover the same year.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.config.schema import EconomicsConfig
+from adnstudy.data.mixes import bus_load_mix, generator_availability
 from adnstudy.network.feeder import Feeder
 
 HOURS = 24
@@ -36,6 +37,7 @@ class TypicalDays:
     days_weight: np.ndarray  # days of a YEAR_DAYS-day year each typical day stands for (sums to YEAR_DAYS)
     series: dict[str, np.ndarray]  # series name → (day × hour) per-unit values
     first_of: dict[str, str]  # kind → the case's first series of that kind
+    kinds: dict[str, str] = field(default_factory=dict)  # series name → kind
 
     @property
     def n_days(self) -> int:
@@ -56,10 +58,18 @@ class TypicalDays:
 
         return tariff(eco.purchase_price_usd_per_mwh), tariff(eco.sell_price_usd_per_mwh)
 
+    def _stacked(self, names: list[str]) -> np.ndarray:
+        return np.stack([self.series[n].ravel() for n in names]).reshape(len(names), self.n_days * HOURS)
+
     def bus_load_multipliers(self, feeder: Feeder) -> np.ndarray:
-        """Bus × (day·hour) multiplier of each bus's peak load (each bus follows its load series)."""
-        names = feeder.buses["load_profile"].replace("", self.first_of["load"]).to_numpy()
-        return np.stack([self.series[n].ravel() for n in names])
+        """Bus × (day·hour) multiplier of each bus's peak load (its load series or mix: :func:`bus_load_mix`)."""
+        names = [n for n, k in self.kinds.items() if k == "load"]
+        return bus_load_mix(feeder, names, self._stacked(names), self.first_of["load"])
+
+    def generator_availability(self, feeder: Feeder) -> np.ndarray:
+        """Generator × (day·hour) available power of each existing unit, per unit of its ``p_mw``."""
+        names = list(self.series)
+        return generator_availability(feeder, names, self._stacked(names), self.first_of)
 
 
 def typical_days(case: Case, typical: pd.DataFrame, weights: pd.DataFrame) -> TypicalDays:
@@ -87,4 +97,4 @@ def typical_days(case: Case, typical: pd.DataFrame, weights: pd.DataFrame) -> Ty
     # tables written before the normalised column existed carry only the raw day counts
     weight_days = (weights["weight_days"].to_numpy(dtype=float) if "weight_days" in weights.columns
                    else year_weight_days(weights["days"].to_numpy()))
-    return TypicalDays(scenarios=scenarios, days_weight=weight_days, series=series, first_of=first_of)
+    return TypicalDays(scenarios=scenarios, days_weight=weight_days, series=series, first_of=first_of, kinds=kinds)

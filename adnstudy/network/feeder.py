@@ -259,6 +259,11 @@ def load_feeder(net: NetworkConfig, base_dir: Path, case_file: str | Path) -> Fe
     buses = csvfile.read_table(Path(bus_file), comment="#")
     branches = csvfile.read_table(Path(branch_file), comment="#")
     feeder = build_feeder(name, buses, branches, net.base_mva, bus_file, branch_file)
+    if net.generators is not None:  # existing generation of a built-in or CSV feeder (network/generators.py)
+        from adnstudy.network.generators import read_generators
+
+        feeder = replace(feeder, generators=read_generators(
+            net.generators if net.generators.is_absolute() else base_dir / net.generators, feeder))
     return _finish(feeder, net)
 
 
@@ -291,7 +296,13 @@ def _finish(feeder: Feeder, net: NetworkConfig) -> Feeder:
 
 
 class _Table:
-    """A feeder table being checked: its file, its rows, and each row's line in the file."""
+    """A feeder table being checked: its file, its rows, and each row's line in the file.
+
+    ``noun`` names a row by its id in messages (``bus 7``); ``ranges`` are the plausible values of its columns.
+    """
+
+    noun = "bus"
+    ranges = COLUMN_RANGES
 
     def __init__(self, file: Path, frame: pd.DataFrame) -> None:
         self.file = file
@@ -305,17 +316,17 @@ class _Table:
         """No row where ``mask`` holds; the first that does is named by bus id (or row) and line."""
         if mask.any():
             i = int(np.flatnonzero(mask)[0])
-            label = f"bus {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
+            label = f"{self.noun} {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
             raise self.error(i, col, f"{label}: {what}")
 
     def within(self, col: str, values: pd.Series, ids: pd.Series | None = None) -> None:
         """Every given value of a column is in its plausible range (:data:`COLUMN_RANGES`)."""
-        rng = COLUMN_RANGES[col]
+        rng = self.ranges[col]
         given = values.notna().to_numpy()
         bad = given & ~rng.contains(values.to_numpy(dtype=float))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            label = f"bus {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
+            label = f"{self.noun} {ids.iloc[i]}" if ids is not None else f"row {i + 1}"
             raise self.error(i, col, f"{label}: {col} must be {rng.text()} (got {values.iloc[i]:g})")
 
     def numeric(self, col: str, *, required: bool) -> pd.Series:

@@ -176,9 +176,13 @@ def run_powerflow_chunks(
     cells: int | None = None,
     tol: float = 1e-10,
     max_iter: int = 100,
+    generation: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Iterator[tuple[slice, np.ndarray, np.ndarray, PowerFlowResult]]:
     """The power flow of every snapshot of ``multipliers`` (bus × snapshot, per unit of each bus's peak load),
     chunk by chunk: yields the chunk's snapshots, its loads ``p_mw``, ``q_mvar`` and its result.
+
+    ``generation``: (p_mw, q_mvar), bus × snapshot, what existing generation injects; the loads are then the
+    net loads, load − generation.
 
     Memory is bounded by the chunk, not by buses × snapshots; the numbers are those of one
     :func:`run_powerflow` over all snapshots (each snapshot is swept on its own).
@@ -188,4 +192,6 @@ def run_powerflow_chunks(
     for sl in chunk_slices(multipliers.shape[1], feeder.n_bus, cells):
         mult = multipliers[:, sl]
         p, q = p_peak * mult, q_peak * mult
+        if generation is not None:
+            p, q = p - generation[0][:, sl], q - generation[1][:, sl]
         yield sl, p, q, run_powerflow(feeder, p, q, v0_pu=v0_pu, tol=tol, max_iter=max_iter)

@@ -36,6 +36,12 @@ from adnstudy.formulation.distflow import (
     branch_flow_soc,
     substation_block,
 )
+from adnstudy.formulation.existing import (
+    ExistingBlock,
+    ExistingUnits,
+    existing_generation_block,
+    existing_units,
+)
 from adnstudy.formulation.families import Families
 from adnstudy.formulation.market import reciprocity
 from adnstudy.network.feeder import Feeder
@@ -93,6 +99,7 @@ class ADNData:
     wholesale_usd_per_mwh: float
     limits: NetworkLimits
     assets: PlannedAssets | None = None  # the plan's DG and storage (None: the bare feeder)
+    existing: ExistingUnits | None = None  # the feeder's existing generation over the day (None: none)
 
     @property
     def hours(self) -> int:
@@ -177,6 +184,9 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays, assets: list[Plan
     mult = td.bus_load_multipliers(feeder).reshape(feeder.n_bus, td.n_days, HOURS)
     limits = NetworkLimits.of(net, feeder)
     mg_pos = np.array([feeder.position(mg.bus) for mg in cfg.microgrids])
+    gens = feeder.generators
+    existing = None if gens.empty else existing_units(
+        gens, td.generator_availability(feeder), np.array([feeder.position(b) for b in gens["bus"]]), B)
     days = []
     for k, scenario in enumerate(td.scenarios):
         adn = ADNData(
@@ -184,6 +194,7 @@ def dispatch_days(case: Case, feeder: Feeder, td: TypicalDays, assets: list[Plan
             mg_pos=mg_pos, pcc_limit_pu=np.array([mg.pcc_limit_mw / B for mg in cfg.microgrids]),
             wholesale_usd_per_mwh=float(eco.wholesale_price_usd_per_mwh or 0.0), limits=limits,
             assets=assets[k] if assets is not None else None,
+            existing=existing.select(slice(k * HOURS, (k + 1) * HOURS)) if existing is not None else None,
         )
         days.append(DayData(scenario=int(scenario), weight_days=float(td.days_weight[k]), adn=adn,
                             mgs=mgs_by_day[k]))
@@ -199,6 +210,7 @@ class ADNBlock:
     cost_usd: cp.Expression  # over the day: losses − own DG/storage output at the wholesale price, + DG O&M
     dg: Renewables | None = None  # the plan's RES units (PlannedAssets.res)
     storage: Storage | None = None  # the plan's storage units (PlannedAssets.storage)
+    existing: ExistingBlock | None = None  # the feeder's existing generation (ADNData.existing)
 
 
 #: Where the network cannot take more of its units' power, the ADN could curtail it or burn it in fictitious
@@ -215,6 +227,9 @@ def adn_block(d: ADNData, export: cp.Expression) -> ADNBlock:
     The ADN's loads are fixed, so what its operation changes of its energy bill
     (wholesale price × B × energy) is the losses less what its own units inject;
     its RES add their O&M per MWh (and :data:`CURTAIL_PREFERENCE_USD_PER_MWH`).
+    The feeder's existing generation (:func:`existing_generation_block`) counts as
+    its own units: no cost of its own (sunk), its energy saves imports at the
+    wholesale price, less the same curtailment preference.
     """
     fd, H, B = d.feeder, d.hours, d.feeder.base_mva
     sub = substation_block(H, d.limits, split=False)
@@ -234,6 +249,13 @@ def adn_block(d: ADNData, export: cp.Expression) -> ADNBlock:
         own = own + cp.sum(dg.p)
         om = B * cp.sum((a.om_usd_per_mwh[r] + CURTAIL_PREFERENCE_USD_PER_MWH) @ dg.p)
         families.update_from(dg.families)
+    existing = None
+    if d.existing is not None:
+        existing = existing_generation_block(d.existing, fd.n_bus, name="adn_existing")
+        p_inj, q_inj = p_inj + existing.p_bus, q_inj + existing.q_bus
+        own = own + cp.sum(existing.p)
+        om = om + B * CURTAIL_PREFERENCE_USD_PER_MWH * cp.sum(existing.p)
+        families.update_from(existing.families)
     if a is not None and len(a.storage):
         st = a.storage
         storage = storage_block(H, H, a.capacity_pu[st], a.energy_pu[st], eta_charge=a.efficiency[st],
@@ -244,7 +266,7 @@ def adn_block(d: ADNData, export: cp.Expression) -> ADNBlock:
     network = branch_flow_soc(fd, d.limits, H, p_inj, q_inj, d.p_load_pu, d.q_load_pu)
     cost = d.wholesale_usd_per_mwh * B * (cp.sum(fd.r_pu @ network.ell) - own) + om
     return ADNBlock(network=network, substation=sub, families=families.update_from(network.families),
-                    cost_usd=cost, dg=dg, storage=storage)
+                    cost_usd=cost, dg=dg, storage=storage, existing=existing)
 
 
 @dataclass(frozen=True)
@@ -259,6 +281,8 @@ class ADNSolution:
     q_dg_pu: np.ndarray
     storage_net_pu: np.ndarray  # storage unit × H, discharge − charge
     soc_pu: np.ndarray  # storage unit × H, pu·h
+    p_existing_pu: np.ndarray  # existing unit × H (ADNData.existing; empty without)
+    q_existing_pu: np.ndarray
 
     @classmethod
     def of(cls, block: ADNBlock, targets_pu: np.ndarray) -> ADNSolution:
@@ -272,12 +296,17 @@ class ADNSolution:
             q_dg_pu=val(block.dg.q) if block.dg is not None else empty,
             storage_net_pu=val(block.storage.net) if block.storage is not None else empty,
             soc_pu=val(block.storage.soc) if block.storage is not None else empty,
+            p_existing_pu=val(block.existing.p) if block.existing is not None else empty,
+            q_existing_pu=val(block.existing.q) if block.existing is not None else empty,
         )
 
     def injections(self, d: ADNData) -> tuple[np.ndarray, np.ndarray]:
-        """Bus × H injections of the ADN's own units."""
+        """Bus × H injections of the ADN's own units (the plan's and the existing ones)."""
         p = np.zeros_like(d.p_load_pu)
         q = np.zeros_like(d.q_load_pu)
+        if d.existing is not None:
+            np.add.at(p, d.existing.pos, self.p_existing_pu)
+            np.add.at(q, d.existing.pos, self.q_existing_pu)
         if d.assets is not None:
             np.add.at(p, d.assets.pos[d.assets.res], self.p_dg_pu)
             np.add.at(q, d.assets.pos[d.assets.res], self.q_dg_pu)

@@ -46,6 +46,12 @@ from adnstudy.formulation.distflow import (
     branch_flow_soc,
     substation_block,
 )
+from adnstudy.formulation.existing import (
+    ExistingBlock,
+    ExistingUnits,
+    existing_generation_block,
+    existing_units,
+)
 from adnstudy.formulation.families import Families
 from adnstudy.formulation.investment import Investment, capacity_caps, crf, investment_block
 from adnstudy.formulation.reliability import ReliabilityBlock, island_reachable, reliability_block
@@ -87,6 +93,8 @@ class PlanData:
     mg_names: tuple[str, ...] = ()
     mg_pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=int))  # PCC bus positions
     mg_export: np.ndarray | None = None  # MG × snapshot, pu, export to the ADN (+) / import (−)
+    #: the feeder's existing generation (None: none), operated by :func:`existing_generation_block`
+    existing: ExistingUnits | None = None
 
     @property
     def n_snap(self) -> int:
@@ -145,13 +153,16 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
     sites = pd.DataFrame(rows, columns=SITE_COLUMNS)
     buy, sell = td.tariffs(cfg.economics)
     peak = float(feeder.buses["p_mw"].sum())
+    gens = feeder.generators
+    existing = None if gens.empty else existing_units(
+        gens, td.generator_availability(feeder), np.array([feeder.position(b) for b in gens["bus"]]), feeder.base_mva)
     cand = cfg.candidates
     return PlanData(
         feeder=feeder, n_days=K, hours=H, days_weight=td.days_weight,
         p_load=p_load, q_load=q_load, sites=sites, avail=np.array(avail).reshape(len(rows), K * H),
         price_buy=buy.ravel(), price_sell=sell.ravel(), limits=NetworkLimits.of(cfg.network, feeder),
         max_total_mw=None if cand is None or cand.max_penetration is None else cand.max_penetration * peak,
-        budget_usd=cand.budget_usd if cand is not None else None,
+        budget_usd=cand.budget_usd if cand is not None else None, existing=existing,
     )
 
 
@@ -173,6 +184,7 @@ def coarse_data(data: PlanData) -> PlanData:
         data, n_days=1, days_weight=np.array([data.days_weight.sum()]), p_load=mean_day(data.p_load),
         q_load=mean_day(data.q_load), avail=mean_day(data.avail), price_buy=mean_day(data.price_buy),
         price_sell=mean_day(data.price_sell), mg_export=None if data.mg_export is None else mean_day(data.mg_export),
+        existing=None if data.existing is None else replace(data.existing, available=mean_day(data.existing.available)),
     )
 
 
@@ -239,6 +251,9 @@ RELAXATIONS = (
                "network.v_substation_range_pu (the 33-bus base case reaches 0.913 pu at 1.0 pu)"),
     Relaxation("current", ("network.current_limits",),
                "the branch ratings cannot be met: raise rating_a or network.branch_rating_factor"),
+    Relaxation("existing", ("existing.must_take",),
+               "the existing generation's must-take output cannot be carried (reverse flow, over-voltage): mark "
+               "units curtailable in the generator table, or raise the export limit, v_max_pu or the ratings"),
     Relaxation("substation", ("substation.import_limit", "substation.export_limit"),
                "the substation import/export limits cannot be met: raise network.p_import_max_mw / p_export_max_mw"),
     Relaxation("caps", ("caps.penetration", "caps.budget"),
@@ -263,6 +278,8 @@ class PlanSolution:
     p_import: np.ndarray  # per snapshot
     p_export: np.ndarray
     flow: FlowSolution
+    p_existing: np.ndarray  # existing unit × snapshot (rows: PlanData.existing; empty without)
+    q_existing: np.ndarray
     costs_usd: dict[str, float]
     island: np.ndarray  # 0/1 per island (empty without reliability)
     unavailability_h: np.ndarray | None  # per bus, h/yr (None without reliability)
@@ -295,6 +312,7 @@ class PlanModel:
     network: BranchFlowSOC
     reliability: ReliabilityBlock | None
     costs: dict[str, cp.Expression]  # annual USD
+    existing: ExistingBlock | None = None
     integers: list[IntegerBlock] = field(default_factory=list)
     label = "the planning model"
     usd_per_unit = 1.0 / COST_SCALE
@@ -394,6 +412,8 @@ class PlanModel:
             soc=val(sto.soc) if sto else empty,
             p_import=val(self.substation.p_import), p_export=val(self.substation.p_export),
             flow=self.network.solution(), costs_usd={k: float(v.value) for k, v in self.costs.items()},
+            p_existing=val(self.existing.p) if self.existing is not None else empty,
+            q_existing=val(self.existing.q) if self.existing is not None else empty,
             island=np.round(val(rel.island)) if rel is not None else np.empty(0),
             unavailability_h=val(rel.unavail) if rel is not None else None,
             saidi_h=float(rel.saidi.value) if rel is not None else None,
@@ -430,6 +450,10 @@ def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "r
     export = mg_export if mg_export is not None else data.mg_export
     if export is not None:
         p_inj = p_inj + at_buses(fd.n_bus, data.mg_pos) @ export
+    existing = None  # sunk: no cost term; its energy saves imports (formulation/existing.py)
+    if data.existing is not None:
+        existing = existing_generation_block(data.existing, fd.n_bus)
+        p_inj, q_inj = p_inj + existing.p_bus, q_inj + existing.q_bus
     network = branch_flow_soc(fd, data.limits, S, p_inj, q_inj, data.p_load, data.q_load)
     caps = capacity_caps(inv, res, data.max_total_mw, data.budget_usd)
     rel = None
@@ -446,12 +470,13 @@ def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "r
     if rel is not None and data.voll_usd_per_mwh > 0:
         costs["eens"] = data.voll_usd_per_mwh * rel.eens
     families = Families().update_from(inv.families, dg.families, storage.families if storage else None,
-                                      sub.families, network.families, caps, rel.families if rel else None)
+                                      existing.families if existing else None, sub.families, network.families, caps,
+                                      rel.families if rel else None)
     objective = cp.Minimize(COST_SCALE * sum(costs.values()))
     return PlanModel(
         data=data, objective=objective, problem=families.problem(objective), families=families, investment=inv,
         renewables=dg, storage=storage, substation=sub, network=network, reliability=rel, costs=costs,
-        integers=inv.integers + (rel.integers if rel is not None else []),
+        existing=existing, integers=inv.integers + (rel.integers if rel is not None else []),
     )
 
 

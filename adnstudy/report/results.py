@@ -116,7 +116,7 @@ class Results:
         recorded: dict[str, str] = {}
         for m in self.manifests.values():
             files = (m.get("depends") or {}).get("files") or {}
-            recorded.update({k: v for k, v in files.items() if k in ("buses", "branches")})
+            recorded.update({k: v for k, v in files.items() if k in ("buses", "branches", "generators")})
         now = input_digests(case, ("feeder",))
         if any(now.get(k) != v for k, v in recorded.items()):
             self.case_problem = "the feeder tables changed since the results were written"

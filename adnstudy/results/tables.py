@@ -66,3 +66,17 @@ def branch_loading(feeder: Feeder, i_ka: np.ndarray) -> dict[str, np.ndarray]:
     """Branch × snapshot columns ``rating_ka`` (the feeder's ``rating_a``; NaN: unrated) and ``loading_pct``."""
     rating_ka = feeder.branches["rating_a"].to_numpy(dtype=float)[:, None] / 1000.0
     return {"rating_ka": np.broadcast_to(rating_ka, i_ka.shape), "loading_pct": 100.0 * i_ka / rating_ka}
+
+
+def existing_table(feeder: Feeder, index: Index, p_available_mw: np.ndarray, p_mw: np.ndarray,
+                   q_mvar: np.ndarray) -> pd.DataFrame:
+    """One row per (snapshot, existing unit): ``gen, bus, tech``, the index, its available and used power and
+    the curtailment (``Feeder.generators``; arrays unit × snapshot, MW). The same shape in plan and dispatch."""
+    g = feeder.generators
+    n_snap = len(next(iter(index.values())))
+    out = {c: np.tile(g[c].to_numpy(), n_snap) for c in ("gen", "bus", "tech")}
+    out.update(_rows(index, len(g)))
+    for name, values in (("p_available_mw", p_available_mw), ("p_mw", p_mw), ("q_mvar", q_mvar),
+                         ("p_curtailed_mw", np.maximum(p_available_mw - p_mw, 0.0))):
+        out[name] = np.asarray(values).T.ravel()
+    return pd.DataFrame(out)

@@ -42,7 +42,7 @@ from adnstudy.problems.dispatch import (
 from adnstudy.problems.microgrid import MicrogridAgent, MicrogridSchedule
 from adnstudy.results.figures import legend_below, new_figure, paired_bars
 from adnstudy.results.store import read_manifest
-from adnstudy.results.tables import bus_table, scenario_index, zero_below
+from adnstudy.results.tables import bus_table, existing_table, scenario_index, zero_below
 from adnstudy.solve.bargaining import BargainResult, bargain
 from adnstudy.solve.conic import (
     DEFAULT,
@@ -211,7 +211,7 @@ CONVERGENCE_COLUMNS = ["scenario", "stage", "method", "iteration", "primal_resid
 
 def _tables(results: list[ScenarioResult], tol_mw: float) -> dict[str, pd.DataFrame]:
     """The stage's tables; powers below the coordination tolerance ``tol_mw`` are exact zeros."""
-    sched, trades, pays, by_scenario, adn_rows, net_rows, conv, units = [], [], [], [], [], [], [], []
+    sched, trades, pays, by_scenario, adn_rows, net_rows, conv, units, existing = [], [], [], [], [], [], [], [], []
     for r in results:
         day, res, bg = r.day, r.clearing, r.bargain
         s = day.scenario
@@ -257,6 +257,9 @@ def _tables(results: list[ScenarioResult], tol_mw: float) -> dict[str, pd.DataFr
         }))
         if a is not None:
             units.append(unit_table(a, adn, s, B))
+        if day.adn.existing is not None:  # adn.p_dg_mw is the plan's units; these are the feeder's own
+            existing.append(existing_table(fd, scenario_index(np.array([s]), H), day.adn.existing.available * B,
+                                           adn.p_existing_pu * B, adn.q_existing_pu * B))
         net_rows.append(bus_table(fd, scenario_index(np.array([s]), H), {"v_pu": adn.flow.v_pu}))
         for stage, c in (("clearing", r.central), ("disagreement", r.central_notrade)):
             conv.append(pd.DataFrame([{
@@ -287,6 +290,8 @@ def _tables(results: list[ScenarioResult], tol_mw: float) -> dict[str, pd.DataFr
     }
     if units:
         out["adn_units"] = zero_below(pd.concat(units, ignore_index=True), tol_mw)
+    if existing:
+        out["existing"] = zero_below(pd.concat(existing, ignore_index=True), tol_mw)
     return out
 
 

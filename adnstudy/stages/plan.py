@@ -35,7 +35,13 @@ from adnstudy.problems.plan import (
 )
 from adnstudy.reliability.evaluate import ReliabilityResult, evaluate, reliability_tables
 from adnstudy.results.figures import legend_below, new_figure
-from adnstudy.results.tables import branch_loading, branch_table, bus_table, scenario_index
+from adnstudy.results.tables import (
+    branch_loading,
+    branch_table,
+    bus_table,
+    existing_table,
+    scenario_index,
+)
 from adnstudy.solve.conic import FINAL, REFERENCE, quiet_solver
 from adnstudy.solve.mip import MipSettings
 from adnstudy.solve.size import check_plan_size
@@ -141,7 +147,8 @@ def plan_stage(
         w.record(run_key=run_key, solver=result.record, objective=sol.total_usd, verification=check.as_dict(),
                  baseline=baseline_record(baseline), reliability=rel_record, scenarios=data.n_days,
                  snapshots=data.n_snap, year_days=YEAR_DAYS, summary=summary,
-                 microgrids=microgrid_record(data, mg_schedules, mg_statuses))
+                 microgrids=microgrid_record(data, mg_schedules, mg_statuses),
+                 **({"existing": existing_record(data, sol)} if data.existing is not None else {}))
     if not check.tight:
         log.warning("relaxation not tight")
     return summary
@@ -159,10 +166,14 @@ def injections(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarra
 
 
 def net_loads(data: PlanData, sol: PlanSolution) -> tuple[np.ndarray, np.ndarray]:
-    """Bus net loads (load − DG/storage injection − MG export) of the solution, per unit, bus × snapshot."""
+    """Bus net loads (load − DG/storage injection − MG export − existing generation) of the solution, per unit,
+    bus × snapshot."""
     p_inj, q_inj = injections(data, sol)
     if data.mg_export is not None:
         np.add.at(p_inj, data.mg_pos, data.mg_export)
+    if data.existing is not None:
+        np.add.at(p_inj, data.existing.pos, sol.p_existing)
+        np.add.at(q_inj, data.existing.pos, sol.q_existing)
     return data.p_load - p_inj, data.q_load - q_inj
 
 
@@ -194,6 +205,18 @@ def microgrid_record(data: PlanData, schedules: list[list[MicrogridSchedule]], s
         "import_mwh_per_yr": float(w @ np.maximum(-data.mg_export[m], 0.0) * base),
         "standalone_cost_usd_per_yr": float(days @ np.array([day[m].cost_usd for day in schedules])),
     } for m, name in enumerate(data.mg_names)}, "exchange_status": statuses}
+
+
+def existing_record(data: PlanData, sol: PlanSolution) -> dict[str, Any]:
+    """The manifest's record of the feeder's existing units: how many, their capacity, and their annual energy
+    available, used and curtailed (MWh over a 365-day year)."""
+    assert data.existing is not None
+    w, base = data.snap_weight, data.feeder.base_mva
+    available = float(data.existing.available.sum(axis=0) @ w * base)
+    used = float(sol.p_existing.sum(axis=0) @ w * base)
+    return {"units": data.existing.n, "capacity_mw": float(data.feeder.generators["p_mw"].sum()),
+            "available_mwh_per_yr": available, "used_mwh_per_yr": used,
+            "curtailed_mwh_per_yr": max(available - used, 0.0)}
 
 
 def built_capacity(data: PlanData, sol: PlanSolution) -> dict[str, float]:
@@ -283,8 +306,12 @@ def plan_tables(data: PlanData, sol: PlanSolution, v_ac: np.ndarray, baseline: B
         "p_mw": sol.flow.P * base, "q_mvar": sol.flow.Q * base, "i_pu": sol.flow.i_pu, "i_ka": i_ka,
         "loss_mw": sol.flow.loss_pu(fd) * base, **branch_loading(fd, i_ka),
     })
-    return {"investment": investment, "bus": bus, "branch": branch, "cost": cost_table(sol, baseline),
-            "storage": storage_table(data, sol)}
+    out = {"investment": investment, "bus": bus, "branch": branch, "cost": cost_table(sol, baseline),
+           "storage": storage_table(data, sol)}
+    if data.existing is not None:  # the bus table's p_dg_mw is the plan's own units; these are the others
+        out["existing"] = existing_table(fd, index, data.existing.available * base, sol.p_existing * base,
+                                         sol.q_existing * base)
+    return out
 
 
 TECH_COLOURS = {"pv": "C1", "wind": "C0", "storage": "C2"}

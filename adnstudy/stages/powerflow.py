@@ -1,7 +1,9 @@
 """``adnstudy powerflow``: the base case of the feeder by AC power flow.
 
-``peak`` solves the published peak snapshot (every bus at its peak load);
-``year`` solves every hour of the case's profiles, vectorised over the hours of a chunk, and
+``peak`` solves the published peak snapshot (every bus at its peak load, existing
+generation off: the design case, as ``network.branch_rating_factor`` rates branches);
+``year`` solves every hour of the case's profiles at the net loads (load − existing
+generation at its availability that hour), vectorised over the hours of a chunk, and
 adds annual energy losses (for a 365-day year, as every stage counts it), into
 its own folder ``powerflow_year/``. Tables (see ``docs/results.md``): ``bus``,
 ``branch`` and ``summary``.
@@ -17,6 +19,7 @@ import pandas as pd
 
 from adnstudy.config.load import Case
 from adnstudy.data.typical import HOURS, YEAR_DAYS
+from adnstudy.formulation.distflow import at_buses
 from adnstudy.network.feeder import Feeder
 from adnstudy.network.powerflow import PowerFlowResult, run_powerflow_chunks
 from adnstudy.results.figures import new_figure
@@ -38,17 +41,20 @@ def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year:
     with stage_writer(out_dir, case, "powerflow", options={"year": year}) as w:
         with w.phase("load"):
             feeder = inputs.feeder
+            generation = None
             if mode == "peak":
                 mult = np.ones((feeder.n_bus, 1))
                 times = None
             else:
                 mult = inputs.bus_load_multipliers
                 times = inputs.profiles.index
+                if not feeder.generators.empty:
+                    generation = existing_output_mw(feeder, inputs.generator_availability)
         parts = {name: w.table_parts(name) for name in ("bus", "branch")}
         summaries: list[pd.DataFrame] = []
         worst_v: dict[int, np.ndarray] = {}  # each chunk's lowest-voltage snapshot → its bus voltages
         iterations, mismatch = 0, 0.0
-        chunks = run_powerflow_chunks(feeder, mult, v0_pu=net.v_substation_pu)
+        chunks = run_powerflow_chunks(feeder, mult, v0_pu=net.v_substation_pu, generation=generation)
         while True:
             with w.phase("solve"):
                 chunk = next(chunks, None)
@@ -82,6 +88,15 @@ def powerflow_stage(case: Case, out_dir: Path, run_key: str | None = None, year:
             summary=figures,
         )
     return figures
+
+
+def existing_output_mw(feeder: Feeder, availability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bus × hour active and reactive output of the existing units (all of the available power: a power flow
+    has no operator to curtail), MW and Mvar."""
+    g = feeder.generators
+    to_bus = at_buses(feeder.n_bus, np.array([feeder.position(b) for b in g["bus"]]))
+    return (to_bus @ (availability * g["p_mw"].to_numpy(dtype=float)[:, None]),
+            to_bus @ (availability * g["q_mvar"].to_numpy(dtype=float)[:, None]))
 
 
 def result_tables(
