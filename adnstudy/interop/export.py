@@ -56,6 +56,8 @@ class OperatingPoint:
     q_unit_mvar: np.ndarray
     soc_mwh: np.ndarray  # per planned unit (NaN but for storage)
     microgrids: pd.DataFrame  # microgrid, bus, p_export_mw
+    p_existing_mw: np.ndarray  # per existing generator (feeder.generators order): its output in the plan's hour
+    q_existing_mvar: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,17 @@ def operating_point(results, feeder: Feeder, units: pd.DataFrame, scenario: int,
     else:
         mg = pd.DataFrame({"microgrid": pd.Series(dtype=str), "bus": pd.Series(dtype=int),
                            "p_export_mw": pd.Series(dtype=float)})
+    gens = feeder.generators
+    p_ex, q_ex = np.zeros(len(gens)), np.zeros(len(gens))
+    if len(gens):  # the plan dispatches existing units (plan/existing): their output in this hour
+        ex = results.table("plan", "existing")
+        ex = ex[(ex["scenario"] == scenario) & (ex["hour"] == hour)].set_index("gen").reindex(gens["gen"])
+        if ex["p_mw"].isna().any():
+            raise MissingInputError("plan/existing does not hold every existing generator of the feeder for this "
+                                    "hour: the plan was made for another feeder; re-run the plan")
+        p_ex, q_ex = ex["p_mw"].to_numpy(dtype=float), ex["q_mvar"].to_numpy(dtype=float)
     return OperatingPoint(scenario=scenario, hour=hour, v_substation_pu=float(rows.at[sub, "v_ac_pu"]),
+                          p_existing_mw=p_ex, q_existing_mvar=q_ex,
                           p_load_mw=rows["p_load_mw"].to_numpy(dtype=float),
                           q_load_mvar=rows["q_load_mvar"].to_numpy(dtype=float), p_unit_mw=p_unit,
                           q_unit_mvar=q_unit, soc_mwh=soc, microgrids=mg.reset_index(drop=True))
@@ -306,9 +318,11 @@ def _add_generators(net, feeder: Feeder, units: pd.DataFrame, point: OperatingPo
     import pandapower as pp
 
     g = feeder.generators
-    on = 1.0 if point is None else 0.0  # the plan does not dispatch existing units: off in its hours, as in its AC check
-    sgens = [pd.DataFrame({"bus": g["bus"].to_numpy(dtype=int), "p_mw": g["p_mw"].to_numpy(dtype=float) * on,
-                           "q_mvar": g["q_mvar"].to_numpy(dtype=float) * on, "sn_mva": g["p_mw"].to_numpy(dtype=float),
+    # at the design point every unit at capacity; in an hour, the plan's dispatch of each (plan/existing)
+    p_ex = g["p_mw"].to_numpy(dtype=float) if point is None else point.p_existing_mw
+    q_ex = g["q_mvar"].to_numpy(dtype=float) if point is None else point.q_existing_mvar
+    sgens = [pd.DataFrame({"bus": g["bus"].to_numpy(dtype=int), "p_mw": p_ex,
+                           "q_mvar": q_ex, "sn_mva": g["p_mw"].to_numpy(dtype=float),
                            "name": g["name"].astype(str).to_numpy(), "controllable": g["curtailable"].to_numpy(bool),
                            "tech": g["tech"].astype(str).to_numpy(), "profile": g["profile"].astype(str).to_numpy()})]
     sto = (units["tech"] == "storage").to_numpy()
