@@ -182,10 +182,6 @@ def validate(case: CaseArg, overrides: SetOpt = None) -> None:
         f"{feeder.buses['q_mvar'].sum():.4g} Mvar",
         *feeder_details(feeder),
     ]
-    if not feeder.generators.empty:  # existing generation (network.generators or an imported network's)
-        g = feeder.generators
-        lines.append(f"  existing generation: {len(g)} units, {g['p_mw'].sum():.4g} MW "
-                     f"({int(g['curtailable'].sum())} curtailable)")
     if c.config.profiles is not None:
         from adnstudy.data.profiles import OFFSET_ATTR
 

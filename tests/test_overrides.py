@@ -196,7 +196,7 @@ def test_load_case_applies_overrides_and_hashes_them():
     (("network.v_max_pu=0.9",), "--set network.v_max_pu=0.9: network.v_max_pu: v_min_pu (0.95) must be below"),
     (("network.buses=null",), "--set network.buses=null: network.buses: a user feeder needs both"),
     # an error above the fields set (the section's own rule): the latest override below it
-    (("network.buses=null", "network.branches=null"), "--set network.branches=null: network: give either 'feeder'"),
+    (("network.buses=null", "network.branches=null"), "--set network.branches=null: network: give the feeder: 'feeder' (ieee33, ieee69)"),
     # a section created by an override: what else it needs
     (("coplan.max_iter=3", "microgrids=[]"), "--set coplan.max_iter=3: coplan: co-planning is between"),
     (("microgrids[north].name=east",), "--set microgrids[north].name=east: microgrids: microgrid names must be unique"),
