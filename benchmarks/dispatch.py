@@ -38,6 +38,7 @@ import numpy as np
 from adnstudy.checks import case_feeder
 from adnstudy.cluster.typical_days import aggregate, day_data
 from adnstudy.config.load import Case, load_case
+from adnstudy.data.mixes import feature_weights, net_load_mw
 from adnstudy.data.profiles import load_profiles
 from adnstudy.data.typical import TypicalDays, typical_days
 from adnstudy.errors import SolveError
@@ -122,7 +123,9 @@ def run_distributed(case: Case, day: DayData, base_mva: float, max_iter: int) ->
 
 def year_typical_days(case: Case) -> TypicalDays:
     kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
-    year = day_data(load_profiles(case), kinds)
+    feeder = case_feeder(case)
+    # the stage's features: series weighted by the MW behind them on feeders with existing generation or load mixes
+    year = day_data(load_profiles(case), kinds, feature_weights(case, feeder), net_load_mw(case, feeder))
     res, _ = aggregate(year, case.config.clustering.k)
     tb = tables(year, res)
     return typical_days(case, tb["typical"], tb["weights"])

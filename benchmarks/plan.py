@@ -27,6 +27,7 @@ import cvxpy as cp
 from adnstudy.checks import case_feeder
 from adnstudy.cluster.typical_days import aggregate, day_data
 from adnstudy.config.load import load_case
+from adnstudy.data.mixes import feature_weights, net_load_mw
 from adnstudy.data.profiles import load_profiles
 from adnstudy.errors import SolveError
 from adnstudy.problems.plan import build_plan_model, plan_data, solve_plan, with_reliability
@@ -48,7 +49,8 @@ def main() -> None:
     case = load_case(args.case)
     feeder = case_feeder(case)
     kinds = {n: s.kind for n, s in case.config.profiles.series.items()}
-    year = day_data(load_profiles(case), kinds)
+    # the stage's features: series weighted by the MW behind them on feeders with existing generation or load mixes
+    year = day_data(load_profiles(case), kinds, feature_weights(case, feeder), net_load_mw(case, feeder))
     rows = []
     rel = "with reliability constraints" if args.reliability else "without reliability"
     print(f"# {case.name}, {rel}, gap target {case.config.solver.mip_gap}, cap {args.cap:g} s per solve")

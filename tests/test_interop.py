@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pandapower as pp
 import pandapower.networks as pn
 import pytest
@@ -192,3 +193,43 @@ def test_bad_networks_are_named_with_exit_2_and_nothing_written(tmp_path: Path, 
     line = error_line(invoke("powerflow", case, "--out", tmp_path / "out"))
     assert expected in line, line
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------ the shipped SimBench cases
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name, summary", [
+    ("simbench_mv_rural", "existing generation: 102 units, 25.57 MW (other 13.85 MW, pv 0.32 MW, wind 11.4 MW)"),
+    ("simbench_mv_urban", "existing generation: 134 units, 13.56 MW (other 13.56 MW)"),
+])
+def test_shipped_simbench_cases_validate(name: str, summary: str) -> None:
+    result = invoke("validate", ROOT / "cases" / f"{name}.yaml")
+    assert result.exit_code == 0, result.output
+    assert summary in result.stdout
+    assert "checked for: powerflow, cluster, reliability, plan, dispatch" in result.stdout
+
+
+def test_shipped_rural_grid_plans_and_its_export_solves_in_pandapower(tmp_path: Path) -> None:
+    """The shipped rural case through cluster and plan (two typical days, to stay quick), then an hour of the
+    plan exported and solved by pandapower: runpp gives the plan's AC voltages with the 102 existing units,
+    line charging, the transformer and the built battery in the network."""
+    case, out = ROOT / "cases" / "simbench_mv_rural.yaml", tmp_path / "out"
+    sets = ["--set", "clustering.k=2", "--set", "clustering.compare=false"]
+    for stage in ("cluster", "plan"):
+        result = invoke(stage, case, "--out", out, *sets)
+        assert result.exit_code == 0, result.output
+    plan = json.loads((out / "plan" / "manifest.json").read_text())
+    assert plan["solver"]["gap"] <= 1e-3 and plan["verification"]["tight"]
+    assert plan["existing"]["units"] == 102
+    bus = pd.read_parquet(out / "plan" / "bus.parquet")
+    worst = bus.loc[bus["v_ac_pu"].idxmin()]
+    s, h = int(worst["scenario"]), int(worst["hour"])
+    result = invoke("export", out, "--to", "pandapower", "--scenario", s, "--hour", h)
+    assert result.exit_code == 0, result.output
+    net = pp.from_json(str(out / "export" / f"simbench_mv_rural-{s}-h{h}.json"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pp.runpp(net, tolerance_mva=1e-10)
+    hour = bus[(bus["scenario"] == s) & (bus["hour"] == h)]
+    assert np.max(np.abs(net.res_bus["vm_pu"].loc[hour["bus"] - 1].to_numpy() - hour["v_ac_pu"].to_numpy())) < 1e-6
