@@ -133,7 +133,7 @@ def powerflow_section(r: Results) -> Section:
         s = r.summary("powerflow_year")
         sec.text(f"Every hour of the profiles ({_num(s.get('hours'), ',d')} hours, `powerflow --year`): "
                  f"{_num(s.get('energy_loss_mwh'), ',.1f')} MWh of losses and {_num(s.get('energy_import_mwh'), ',.0f')}"
-                 f" MWh imported; lowest voltage {_num(s.get('v_min_pu'), '.4f')} pu at bus {s.get('v_min_bus')}.")
+                 f" MWh imported net of exports; lowest voltage {_num(s.get('v_min_pu'), '.4f')} pu at bus {s.get('v_min_bus')}.")
         summary = r.table("powerflow_year", "summary")
         sec.add(Figure("powerflow_year", "The feeder as it is over the year of profiles", year_figure(summary, net)))
         if lay is not None:

@@ -181,8 +181,9 @@ def report(case: Case, out_dir: Path, summary: dict[str, Any], options: dict[str
         f"{case.name}: losses {where} {summary['p_loss_kw']:.2f} kW, {summary['q_loss_kvar']:.2f} kvar; "
         f"minimum voltage {summary['v_min_pu']:.4f} pu at bus {summary['v_min_bus']}", False)]
     if year:
-        lines.append((f"annual energy losses {summary['energy_loss_mwh']:.1f} MWh of "
-                      f"{summary['energy_import_mwh']:.1f} MWh imported (a {YEAR_DAYS}-day year)", False))
+        net_mwh = summary["energy_import_mwh"]  # net of exports: negative where existing generation exceeds the load
+        lines.append((f"annual energy losses {summary['energy_loss_mwh']:.1f} MWh; {abs(net_mwh):.1f} MWh "
+                      f"{'imported' if net_mwh >= 0 else 'exported'} net (a {YEAR_DAYS}-day year)", False))
     if summary["v_min_pu"] < net.v_min_pu:
         lines.append((f"note: below the case's lower limit v_min_pu = {net.v_min_pu}", True))
     lines.append((f"results: {out_dir / BY_NAME['powerflow'].folder_for(options)}", False))
