@@ -13,9 +13,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pandapower as pp
 import pandapower.networks as pn
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
