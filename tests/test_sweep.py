@@ -58,9 +58,17 @@ def cli_figures(folder: Path, sets: dict[str, object], stages: list[list[str]]) 
 
 
 def assert_same(row: pd.Series, figures: dict[str, object], what: str) -> None:
-    """The sweep's row holds the command line's figures (numbers to 1e-9 relative; seconds and threads aside)."""
+    """The sweep's row holds the command line's figures (numbers to 1e-9 relative; seconds and threads aside).
+
+    The plan's proven gap and node count depend on the order in which its two threads finish their nodes, which
+    a loaded machine changes (seen under two test workers: gap 2.24e-7 in the sweep, 1.94e-7 from the command
+    line, same plan): both must meet the gap target; the plan itself (its objective and sites) must be equal.
+    """
     for key, value in figures.items():
-        if key.endswith((".stage_seconds", ".seconds", ".threads", ".from")):
+        if key.endswith((".stage_seconds", ".seconds", ".threads", ".from", "plan.nodes")):
+            continue
+        if key == "plan.gap" and value is not None:
+            assert row[key] <= 1e-3 and value <= 1e-3, f"{what} {key}: sweep {row[key]}, CLI {value}"
             continue
         got = row[key]
         if value is None:  # a figure the stage could not give (the plan's baseline, when it has no solution)
