@@ -162,6 +162,12 @@ def _pv_gen(path: Path) -> None:
     pp.to_json(net, str(path))
 
 
+def _nan_sgen(path: Path) -> None:
+    net = pn.case33bw()
+    pp.create_sgen(net, 24, p_mw=float("nan"), name="no rating")
+    pp.to_json(net, str(path))
+
+
 @pytest.mark.parametrize(
     "network, make, expected",
     [
@@ -174,6 +180,7 @@ def _pv_gen(path: Path) -> None:
         ("pandapower: net.json", _two_grids, "the network has 2 external grids (ext_grid 0 at bus 1, ext_grid 1 "
                                              "'second' at bus 18)"),
         ("pandapower: net.json", _pv_gen, "gen 0 'pv-bus unit' at bus 25 is a voltage-controlled generator"),
+        ("pandapower: net.json", _nan_sgen, "sgen 0 'no rating': p_mw = nan, q_mvar = 0; a static generator needs"),
         ("matpower: missing.m", None, "network.matpower: MATPOWER case file not found:"),
         ("matpower: net.txt", lambda p: p.write_text(MPC, encoding="utf-8"),
          "network.matpower: a MATPOWER case is a .m file (got '.txt')"),
@@ -182,7 +189,7 @@ def _pv_gen(path: Path) -> None:
         ("simbench: 1-MV-rurall--0-sw", None,
          "network.simbench: '1-MV-rurall--0-sw' is not a SimBench grid code; did you mean 1-MV-rural--0-sw"),
     ],
-    ids=["pp-missing", "pp-not-json", "pp-not-a-net", "pp-meshed", "pp-two-grids", "pp-pv-gen", "mpc-missing",
+    ids=["pp-missing", "pp-not-json", "pp-not-a-net", "pp-meshed", "pp-two-grids", "pp-pv-gen", "pp-nan-sgen", "mpc-missing",
          "mpc-extension", "mpc-not-a-case", "simbench-unknown"],
 )
 def test_bad_networks_are_named_with_exit_2_and_nothing_written(tmp_path: Path, network: str, make,

@@ -366,6 +366,8 @@ def convert(net, name: str, source: str) -> Imported:
             gb[pos[t_id]] += y_to
             if abs(float(r[B.SHIFT].real)) % 360 and element != "trafo":
                 raise err(f"{_label(element, idx, table)} shifts the phase; adnstudy cannot represent it")
+            if f_id == t_id:  # both ends on one fused bus: no current in its series branch, its charging stays
+                continue
             rows.append({"element": _label(element, idx, table), "kind": element, "idx": idx,
                          "from_bus": f_id, "to_bus": t_id, "z_pu": z, "tap_ratio": tap,
                          **_ratings(element, table, idx, devices)})
@@ -385,7 +387,7 @@ def convert(net, name: str, source: str) -> Imported:
     })
     ties = _ties(net, sorted(line_tie), pp_id, err)
     out = pd.concat([out, ties], ignore_index=True) if len(ties) else out
-    gens = _generators(net, bus_of)
+    gens = _generators(net, bus_of, err)
     notes = []
     if len(ties):
         notes.append(f"{len(ties)} normally-open tie line(s) from open switches or out-of-service lines")
@@ -515,18 +517,23 @@ def _tech(kind: str, profile: str) -> str:
     return "other"
 
 
-def _generators(net, bus_of) -> pd.DataFrame:
+def _generators(net, bus_of, err) -> pd.DataFrame:
     sg = _in_service(net.sgen)
     rows = []
     for n, idx in enumerate(sg.index, start=1):
         scale = float(sg.at[idx, "scaling"]) if "scaling" in sg.columns and pd.notna(sg.at[idx, "scaling"]) else 1.0
         profile = str(sg.at[idx, "profile"]).strip() if "profile" in sg.columns and pd.notna(sg.at[idx, "profile"]) else ""
         kind = str(sg.at[idx, "type"]) if "type" in sg.columns and pd.notna(sg.at[idx, "type"]) else ""
-        tech = str(sg.at[idx, "tech"]) if "tech" in sg.columns and pd.notna(sg.at[idx, "tech"]) else _tech(kind, profile)
+        tech = str(sg.at[idx, "tech"]) if "tech" in sg.columns and pd.notna(sg.at[idx, "tech"]) else ""
+        tech = tech if tech in ("pv", "wind", "other") else _tech(kind, profile)
         curt = sg.at[idx, "controllable"] if "controllable" in sg.columns else False
         name = sg.at[idx, "name"] if "name" in sg.columns and isinstance(sg.at[idx, "name"], str) else f"sgen {idx}"
+        p_mw, q_mvar = float(sg.at[idx, "p_mw"]) * scale, float(sg.at[idx, "q_mvar"]) * scale
+        if not (np.isfinite(p_mw) and np.isfinite(q_mvar) and p_mw >= 0):
+            raise err(f"{_label('sgen', idx, sg)}: p_mw = {p_mw:g}, q_mvar = {q_mvar:g}; a static generator needs a "
+                      "finite p_mw >= 0 (its installed power) and a finite q_mvar")
         rows.append({"gen": n, "name": name, "bus": bus_of("sgen", sg, idx), "tech": tech,
-                     "p_mw": float(sg.at[idx, "p_mw"]) * scale, "q_mvar": float(sg.at[idx, "q_mvar"]) * scale,
+                     "p_mw": p_mw, "q_mvar": q_mvar,
                      "profile": profile, "curtailable": bool(curt) if pd.notna(curt) else False})
     from adnstudy.network.feeder import empty_generators
 
