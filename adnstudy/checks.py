@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
+from adnstudy.config.schema import own_strategy
 from adnstudy.data import csvfile
 from adnstudy.errors import CaseError, SolveError
 from adnstudy.network.feeder import Feeder, load_feeder
@@ -314,7 +315,7 @@ def solver_problem(name: str) -> str | None:
 
     up = name.upper()
     capable = mixed_integer_socp_solvers()
-    choices = f"use 'default' (branch-and-bound on Clarabel) or one of {', '.join(capable)}"
+    choices = f"use 'default' (the project's strategy), 'branch_and_bound' or one of {', '.join(capable)}"
     if up not in SOLVER_MAP_CONIC and up not in SOLVER_MAP_QP:
         return f"'{name}' is not a CVXPY solver; {choices}"
     if up not in capable:
@@ -344,7 +345,7 @@ def check_solver(case: Case, name: str | None = None, field: str = "solver.name"
     A solver that is not installed is named with the command that installs it.
     """
     name = name or case.config.solver.name
-    if name.lower() != "default" and (why := solver_problem(name)) is not None:
+    if not own_strategy(name) and (why := solver_problem(name)) is not None:
         if field == "solver.name":
             raise case.error(why, "solver", "name")
         raise CaseError(why, file=case.path, field=field)
@@ -368,7 +369,7 @@ def check_solver_options(case: Case, name: str | None = None) -> None:
     cfg = case.config.solver
     name = (name or cfg.name).upper()
     for key, value in cfg.options.items():
-        if name == "DEFAULT":
+        if own_strategy(name):
             unknown, wrong = _clarabel_option(key, value)
             solver, noun, known = "Clarabel, the default strategy's solver", "setting", _clarabel_settings()
         elif name == "SCIP":
@@ -632,6 +633,6 @@ MICROGRID_SUPPLY = Check("microgrid supply", check_microgrid_supply, lambda case
 BRANCH_RATINGS = Check("branch ratings", check_branch_ratings, lambda case: case.config.profiles is not None)
 #: the market solves only with Clarabel: the solver's name does not concern it, the options may
 SOLVER_OPTIONS = Check("solver options", lambda i: check_solver_options(i.case, "default"),
-                       lambda case: case.config.solver.name.lower() == "default")
+                       lambda case: own_strategy(case.config.solver.name))
 #: co-planning: candidates for some investor, and MG candidates' series (not registered by a stage yet: coplan's)
 COPLAN_INVESTORS = Check("coplan investors", check_coplan_investors, lambda case: case.config.coplan is not None)

@@ -65,18 +65,18 @@ economics:
 """
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
+def _tiny_case(d: Path, text: str):
+    """The tiny feeder's case in ``d`` with its two typical days: (case, its plan data)."""
     pd.DataFrame({
         "bus": [1, 2, 3, 4, 5, 6], "base_kv": 11.0,
         "p_mw": [0.0, 0.4, 0.6, 0.3, 0.5, 0.4], "q_mvar": [0.0, 0.15, 0.25, 0.1, 0.2, 0.15],
+        "customers": [0, 40, 60, 30, 50, 40],
     }).to_csv(d / "buses.csv", index=False)
     pd.DataFrame({
         "from_bus": [1, 2, 3, 2, 5], "to_bus": [2, 3, 4, 5, 6],
         "r_ohm": [0.6, 1.0, 0.8, 1.2, 0.9], "x_ohm": [0.5, 0.8, 0.6, 0.9, 0.7],
     }).to_csv(d / "branches.csv", index=False)
-    (d / "case.yaml").write_text(TINY_CASE)
+    (d / "case.yaml").write_text(text)
     case = load_case(d / "case.yaml")
     feeder = case_feeder(case)
     h = np.arange(24)
@@ -84,7 +84,12 @@ def tiny(tmp_path_factory):
     pv = np.vstack([np.clip(np.sin((h - 6) / 12 * np.pi), 0, None) * 0.8, np.clip(np.sin((h - 7) / 10 * np.pi), 0, None) * 0.3])
     wind = np.vstack([0.25 + 0.1 * np.cos(h / 5), 0.6 + 0.2 * np.sin(h / 7)])
     typical, weights = typical_tables(load, pv, wind, [200, 165])
-    return plan_data(case, feeder, typical, weights)
+    return case, plan_data(case, feeder, typical, weights)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return _tiny_case(tmp_path_factory.mktemp("tiny"), TINY_CASE)[1]
 
 
 def test_branch_and_bound_equals_brute_force(tiny):
@@ -238,3 +243,96 @@ def test_case_solver_options_reach_clarabel(tiny):
     a = solve_plan(tiny, MipSettings(gap=1e-6))
     b = solve_plan(tiny, MipSettings(gap=1e-6, options={"max_iter": 500}))
     assert b.record["resolved_objective_usd"] == pytest.approx(a.record["resolved_objective_usd"], rel=1e-9)
+
+
+# ------------------------------------------------------------------ outer approximation (the default strategy)
+TINY_RELIABILITY = """
+reliability:
+  failure_rate_per_yr: 2.0
+  repair_h: 8.0
+  switching_h: 1.0
+  sectionalisers: [[2, 3], [2, 5], [5, 6]]
+  voll_usd_per_mwh: 20000
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_reliable(tmp_path_factory):
+    """The tiny plan with a reliability section: two sectionalised areas whose DG may island them."""
+    from adnstudy.problems.plan import with_reliability
+
+    return with_reliability(*_tiny_case(tmp_path_factory.mktemp("tiny_rel"), TINY_CASE + TINY_RELIABILITY))
+
+
+def brute_force_minimum(data) -> float:
+    """Every combination of the model's integer values (0-1 builds, module counts, island successes), each solved
+    as an SOCP with them fixed: the smallest objective (model units)."""
+    model = build_plan_model(data)
+    best = np.inf
+    ranges = [[np.arange(lo, hi + 1) for lo, hi in zip(b.lo0, b.hi0, strict=True)] for b in model.integers]
+    sizes = [len(r) for r in ranges]
+    for combo in itertools.product(*[v for r in ranges for v in r]):
+        values = np.split(np.array(combo, dtype=float), np.cumsum(sizes)[:-1])
+        model.fix_integers(values)
+        model.problem.solve(solver="CLARABEL", **NODE.options)
+        if model.problem.status in ("optimal", "optimal_inaccurate"):
+            best = min(best, model.problem.value)
+    return best
+
+
+@pytest.mark.parametrize("reliable", [False, True], ids=["no_reliability", "reliability"])
+def test_outer_approximation_equals_brute_force(tiny, tiny_reliable, reliable):
+    """The default strategy (outer approximation over the typical days) against every integer combination."""
+    from adnstudy.problems.plan import solve_plan
+
+    data = tiny_reliable if reliable else tiny
+    best = brute_force_minimum(data)
+    res = solve_plan(data, MipSettings(gap=1e-6))
+    rec = res.record
+    assert rec["strategy"].startswith("outer approximation")
+    assert rec["status"] == "optimal" and rec["gap"] <= 1e-6
+    assert rec["objective_usd"] * COST_SCALE == pytest.approx(best, rel=2e-5)  # blocks solve to a 1e-5 duality gap
+    assert rec["bound_usd"] * COST_SCALE <= best * (1 + 2e-5)
+    assert res.model.problem.value == pytest.approx(best, rel=2e-5)  # the final point: the same plan
+    # branch-and-bound alone reaches the same plan
+    bnb = solve_plan(data, MipSettings(name="branch_and_bound", gap=1e-6))
+    assert bnb.record["strategy"].startswith("branch-and-bound")
+    assert bnb.record["resolved_objective_usd"] == pytest.approx(rec["resolved_objective_usd"], rel=1e-6)
+
+
+def test_operation_cuts_underestimate_and_match_finite_differences(tiny_reliable):
+    """Each typical day's block: its subgradient equals the finite difference, and its cut stays below the block's
+    cost at other capacities (the cost is convex in them), so the master's bound is a lower bound."""
+    d = build_plan_model(tiny_reliable).decomposition()
+    assert d is not None and len(d.blocks) == tiny_reliable.n_days
+    rng = np.random.default_rng(1)
+    for blk in d.blocks:
+        x0 = np.array([0.6, 0.5, 0.4])
+        f0, g0 = blk.evaluate(x0, NODE)
+        for j in range(3):
+            step = np.zeros(3)
+            step[j] = 1e-4
+            f1, _ = blk.evaluate(x0 + step, NODE)
+            assert (f1 - f0) / 1e-4 == pytest.approx(g0[j], rel=2e-2, abs=1e-6)
+        for _ in range(5):
+            x = rng.uniform(0, d.x_hi)
+            f, _ = blk.evaluate(x, NODE)
+            assert f >= f0 + g0 @ (x - x0) - 1e-6 * max(1.0, abs(f))
+    assert any(np.abs(blk.evaluate(np.zeros(3), NODE)[1]).max() > 0 for blk in d.blocks)
+
+
+def test_failed_decomposition_falls_back_to_branch_and_bound(tiny_reliable, monkeypatch):
+    """Where a block cannot be solved (e.g. the operation needs an investment: no feasibility cuts), the default
+    strategy gives the plan by branch-and-bound and says so in its record."""
+    from adnstudy.problems.plan import solve_plan
+    from adnstudy.solve.decompose import Block, DecompositionFailed
+
+    ref = solve_plan(tiny_reliable, MipSettings(gap=1e-6))
+
+    def fail(self, x, settings):
+        raise DecompositionFailed(f"{self.what}: infeasible", status="infeasible")
+
+    monkeypatch.setattr(Block, "evaluate", fail)
+    res = solve_plan(tiny_reliable, MipSettings(gap=1e-6))
+    assert res.record["strategy"].startswith("branch-and-bound")
+    assert res.record["resolved_objective_usd"] == pytest.approx(ref.record["resolved_objective_usd"], rel=1e-6)

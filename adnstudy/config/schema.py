@@ -598,8 +598,20 @@ class CoplanConfig(Strict):
 
 
 # ---------------------------------------------------------------------------- solver
+#: The project's own mixed-integer strategies (Clarabel underneath: ``solver.options`` go to Clarabel):
+#: ``default`` (outer approximation over the typical days, branch-and-bound where it does not apply) and
+#: ``branch_and_bound`` (the branch-and-bound alone).
+OWN_STRATEGIES = ("default", "branch_and_bound")
+
+
+def own_strategy(name: str) -> bool:
+    """Whether ``name`` is one of the project's own strategies rather than a CVXPY solver."""
+    return name.lower() in OWN_STRATEGIES
+
+
 class SolverConfig(Strict):
-    name: str = Field("default", description="'default' or any installed CVXPY solver name.")
+    name: str = Field("default", description="'default' (outer approximation with a HiGHS master, falling back to "
+                      "branch-and-bound), 'branch_and_bound', or any installed CVXPY solver name.")
     mip_gap: quantity(1e-9, 0.5) = 1e-3
     time_limit_s: Seconds | None = None
     threads: quantity(1, 1024, integer=True) = 2

@@ -32,7 +32,10 @@ Capacity = float | np.ndarray | cp.Expression
 
 
 def _column(x: Capacity, rows: int) -> cp.Expression | np.ndarray:
-    """A per-unit capacity as a (rows × 1) column that broadcasts over snapshots."""
+    """A per-unit capacity as a (rows × 1) column that broadcasts over snapshots (a unit × snapshot matrix as it
+    is: one copy of the capacity per snapshot, whose duals price it snapshot by snapshot)."""
+    if isinstance(x, cp.Expression) and x.ndim == 2:
+        return x
     if isinstance(x, cp.Expression):
         return cp.reshape(x, (rows, 1), order="F")
     return np.broadcast_to(np.asarray(x, dtype=float), (rows,)).reshape(rows, 1)

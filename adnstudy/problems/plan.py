@@ -27,6 +27,7 @@ model (:class:`~adnstudy.solve.integer.MixedIntegerModel`).
 from __future__ import annotations
 
 import gc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -60,6 +61,7 @@ from adnstudy.network.limits import NetworkLimits
 from adnstudy.problems.microgrid import MicrogridSchedule, read_schedule
 from adnstudy.reliability.data import ReliabilityData
 from adnstudy.solve.conic import FINAL, ConicSettings, solve_conic
+from adnstudy.solve.decompose import Block, Decomposition
 from adnstudy.solve.integer import IntegerBlock, Relaxation
 from adnstudy.solve.mip import MipResult, MipSettings, diagnose_infeasible, solve_mip
 
@@ -166,26 +168,39 @@ def plan_data(case: Case, feeder: Feeder, typical: pd.DataFrame, weights: pd.Dat
     )
 
 
+def _on_snapshots(data: PlanData, days_weight: np.ndarray, per_day: Callable[[np.ndarray], np.ndarray]) -> PlanData:
+    """The data with every snapshot array (last axis: scenario-major hours) mapped by ``per_day`` on its
+    scenario × hour view (returning scenario' × hour), over the scenarios ``days_weight`` weighs."""
+    from dataclasses import replace
+
+    K, H = data.n_days, data.hours
+
+    def snaps(x: np.ndarray) -> np.ndarray:
+        out = per_day(x.reshape(*x.shape[:-1], K, H))
+        return out.reshape(*out.shape[:-2], -1)
+
+    return replace(
+        data, n_days=len(days_weight), days_weight=np.asarray(days_weight, dtype=float), p_load=snaps(data.p_load),
+        q_load=snaps(data.q_load), avail=snaps(data.avail), price_buy=snaps(data.price_buy),
+        price_sell=snaps(data.price_sell), mg_export=None if data.mg_export is None else snaps(data.mg_export),
+        existing=None if data.existing is None else replace(data.existing, available=snaps(data.existing.available)),
+    )
+
+
 def coarse_data(data: PlanData) -> PlanData:
     """The same planning problem over one day: the scenarios' weighted mean of each hour.
 
     About K times smaller; its relaxed solution proposes integer patterns for the
     full model's branch-and-bound while the full root is being solved.
     """
-    from dataclasses import replace
-
-    K, H = data.n_days, data.hours
     w = data.days_weight / data.days_weight.sum()
+    return _on_snapshots(data, np.array([data.days_weight.sum()]),
+                         lambda x: np.tensordot(x, w, axes=([-2], [0]))[..., None, :])
 
-    def mean_day(x: np.ndarray) -> np.ndarray:
-        return np.tensordot(x.reshape(*x.shape[:-1], K, H), w, axes=([-2], [0]))
 
-    return replace(
-        data, n_days=1, days_weight=np.array([data.days_weight.sum()]), p_load=mean_day(data.p_load),
-        q_load=mean_day(data.q_load), avail=mean_day(data.avail), price_buy=mean_day(data.price_buy),
-        price_sell=mean_day(data.price_sell), mg_export=None if data.mg_export is None else mean_day(data.mg_export),
-        existing=None if data.existing is None else replace(data.existing, available=mean_day(data.existing.available)),
-    )
+def scenario_data(data: PlanData, k: int) -> PlanData:
+    """The planning data of scenario (typical day) ``k`` alone, with its weight."""
+    return _on_snapshots(data, data.days_weight[k : k + 1], lambda x: x[..., k : k + 1, :])
 
 
 def with_microgrids(case: Case, data: PlanData, typical: pd.DataFrame, weights: pd.DataFrame,
@@ -314,6 +329,8 @@ class PlanModel:
     costs: dict[str, cp.Expression]  # annual USD
     existing: ExistingBlock | None = None
     integers: list[IntegerBlock] = field(default_factory=list)
+    #: the MGs' exchanges are data (not another block's expression): the operation splits by typical day
+    decomposable: bool = True
     label = "the planning model"
     usd_per_unit = 1.0 / COST_SCALE
     relaxations = RELAXATIONS
@@ -333,6 +350,34 @@ class PlanModel:
     def fix_integers(self, values: list[np.ndarray]) -> None:
         for blk, v in zip(self.integers, values, strict=True):
             blk.set_bounds(np.round(v), np.round(v))
+
+    def decomposition(self) -> Decomposition | None:
+        """The plan as a master over its investments and one operation block per typical day
+        (:mod:`adnstudy.solve.decompose`): the days share nothing but the capacities, x."""
+        data = self.data
+        J = len(data.sites)
+        if not self.decomposable or not J:
+            return None
+        decisions = investments_block(data, native=True)
+        inv, rel = decisions.investment, decisions.reliability
+        blocks = []
+        for k in range(data.n_days):
+            x = cp.Parameter(J, nonneg=True, name="capacity_mw")
+            copy = cp.Variable(J, name="capacity_mw")
+            op = operation_block(scenario_data(data, k), copy)
+            link = copy == x
+            problem = cp.Problem(cp.Minimize(COST_SCALE * sum(op.costs.values())), [*op.families.constraints(), link])
+            blocks.append(Block(x=x, link=link, problem=problem, what=f"the operation of typical day {k}"))
+        integers = [inv.build] + ([inv.modules] if inv.modules is not None else [])
+        if rel is not None and rel.island.size:
+            integers.append(rel.island)
+        return Decomposition(x=inv.capacity_mw, x_lo=np.zeros(J), x_hi=data.sites["max_mw"].to_numpy(dtype=float),
+                             cost=COST_SCALE * sum(decisions.costs.values()),
+                             constraints=decisions.families.constraints(), integers=integers, blocks=blocks)
+
+    def linking_values(self) -> np.ndarray:
+        """The capacities (MW) of the current solution: the decomposition's linking decisions."""
+        return np.array(self.investment.capacity_mw.value, dtype=float)
 
     def rounding_inputs(self) -> list[np.ndarray]:
         """Capacities (MW), modules and islands of the current solution."""
@@ -422,19 +467,30 @@ class PlanModel:
         )
 
 
-def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "relaxed",
-                     mg_export: cp.Expression | None = None) -> PlanModel:
-    """Build the planning model once, from its blocks (the maths: module docstring, docs/plan.md).
+@dataclass
+class Operation:
+    """The plan's operation over its snapshots for given capacities: units, substation and network."""
+
+    renewables: Renewables  # over PlanData.res_rows
+    storage: Storage | None  # over PlanData.storage_rows
+    substation: Substation
+    network: BranchFlowSOC
+    existing: ExistingBlock | None
+    costs: dict[str, cp.Expression]  # annual USD: purchase, om_energy
+    families: Families
+
+
+def operation_block(data: PlanData, capacity_mw: cp.Expression, mg_export: cp.Expression | None = None) -> Operation:
+    """The candidates' output and storage within ``capacity_mw`` (per candidate, MW), the substation, the
+    existing units and the DistFlow network over ``data``'s snapshots, with their annual energy costs.
 
     ``mg_export`` (MG × snapshot): the MGs' PCC exports as an expression of another block (co-planning)
     instead of the fixed ``data.mg_export``.
     """
     fd, st = data.feeder, data.sites
     base, S, w = fd.base_mva, data.n_snap, data.snap_weight
-    native = integral == "native"
     res, sto = data.res_rows, data.storage_rows
-    inv = investment_block(st, native=native)
-    cap = inv.capacity_mw / base
+    cap = capacity_mw / base
     dg = renewable_block(data.avail[res], cap[res], tan_phi=st["tan_phi"].to_numpy()[res], name="dg")
     storage = None
     if len(sto):
@@ -455,28 +511,72 @@ def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "r
         existing = existing_generation_block(data.existing, fd.n_bus)
         p_inj, q_inj = p_inj + existing.p_bus, q_inj + existing.q_bus
     network = branch_flow_soc(fd, data.limits, S, p_inj, q_inj, data.p_load, data.q_load)
-    caps = capacity_caps(inv, res, data.max_total_mw, data.budget_usd)
+    costs = {
+        "purchase": base * (cp.sum(cp.multiply(w * data.price_buy, sub.p_import))
+                            - cp.sum(cp.multiply(w * data.price_sell, sub.p_export))),
+        "om_energy": base * cp.sum(cp.multiply(st["om_usd_per_mwh"].to_numpy()[res][:, None] * w[None, :], dg.p)),
+    }
+    families = Families().update_from(dg.families, storage.families if storage else None,
+                                      existing.families if existing else None, sub.families, network.families)
+    return Operation(renewables=dg, storage=storage, substation=sub, network=network, existing=existing, costs=costs,
+                     families=families)
+
+
+@dataclass
+class Investments:
+    """The plan's decisions that do not depend on the operation: build, size, caps and island success."""
+
+    investment: Investment
+    reliability: ReliabilityBlock | None
+    caps: Families  # caps.penetration, caps.budget
+    costs: dict[str, cp.Expression]  # annual USD: investment_annualised, om_fixed, eens
+
+    @property
+    def families(self) -> Families:
+        rel = self.reliability.families if self.reliability is not None else None
+        return Families().update_from(self.investment.families, self.caps, rel)
+
+
+def investments_block(data: PlanData, *, native: bool) -> Investments:
+    """Candidates' 0-1 build and sizes within the feeder-wide caps, and the reliability block on them, with their
+    annual costs (annualised investment, fixed O&M, EENS at the value of lost load)."""
+    st = data.sites
+    inv = investment_block(st, native=native)
+    caps = capacity_caps(inv, data.res_rows, data.max_total_mw, data.budget_usd)
     rel = None
     if data.reliability is not None:
         rel = reliability_block(data.reliability, inv.capacity_mw, inv.build, st["max_mw"].to_numpy(),
                                 data.reliability_limits, data.voll_usd_per_mwh, native=native)
-    costs = {
-        "investment_annualised": inv.annualised_usd,
-        "purchase": base * (cp.sum(cp.multiply(w * data.price_buy, sub.p_import))
-                            - cp.sum(cp.multiply(w * data.price_sell, sub.p_export))),
-        "om_fixed": cp.sum(cp.multiply(st["om_usd_per_mw_yr"].to_numpy(), inv.capacity_mw)),
-        "om_energy": base * cp.sum(cp.multiply(st["om_usd_per_mwh"].to_numpy()[res][:, None] * w[None, :], dg.p)),
-    }
+    costs = {"investment_annualised": inv.annualised_usd,
+             "om_fixed": cp.sum(cp.multiply(st["om_usd_per_mw_yr"].to_numpy(), inv.capacity_mw))}
     if rel is not None and data.voll_usd_per_mwh > 0:
         costs["eens"] = data.voll_usd_per_mwh * rel.eens
-    families = Families().update_from(inv.families, dg.families, storage.families if storage else None,
-                                      existing.families if existing else None, sub.families, network.families, caps,
-                                      rel.families if rel else None)
+    return Investments(investment=inv, reliability=rel, caps=caps, costs=costs)
+
+
+def build_plan_model(data: PlanData, integral: Literal["relaxed", "native"] = "relaxed",
+                     mg_export: cp.Expression | None = None) -> PlanModel:
+    """Build the planning model once, from its blocks (the maths: module docstring, docs/plan.md).
+
+    ``mg_export`` (MG × snapshot): the MGs' PCC exports as an expression of another block (co-planning)
+    instead of the fixed ``data.mg_export``.
+    """
+    decisions = investments_block(data, native=integral == "native")
+    inv, rel = decisions.investment, decisions.reliability
+    op = operation_block(data, inv.capacity_mw, mg_export)
+    parts = {**decisions.costs, **op.costs}
+    costs = {k: parts[k] for k in COST_ITEMS if k in parts}
+    # the families in the order the model always had them (a reordering moves Clarabel's point on flat optima)
+    families = Families().update_from(inv.families, op.renewables.families,
+                                      op.storage.families if op.storage else None,
+                                      op.existing.families if op.existing else None, op.substation.families,
+                                      op.network.families, decisions.caps, rel.families if rel else None)
     objective = cp.Minimize(COST_SCALE * sum(costs.values()))
     return PlanModel(
         data=data, objective=objective, problem=families.problem(objective), families=families, investment=inv,
-        renewables=dg, storage=storage, substation=sub, network=network, reliability=rel, costs=costs,
-        existing=existing, integers=inv.integers + (rel.integers if rel is not None else []),
+        renewables=op.renewables, storage=op.storage, substation=op.substation, network=op.network, reliability=rel,
+        costs=costs, existing=op.existing, integers=inv.integers + (rel.integers if rel is not None else []),
+        decomposable=mg_export is None,
     )
 
 

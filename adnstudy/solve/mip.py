@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from cvxpy.settings import SOLUTION_PRESENT
 
+from adnstudy.config.schema import own_strategy
 from adnstudy.errors import InfeasibleError, SolveError, SolverFailedError
 from adnstudy.solve.bnb import IntegerInfeasible, RelaxationInfeasible, branch_and_bound
 from adnstudy.solve.conic import (
@@ -36,6 +37,7 @@ from adnstudy.solve.conic import (
     clarabel_accuracy,
     solve_conic,
 )
+from adnstudy.solve.decompose import DecompositionFailed, outer_approximation
 from adnstudy.solve.integer import MixedIntegerModel
 from adnstudy.solve.native import native_record, solve_native
 from adnstudy.threads import capped
@@ -71,6 +73,12 @@ class MipSettings:
 
     @property
     def default(self) -> bool:
+        """One of the project's own strategies (Clarabel underneath)."""
+        return own_strategy(self.name)
+
+    @property
+    def decompose(self) -> bool:
+        """Outer approximation first (``default``); ``branch_and_bound`` skips it."""
         return self.name.lower() == "default"
 
     def conic(self, profile: ConicSettings) -> ConicSettings:
@@ -126,8 +134,13 @@ def solve_mip(
         timings["build"] = time.perf_counter() - t
         t = time.perf_counter()
         node = settings.conic(NODE)
-        initial = coarse_patterns(coarse(), node) if coarse is not None else None
         first = models[0]
+        decomposed = _decomposed(first, settings, node) if settings.decompose else None
+        if decomposed is not None:
+            integers, record = decomposed
+            timings["solve"] = time.perf_counter() - t
+            return _finish(first, integers, record, settings, timings)
+        initial = coarse_patterns(coarse(), node) if coarse is not None else None
         try:
             res = branch_and_bound(
                 models, gap=settings.gap, time_limit=settings.time_limit_s, settings=node, initial=initial,
@@ -141,7 +154,7 @@ def solve_mip(
         timings["solve"] = time.perf_counter() - t
         integers = res.incumbent
         record: dict[str, Any] = {
-            "name": "default", "strategy": "branch-and-bound on Clarabel SOCP relaxations",
+            "name": settings.name.lower(), "strategy": "branch-and-bound on Clarabel SOCP relaxations",
             "status": res.status, "objective_usd": res.objective * first.usd_per_unit,
             "bound_usd": res.bound * first.usd_per_unit, "gap": res.gap, "gap_target": settings.gap,
             "nodes": res.nodes, "heuristic_solves": res.heuristic_solves, "failed_nodes": res.failed_nodes,
@@ -164,6 +177,46 @@ def solve_mip(
         integers = out["integers"]
         record = {**native_record(out, name, settings.gap, final.usd_per_unit), "threads": settings.threads,
                   "time_limit_s": settings.time_limit_s}
+    return _finish(final, integers, record, settings, timings)
+
+
+def _decomposed(model: MixedIntegerModel, settings: MipSettings, node: ConicSettings
+                ) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+    """The default strategy's first choice: outer approximation over the model's blocks, where it offers them
+    (:mod:`.decompose`); None where it does not, or where the method cannot solve it (then branch-and-bound)."""
+    offer = getattr(model, "decomposition", None)
+    decomposition = offer() if offer is not None else None
+    if decomposition is None:
+        return None
+
+    def relaxation() -> tuple[float, np.ndarray]:
+        try:
+            solve_conic(model.problem, node, "the continuous relaxation")
+        except SolveError as exc:  # branch-and-bound diagnoses it
+            raise DecompositionFailed(str(exc), status=getattr(exc, "status", None)) from None
+        return float(model.problem.value), model.linking_values()  # type: ignore[attr-defined]
+
+    try:
+        res = outer_approximation(decomposition, relaxation, gap=settings.gap, time_limit=settings.time_limit_s,
+                                  threads=settings.threads, settings=node,
+                                  progress=(lambda row: log.info("OA %s", row)) if settings.verbose else None)
+    except DecompositionFailed as exc:
+        log.info("outer approximation stopped (%s); branch-and-bound instead", exc)
+        return None
+    record: dict[str, Any] = {
+        "name": "default", "strategy": "outer approximation: HiGHS MILP master, Clarabel SOCP per typical day",
+        "status": res.status, "objective_usd": res.objective * model.usd_per_unit,
+        "bound_usd": res.bound * model.usd_per_unit, "gap": res.gap, "gap_target": settings.gap,
+        "iterations": res.iterations, "block_solves": res.block_solves,
+        "seconds_by_phase": {k: round(v, 3) for k, v in res.split.items()},
+        "threads": settings.threads, "time_limit_s": settings.time_limit_s,
+    }
+    return res.incumbent, record
+
+
+def _finish(final: MixedIntegerModel, integers: list[np.ndarray], record: dict[str, Any], settings: MipSettings,
+            timings: dict[str, float]) -> MipResult:
+    """The chosen integers' final point (tight tolerances) and its record."""
     t = time.perf_counter()
     status = final_point(final, integers, settings.conic(FINAL))
     timings["resolve"] = time.perf_counter() - t

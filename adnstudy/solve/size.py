@@ -32,6 +32,7 @@ import math
 import os
 from dataclasses import dataclass, replace
 
+from adnstudy.config.schema import own_strategy
 from adnstudy.errors import AdnstudyError
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def check_plan_size(case, *, reliability: bool, solver: str | None, time_limit_s
     from adnstudy.data.typical import HOURS
 
     scfg = case.config.solver
-    default = (solver or scfg.name).lower() == "default"
+    default = own_strategy(solver or scfg.name)
     from adnstudy.threads import capped
 
     dims = plan_dimensions(case, case_feeder(case), reliability=reliability,

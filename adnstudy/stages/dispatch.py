@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from adnstudy.config.load import Case
+from adnstudy.config.schema import own_strategy
 from adnstudy.data.typical import YEAR_DAYS, typical_days
 from adnstudy.errors import CaseError, IncompleteResultsError, SolveError, SolverStatusError
 from adnstudy.formulation.verify import Verification, verify_against_ac
@@ -167,7 +168,7 @@ def solve_day(day: DayData, case: Case) -> ScenarioResult:
                     rho_trade=co.rho_trade_usd_per_mw2h * B**2, tol_pu=co.tol_mw / B, tol_dual_pu=co.dual_tol_mw / B,
                     tol_objective=co.tol_objective, max_iter=co.max_iter)
     solver = case.config.solver
-    user = solver.options if solver.name.lower() == "default" else {}
+    user = solver.options if own_strategy(solver.name) else {}
     conic, reference = DEFAULT.with_user(user), REFERENCE.with_user(user)
     with quiet_solver():
         central_notrade = _central(day, False, reference)

@@ -18,6 +18,7 @@ import pandas as pd
 
 from adnstudy.checks import check_solver, check_time_limit
 from adnstudy.config.load import Case
+from adnstudy.config.schema import own_strategy
 from adnstudy.data.typical import YEAR_DAYS
 from adnstudy.errors import SolveError
 from adnstudy.formulation.verify import verify_against_ac
@@ -58,7 +59,7 @@ def load_plan_inputs(case: Case, out_dir: Path
     typical, weights = tables["cluster", "typical"], tables["cluster", "weights"]
     data = plan_data(case, inputs.feeder, typical, weights)
     scfg = case.config.solver
-    reference = REFERENCE.with_user(scfg.options) if scfg.name.lower() == "default" else REFERENCE
+    reference = REFERENCE.with_user(scfg.options) if own_strategy(scfg.name) else REFERENCE
     with quiet_solver():
         data, schedules, statuses = with_microgrids(case, data, typical, weights, reference)
     return data, schedules, statuses, digests
