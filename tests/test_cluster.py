@@ -11,7 +11,13 @@ from sklearn.metrics import adjusted_rand_score
 from typer.testing import CliRunner
 
 from adnstudy.cli import app
-from adnstudy.cluster.density_peaks import density_peaks, pairwise
+from adnstudy.cluster.density_peaks import (
+    _linear_quantile,
+    _quantile_ranks,
+    density_peaks,
+    density_peaks_points,
+    pairwise,
+)
 from adnstudy.cluster.typical_days import DayData, aggregate, score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,6 +73,69 @@ def test_density_peaks_matches_brute_force(kernel):
     np.testing.assert_allclose(dp.rho, rho, rtol=1e-12)
     np.testing.assert_allclose(dp.delta, delta, rtol=1e-12)
     np.testing.assert_allclose(dp.gamma, rho * delta, rtol=1e-12)
+    pts = density_peaks_points(x, 0.05, kernel, block=8, matrix_below=0)
+    np.testing.assert_allclose(pts.rho, rho, rtol=1e-12)
+    np.testing.assert_allclose(pts.delta, delta, rtol=1e-12)
+
+
+
+def _awkward_points(case: str) -> np.ndarray:
+    rng = np.random.default_rng(11)
+    if case == "normal":
+        return rng.normal(size=(300, 6))
+    if case == "duplicates":  # repeated days: zero distances, tied densities, tied nearest points
+        x = rng.normal(size=(200, 4))
+        x = np.vstack([x, x[rng.integers(0, 200, 80)]])
+        return x[rng.permutation(len(x))]
+    if case == "grid":  # integer points: ties in every distance and duplicates
+        return rng.integers(0, 4, size=(250, 3)).astype(float)
+    if case == "offset":  # a small spread far from the origin: the centring and the error bound
+        return 100.0 + 0.01 * rng.normal(size=(260, 8))
+    if case == "few_distinct":  # most pairs identical: d_c falls back to the smallest positive distance
+        return np.repeat(rng.normal(size=(3, 2)), [90, 60, 30], axis=0)
+    raise ValueError(case)
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "cutoff"])
+@pytest.mark.parametrize("case", ["normal", "duplicates", "grid", "offset", "few_distinct"])
+@pytest.mark.parametrize("frac", [0.02, 0.3])
+def test_points_path_equals_matrix_path(kernel, case, frac):
+    """The blocked computation from the points gives the matrix path's answer, ties included."""
+    x = _awkward_points(case)
+    ref = density_peaks(pairwise(x), frac, kernel)
+    for block in (7, 64, 1024):
+        dp = density_peaks_points(x, frac, kernel, block=block, matrix_below=0)
+        assert dp.dc == ref.dc
+        if kernel == "cutoff":
+            np.testing.assert_array_equal(dp.rho, ref.rho)
+        else:
+            np.testing.assert_allclose(dp.rho, ref.rho, rtol=1e-12)
+        n = len(x)
+        np.testing.assert_array_equal(np.lexsort((np.arange(n), -dp.rho)), np.lexsort((np.arange(n), -ref.rho)))
+        np.testing.assert_array_equal(dp.delta, ref.delta)
+        np.testing.assert_array_equal(dp.nearest_denser, ref.nearest_denser)
+        np.testing.assert_allclose(dp.gamma, ref.gamma, rtol=1e-12)
+        np.testing.assert_array_equal(dp.seeds(n), ref.seeds(n))
+
+
+def test_points_path_small_sets_use_the_matrix():
+    x = _awkward_points("normal")
+    dp, ref = density_peaks_points(x), density_peaks(pairwise(x))
+    np.testing.assert_array_equal(dp.rho, ref.rho)
+    with pytest.raises(ValueError, match="at least two"):
+        density_peaks_points(x[:1], matrix_below=0)
+    with pytest.raises(ValueError, match="kernel"):
+        density_peaks_points(x, kernel="box", matrix_below=0)
+
+
+def test_linear_quantile_is_numpys():
+    rng = np.random.default_rng(5)
+    for m in (1, 2, 3, 10, 997, 66795):
+        values = np.sort(rng.random(m))
+        for q in (0.0, 0.02, 0.05, 0.3, 0.5, 0.77, 0.999, 1.0, *rng.random(5)):
+            lo, hi = _quantile_ranks(m, q)
+            hi = min(hi, m - 1)
+            assert _linear_quantile(values[lo], values[hi], m, q) == np.quantile(values, q)
 
 
 def test_seeds_land_in_distinct_true_clusters_and_kmeans_recovers_them():

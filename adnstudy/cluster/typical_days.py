@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import davies_bouldin_score, silhouette_score
 
-from adnstudy.cluster.density_peaks import DensityPeaks, density_peaks, pairwise
+from adnstudy.cluster.density_peaks import DensityPeaks, density_peaks_points, pairwise
 
 METHODS = ("density_peaks", "kmeans_pp", "random", "kmedoids", "ward")
 
@@ -141,7 +141,7 @@ def aggregate(
     seeds = np.empty(0, dtype=int)
     medoids: np.ndarray | None = None
     if method == "density_peaks":
-        dp = density_peaks(pairwise(x), neighbour_fraction, kernel)
+        dp = density_peaks_points(x, neighbour_fraction, kernel)
         seeds = dp.seeds(k)
         labels = _lloyd(x, x[seeds], max_iter)
     elif method == "kmeans_pp":
@@ -227,10 +227,12 @@ def score(data: DayData, result: TypicalDays) -> dict[str, float]:
     return out
 
 
-def sse_curve(data: DayData, k_max: int, neighbour_fraction: float, kernel: str) -> np.ndarray:
-    """Within-cluster SSE of density-peaks K-means for k = 1..k_max (one distance matrix)."""
+def sse_curve(data: DayData, k_max: int, neighbour_fraction: float, kernel: str,
+              dp: DensityPeaks | None = None) -> np.ndarray:
+    """Within-cluster SSE of density-peaks K-means for k = 1..k_max (``dp``: the days' density peaks, if known)."""
     x = data.scaled()
-    dp = density_peaks(pairwise(x), neighbour_fraction, kernel)
+    if dp is None:
+        dp = density_peaks_points(x, neighbour_fraction, kernel)
     out = []
     for k in range(1, k_max + 1):
         labels = _lloyd(x, x[dp.seeds(k)], 300)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from adnstudy.cluster.density_peaks import DensityPeaks, density_peaks, pairwise
+from adnstudy.cluster.density_peaks import DensityPeaks, density_peaks_points
 from adnstudy.cluster.typical_days import (
     METHODS,
     DayData,
@@ -41,9 +41,9 @@ def _warm_up() -> None:
 def suggest_k(data: DayData, neighbour_fraction: float, kernel: str) -> dict[str, Any]:
     """K from the γ curve and from the elbow of the SSE curve; the suggestion is the larger."""
     k_max = min(K_MAX_SUGGEST, data.n_days - 1)
-    dp = density_peaks(pairwise(data.scaled()), neighbour_fraction, kernel)
+    dp = density_peaks_points(data.scaled(), neighbour_fraction, kernel)
     k_gamma, why_gamma = dp.suggest_k(k_max)
-    sse = sse_curve(data, k_max, neighbour_fraction, kernel)
+    sse = sse_curve(data, k_max, neighbour_fraction, kernel, dp)
     k_elbow = elbow(sse)
     k = max(k_gamma, k_elbow)
     why = (
