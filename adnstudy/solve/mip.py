@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ def solve_mip(
         t = time.perf_counter()
         node = settings.conic(NODE)
         first = models[0]
-        decomposed = _decomposed(first, settings, node) if settings.decompose else None
+        decomposed = _decomposed(first, settings, node, coarse) if settings.decompose else None
         if decomposed is not None:
             integers, record = decomposed
             timings["solve"] = time.perf_counter() - t
@@ -180,16 +181,26 @@ def solve_mip(
     return _finish(final, integers, record, settings, timings)
 
 
-def _decomposed(model: MixedIntegerModel, settings: MipSettings, node: ConicSettings
-                ) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+def _decomposed(model: MixedIntegerModel, settings: MipSettings, node: ConicSettings,
+                coarse: Callable[[], MixedIntegerModel] | None) -> tuple[list[np.ndarray], dict[str, Any]] | None:
     """The default strategy's first choice: outer approximation over the model's blocks, where it offers them
-    (:mod:`.decompose`); None where it does not, or where the method cannot solve it (then branch-and-bound)."""
+    (:mod:`.decompose`); None where it does not, or where the method cannot solve it (then branch-and-bound).
+
+    It starts from the coarse model's relaxation (one mean day: a core point in a fraction of a block's time),
+    or, without one, from the whole model's relaxation (its bound too)."""
     offer = getattr(model, "decomposition", None)
     decomposition = offer() if offer is not None else None
     if decomposition is None:
         return None
 
-    def relaxation() -> tuple[float, np.ndarray]:
+    def start() -> tuple[float, np.ndarray]:
+        if coarse is not None:
+            small = coarse()
+            try:
+                solve_conic(small.problem, node, "the coarse relaxation")
+                return -math.inf, small.linking_values()  # type: ignore[attr-defined]
+            except SolveError:
+                pass
         try:
             solve_conic(model.problem, node, "the continuous relaxation")
         except SolveError as exc:  # branch-and-bound diagnoses it
@@ -197,7 +208,7 @@ def _decomposed(model: MixedIntegerModel, settings: MipSettings, node: ConicSett
         return float(model.problem.value), model.linking_values()  # type: ignore[attr-defined]
 
     try:
-        res = outer_approximation(decomposition, relaxation, gap=settings.gap, time_limit=settings.time_limit_s,
+        res = outer_approximation(decomposition, start, gap=settings.gap, time_limit=settings.time_limit_s,
                                   threads=settings.threads, settings=node,
                                   progress=(lambda row: log.info("OA %s", row)) if settings.verbose else None)
     except DecompositionFailed as exc:
