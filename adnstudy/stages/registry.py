@@ -246,7 +246,7 @@ STAGES: tuple[Stage, ...] = (
         progress="Solving the planning MISOCP",
         options=(
             Option("solver", ("--solver",), str | None, None,
-                   "'default' (branch-and-bound on Clarabel) or a CVXPY solver: SCIP, GUROBI, MOSEK, ECOS_BB.",
+                   "'default' (outer approximation, HiGHS master + Clarabel per day), 'branch_and_bound' or a CVXPY solver: SCIP, GUROBI, MOSEK, ECOS_BB.",
                    metavar="NAME"),
             Option("time_limit", ("--time-limit",), float | None, None, "Seconds; the best plan found is kept.",
                    metavar="SECONDS"),
