@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 IN_OUT = 0.3
 #: The master MILP's own relative gap: its proven bound (not its incumbent) is the lower bound used.
 MASTER_GAP = 1e-5
+MASTER_OPTIONS: dict[str, Any] = {}
 
 
 class DecompositionFailed(SolveError):
@@ -72,18 +73,25 @@ class Block:
     """One convex block of the operation: its cost given the linking decisions x, and a subgradient."""
 
     x: cp.Parameter  # the linking decisions the block sees
-    link: cp.Constraint  # x' == x: its dual is the (negated) subgradient
-    problem: cp.Problem  # minimises the block's cost (in the model's objective units)
+    link: cp.Constraint  # x' == x, one column per part (n × parts): its duals are the (negated) subgradients
+    problem: cp.Problem  # minimises the block's cost (in the model's objective units), the sum of its parts
+    parts: cp.Expression  # the cost of each independent part (parts,): each gets its own cut
     what: str
 
-    def evaluate(self, x: np.ndarray, settings: ConicSettings) -> tuple[float, np.ndarray]:
+    @property
+    def n_parts(self) -> int:
+        return int(self.parts.size)
+
+    def evaluate(self, x: np.ndarray, settings: ConicSettings) -> tuple[np.ndarray, np.ndarray]:
+        """Each part's cost at x and its subgradient (parts, and parts × n)."""
         self.x.value = x
         try:
             solve_conic(self.problem, settings, self.what, quiet=False)
         except SolveError as exc:
             raise DecompositionFailed(f"{self.what} at x = {np.round(x, 4)}: {exc}",
                                       status=getattr(exc, "status", None)) from None
-        return float(self.problem.value), -np.asarray(self.link.dual_value, dtype=float).ravel()
+        dual = -np.asarray(self.link.dual_value, dtype=float).reshape(len(x), self.n_parts)
+        return np.asarray(self.parts.value, dtype=float).ravel(), dual.T
 
 
 @dataclass
@@ -124,7 +132,7 @@ def outer_approximation(
     _silence_highs_banner()
     t0 = time.perf_counter()
     split = {"start": 0.0, "blocks": 0.0, "master": 0.0}
-    theta = cp.Variable(len(d.blocks), name="theta")
+    theta = cp.Variable(sum(blk.n_parts for blk in d.blocks), name="theta")
     cuts: list[cp.Constraint] = []
     history: list[dict[str, Any]] = []
     solves = 0
@@ -136,8 +144,8 @@ def outer_approximation(
         x = np.clip(x, d.x_lo, d.x_hi)
         values = list(pool.map(lambda blk: blk.evaluate(x, settings), d.blocks))
         solves += len(d.blocks)
-        F = np.array([v for v, _ in values])
-        G = np.array([g for _, g in values])
+        F = np.concatenate([v for v, _ in values])
+        G = np.vstack([g for _, g in values])
         cuts.append(theta >= F + G @ (d.x - x))
         split["blocks"] += time.perf_counter() - t
         return float(F.sum())
@@ -155,7 +163,7 @@ def outer_approximation(
             floor = [objective >= lower0] if math.isfinite(lower0) else []
             master = cp.Problem(cp.Minimize(objective), [*d.constraints, *cuts, *floor])
             remaining = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
-            opts: dict[str, Any] = {"mip_rel_gap": MASTER_GAP}
+            opts: dict[str, Any] = {"mip_rel_gap": MASTER_GAP, **MASTER_OPTIONS}
             if remaining is not None:
                 opts["time_limit"] = remaining
             try:
