@@ -301,23 +301,26 @@ def test_outer_approximation_equals_brute_force(tiny, tiny_reliable, reliable):
 
 
 def test_operation_cuts_underestimate_and_match_finite_differences(tiny_reliable):
-    """Each typical day's block: its subgradient equals the finite difference, and its cut stays below the block's
-    cost at other capacities (the cost is convex in them), so the master's bound is a lower bound."""
+    """Each typical day's block: the subgradient of each of its parts (groups of hours) equals the finite
+    difference, and each part's cut stays below its cost at other capacities (the cost is convex in them), so
+    the master's bound is a lower bound."""
     d = build_plan_model(tiny_reliable).decomposition()
     assert d is not None and len(d.blocks) == tiny_reliable.n_days
+    assert all(blk.n_parts > 1 for blk in d.blocks)  # no storage: the hours are independent
     rng = np.random.default_rng(1)
     for blk in d.blocks:
         x0 = np.array([0.6, 0.5, 0.4])
         f0, g0 = blk.evaluate(x0, NODE)
+        assert f0.sum() == pytest.approx(blk.problem.value, rel=1e-9)
         for j in range(3):
             step = np.zeros(3)
             step[j] = 1e-4
             f1, _ = blk.evaluate(x0 + step, NODE)
-            assert (f1 - f0) / 1e-4 == pytest.approx(g0[j], rel=2e-2, abs=1e-6)
+            np.testing.assert_allclose((f1 - f0) / 1e-4, g0[:, j], rtol=2e-2, atol=1e-5)
         for _ in range(5):
             x = rng.uniform(0, d.x_hi)
             f, _ = blk.evaluate(x, NODE)
-            assert f >= f0 + g0 @ (x - x0) - 1e-6 * max(1.0, abs(f))
+            assert np.all(f >= f0 + g0 @ (x - x0) - 1e-6 * np.maximum(1.0, np.abs(f)))
     assert any(np.abs(blk.evaluate(np.zeros(3), NODE)[1]).max() > 0 for blk in d.blocks)
 
 
