@@ -280,12 +280,26 @@ def brute_force_minimum(data) -> float:
     return best
 
 
-@pytest.mark.parametrize("reliable", [False, True], ids=["no_reliability", "reliability"])
-def test_outer_approximation_equals_brute_force(tiny, tiny_reliable, reliable):
-    """The default strategy (outer approximation over the typical days) against every integer combination."""
+@pytest.fixture(scope="module")
+def tiny_storage(tmp_path_factory):
+    """The tiny plan with a battery candidate too: its hours are coupled, one cut per day."""
+    from adnstudy.problems.plan import with_reliability
+
+    text = TINY_CASE.replace("economics:", "    - {bus: 4, tech: storage, max_mw: 0.5, capex_usd_per_mw: 300000, "
+                             "fixed_capex_usd: 20000, lifetime_yr: 15, energy_mwh_per_mw: 4, om_usd_per_mwh: 2}\n"
+                             "economics:")
+    return with_reliability(*_tiny_case(tmp_path_factory.mktemp("tiny_sto"), text + TINY_RELIABILITY))
+
+
+@pytest.mark.parametrize("which", ["plain", "reliability", "storage"])
+def test_outer_approximation_equals_brute_force(tiny, tiny_reliable, tiny_storage, which):
+    """The default strategy (outer approximation over the typical days) against every integer combination: plain,
+    with reliability (island successes), and with a battery (a day's hours coupled, one cut per day)."""
     from adnstudy.problems.plan import solve_plan
 
-    data = tiny_reliable if reliable else tiny
+    data = {"plain": tiny, "reliability": tiny_reliable, "storage": tiny_storage}[which]
+    blocks = build_plan_model(data).decomposition().blocks
+    assert all(blk.n_parts == (1 if which == "storage" else 6) for blk in blocks)
     best = brute_force_minimum(data)
     res = solve_plan(data, MipSettings(gap=1e-6))
     rec = res.record
