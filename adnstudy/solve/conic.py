@@ -87,6 +87,12 @@ class ConicSettings:
     def with_user(self, user: Mapping[str, Any]) -> ConicSettings:
         return replace(self, user=dict(user))
 
+    def tighter(self, gap_rel: float) -> ConicSettings:
+        """The profile asking Clarabel for a relative duality gap of at most ``gap_rel`` (the decomposition's
+        blocks: their values must be an order finer than the gap they prove)."""
+        current = {**CLARABEL_BASE, **self.options}["tol_gap_rel"]
+        return replace(self, options={**self.options, "tol_gap_rel": min(current, gap_rel)})
+
     def attempts(self) -> Iterator[dict[str, Any]]:
         """The full Clarabel settings of the first try and of each retry, the user's options on top."""
         first = {**CLARABEL_BASE, **self.options}

@@ -168,13 +168,18 @@ def outer_approximation(
         cut(core, pool)
         objective = d.cost + cp.sum(theta)
         upper, lower, best = math.inf, -math.inf, None
+        seen: set[bytes] = set()  # master points evaluated
         status = "optimal"
         for k in range(1, max_iter + 1):
             t = time.perf_counter()
             floor = [objective >= lower0] if math.isfinite(lower0) else []
             master = cp.Problem(cp.Minimize(objective), [*d.constraints, *cuts, *floor])
             remaining = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
-            opts: dict[str, Any] = {"mip_rel_gap": MASTER_GAP, **MASTER_OPTIONS}
+            # an order finer than the target: else the master may return a point it has seen, its own gap short
+            # (and feasible to 1e-9: each θ row may be violated by the tolerance, and they add up)
+            opts: dict[str, Any] = {"mip_rel_gap": min(MASTER_GAP, gap / 10), "mip_abs_gap": 0.0,
+                                    "mip_feasibility_tolerance": 1e-9, "primal_feasibility_tolerance": 1e-9,
+                                    **MASTER_OPTIONS}
             if remaining is not None:
                 opts["time_limit"] = remaining
             try:
@@ -188,7 +193,10 @@ def outer_approximation(
             x = np.array(d.x.value, dtype=float)
             ints = [np.round(np.array(v.value, dtype=float)) for v in d.integers]
             own = float(d.cost.value)
-            if k > EXPLORE:
+            key = b"".join(v.astype(np.int64).tobytes() for v in ints) + np.round(x, 9).tobytes()
+            stalled = key in seen  # its cuts are already exact there: the bound cannot rise any more
+            if k > EXPLORE and not stalled:
+                seen.add(key)
                 value = own + cut(x, pool)
                 if value < upper:
                     upper, best = value, ints
@@ -199,14 +207,20 @@ def outer_approximation(
                 progress(row)
             if relative_gap(upper, lower) <= gap:
                 break
+            if stalled:  # the blocks' own accuracy bounds what the cuts can prove
+                status = "gap_not_proven"
+                break
             if time_limit is not None and time.perf_counter() - t0 > time_limit:
                 status = "time_limit"
+                if best is None:  # still exploring: the master's point is the plan to keep
+                    upper, best = own + cut(x, pool), ints
                 break
             cut(IN_OUT * core + (1 - IN_OUT) * x, pool)  # in-out: a point toward the core
             core = 0.5 * (core + x)
         else:
             status = "gap_not_proven"
-    assert best is not None
+        if best is None:  # max_iter within the exploration
+            upper, best = own + cut(x, pool), ints
     return DecompositionResult(status=status, objective=upper, bound=min(lower, upper), gap=relative_gap(upper, lower),
                                iterations=len(history), block_solves=solves, incumbent=best,
                                seconds=time.perf_counter() - t0, history=history, split=split)

@@ -209,7 +209,7 @@ def _decomposed(model: MixedIntegerModel, settings: MipSettings, node: ConicSett
 
     try:
         res = outer_approximation(decomposition, start, gap=settings.gap, time_limit=settings.time_limit_s,
-                                  threads=settings.threads, settings=node,
+                                  threads=settings.threads, settings=node.tighter(settings.gap / 10),
                                   progress=(lambda row: log.info("OA %s", row)) if settings.verbose else None)
     except DecompositionFailed as exc:
         log.info("outer approximation stopped (%s); branch-and-bound instead", exc)
