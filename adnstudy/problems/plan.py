@@ -181,7 +181,7 @@ def _on_snapshots(data: PlanData, days_weight: np.ndarray, per_day: Callable[[np
 
     def snaps(x: np.ndarray) -> np.ndarray:
         out = per_day(x.reshape(*x.shape[:-1], K, H))
-        return out.reshape(*out.shape[:-2], -1)
+        return out.reshape(*out.shape[:-2], out.shape[-2] * out.shape[-1])  # explicit: an empty array has no −1
 
     return replace(
         data, n_days=len(days_weight), days_weight=np.asarray(days_weight, dtype=float), p_load=snaps(data.p_load),
