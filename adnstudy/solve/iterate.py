@@ -102,7 +102,7 @@ class Anderson:
     """
 
     def __init__(self, method: FixedPointMethod, memory: int = 5, restart_growth: float = 2.0,
-                 restart_every: int = 40, regularisation: float = 1e-10) -> None:
+                 restart_every: int = 100, regularisation: float = 1e-10) -> None:
         self.method, self.memory = method, memory
         self.restart_growth, self.restart_every, self.regularisation = restart_growth, restart_every, regularisation
         self.accelerated = 0  # steps that took the extrapolation
