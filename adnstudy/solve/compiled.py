@@ -25,6 +25,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 from cvxpy import settings as cvx_settings
+from cvxpy.cvxcore.python import canonInterface
 from cvxpy.reductions.solvers.conic_solvers.clarabel_conif import CLARABEL, dims_to_solver_cones
 from cvxpy.reductions.solvers.conic_solvers.conic_solver import ConicSolver
 
@@ -59,35 +60,44 @@ class CompiledProblem:
         self.q_varies = _depends(self.prog.q)
         self.P_varies = _depends(self.prog.P)
         self.A_varies = _depends(self.prog.A)
-        self.P, self.q, self.A, self.b, self.offset = self._data()
+        self._data(full=True)
         self.solver: Any = None
         self.solver_options: dict[str, Any] | None = None
 
-    def _data(self) -> tuple[sp.csc_matrix, np.ndarray, sp.csc_matrix, np.ndarray, float]:
-        """The conic data at the parameters' values, on the patterns fixed at compilation (explicit zeros kept)."""
-        if self.prog.P is not None:
-            P, q, d, A, b = self.prog.apply_parameters(keep_zeros=True, quad_obj=True)
-            P = sp.triu(P, format="csc")
-        else:
-            q, d, A, b = self.prog.apply_parameters(keep_zeros=True)
-            P = sp.csc_matrix((q.size, q.size))
-        A = sp.csc_matrix(-A)
-        return P, np.asarray(q, float), A, np.asarray(b, float), float(d)
+    def _data(self, full: bool = False) -> None:
+        """The conic data at the parameters' current values, on the patterns fixed at compilation (explicit
+        zeros kept); only the terms that depend on a parameter unless ``full``."""
+        prog = self.prog
+        theta = canonInterface.get_parameter_vector(
+            prog.total_param_size, prog.param_id_to_col, prog.param_id_to_size,
+            lambda i: np.asarray(prog.id_to_param[i].value))
+        q, d = canonInterface.get_matrix_from_tensor(prog.q, theta, prog.x.size, with_offset=True)
+        self.q, self.offset = np.asarray(q.toarray()).ravel().astype(float), float(np.asarray(d).ravel()[0])
+        if full or self.A_varies:
+            prog.reduced_A.cache(True)
+            A, b = prog.reduced_A.get_matrix_from_tensor(theta, with_offset=True)
+            self.A, self.b = sp.csc_matrix(-A), np.atleast_1d(np.asarray(b, float)).ravel()
+        if prog.P is None:
+            if full:
+                self.P = sp.csc_matrix((prog.x.size, prog.x.size))
+        elif full or self.P_varies:
+            prog.reduced_P.cache(True)
+            P, _ = prog.reduced_P.get_matrix_from_tensor(theta, with_offset=False)
+            self.P = sp.triu(P, format="csc")
 
     def _updated(self) -> dict[str, Any]:
         """The terms that changed with the parameters, as Clarabel's update takes them (values on the patterns)."""
-        P, q, A, b, d = self._data()
-        self.offset = d
-        out: dict[str, Any] = {"q": q, "b": b}
+        P, A = self.P, self.A
+        self._data()
+        out: dict[str, Any] = {"q": self.q}
         if self.P_varies:
-            if P.nnz != self.P.nnz or not np.array_equal(P.indices, self.P.indices):
+            if self.P.nnz != P.nnz or not np.array_equal(self.P.indices, P.indices):
                 raise ValueError("the quadratic term's pattern changed")
-            out["P"] = P.data
+            out["P"] = self.P.data
         if self.A_varies:
-            if A.nnz != self.A.nnz or not np.array_equal(A.indices, self.A.indices):
+            if self.A.nnz != A.nnz or not np.array_equal(self.A.indices, A.indices):
                 raise ValueError("the constraint matrix's pattern changed")
-            out["A"] = A.data
-        self.P, self.q, self.A, self.b = P, q, A, b
+            out["A"], out["b"] = self.A.data, self.b
         return out
 
     def _settings(self, options: dict[str, Any]) -> Any:
@@ -99,7 +109,7 @@ class CompiledProblem:
             if self.solver is not None and options == self.solver_options and self.solver.is_data_update_allowed():
                 self.solver.update(**self._updated())
             else:
-                self._updated()
+                self._data()
                 self.solver = clarabel.DefaultSolver(self.P, self.q, self.A, self.b, self.cones,
                                                      self._settings(options))
                 self.solver_options = dict(options)
