@@ -57,6 +57,7 @@ class CompiledProblem:
         if getattr(last, "solver_options", {}) is None:  # as problem.solve leaves it (read by CLARABEL.invert)
             last.solver_options = {}
         self.cones = dims_to_solver_cones(self.solver_data[ConicSolver.DIMS])
+        self._q_tensor = sp.csr_matrix(self.prog.q)  # (variables + 1) × (parameters + 1)
         self.q_varies = _depends(self.prog.q)
         self.P_varies = _depends(self.prog.P)
         self.A_varies = _depends(self.prog.A)
@@ -71,8 +72,9 @@ class CompiledProblem:
         theta = canonInterface.get_parameter_vector(
             prog.total_param_size, prog.param_id_to_col, prog.param_id_to_size,
             lambda i: np.asarray(prog.id_to_param[i].value))
-        q, d = canonInterface.get_matrix_from_tensor(prog.q, theta, prog.x.size, with_offset=True)
-        self.q, self.offset = np.asarray(q.toarray()).ravel().astype(float), float(np.asarray(d).ravel()[0])
+        # [q; d] is the q tensor times (parameters, 1): one sparse product
+        qd = self._q_tensor @ theta if theta is not None else np.asarray(self._q_tensor.sum(axis=1)).ravel()
+        self.q, self.offset = np.asarray(qd[:-1], dtype=float), float(qd[-1])
         if full or self.A_varies:
             prog.reduced_A.cache(True)
             A, b = prog.reduced_A.get_matrix_from_tensor(theta, with_offset=True)
