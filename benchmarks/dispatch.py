@@ -23,6 +23,18 @@ gap and residuals are then those of the last completed iteration.
 
     .venv/bin/python benchmarks/dispatch.py [--mgs 3 6 10] [--feeders ieee33 ieee69] [--day I]
         [--max-iter 500] [--json PATH]
+
+``--stage DIR`` benchmarks the ``dispatch`` stage itself instead, on ``--case``'s
+planned network (DIR holds its cluster and plan results; they are made there
+first if missing): every typical day's market is solved twice in one run, by
+the plain ATC + ADMM (no acceleration, the clearing started cold) and by the
+stage's (Anderson-accelerated, the clearing started from the disagreement
+market's state), with per day the iterations of both markets, the clearing's
+loop seconds and its ratio to the centralised clearing's wall time (build and
+solve); then the median and worst, and the whole stage's wall time
+(``adnstudy dispatch``, tables and figures included) with the stage's settings.
+
+    .venv/bin/python benchmarks/dispatch.py --stage /tmp/r33 [--case cases/ieee33.yaml]
 """
 
 from __future__ import annotations
@@ -131,6 +143,49 @@ def year_typical_days(case: Case) -> TypicalDays:
     return typical_days(case, tb["typical"], tb["weights"])
 
 
+def stage_benchmark(case_path: Path, out: Path) -> None:
+    """Per typical day: plain vs accelerated market, then the whole dispatch stage (module docstring)."""
+    from adnstudy.stages.dispatch import dispatch_inputs, dispatch_stage, solve_day
+
+    case = load_case(case_path)
+    if not (out / "plan").is_dir():
+        from adnstudy.stages.cluster import cluster_stage
+        from adnstudy.stages.plan import plan_stage
+        cluster_stage(case, out)
+        plan_stage(case, out)
+    days, _, _ = dispatch_inputs(case, out)
+    print(f"# {case.name}: {len(days)} typical days on the planned network; per day, plain ATC + ADMM | accelerated")
+    head = (f"{'day':>3} {'dis_it':>6} {'clr_it':>6} {'clr_s':>6} {'ratio':>6} | {'dis_it':>6} {'clr_it':>6} "
+            f"{'clr_s':>6} {'ratio':>6} {'ms/it':>6} {'cen_s':>6} {'gap':>9}")
+    print(head)
+    print("-" * len(head))
+    rows = []
+    for day in days:
+        plain = solve_day(day, case, accelerate=False)
+        fast = solve_day(day, case)
+        row = {"scenario": day.scenario}
+        for tag, r in (("plain", plain), ("fast", fast)):
+            row.update({f"{tag}_disagreement_it": r.notrade.iterations, f"{tag}_clearing_it": r.clearing.iterations,
+                        f"{tag}_clearing_s": r.clearing.seconds, f"{tag}_central_s": r.central.seconds,
+                        f"{tag}_ratio": r.clearing.seconds / r.central.seconds,
+                        f"{tag}_gap": (r.clearing.objective_usd - r.central.objective_usd) / abs(r.central.objective_usd)})
+        rows.append(row)
+        print(f"{day.scenario:>3} {row['plain_disagreement_it']:>6} {row['plain_clearing_it']:>6} "
+              f"{row['plain_clearing_s']:>6.2f} {row['plain_ratio']:>6.1f} | {row['fast_disagreement_it']:>6} "
+              f"{row['fast_clearing_it']:>6} {row['fast_clearing_s']:>6.2f} {row['fast_ratio']:>6.1f} "
+              f"{1e3 * row['fast_clearing_s'] / row['fast_clearing_it']:>6.0f} {row['fast_central_s']:>6.2f} "
+              f"{row['fast_gap']:>+9.1e}", flush=True)
+    for tag in ("plain", "fast"):
+        it = np.array([r[f"{tag}_clearing_it"] for r in rows])
+        ratio = np.array([r[f"{tag}_ratio"] for r in rows])
+        print(f"# {tag:>5}: clearing iterations median {np.median(it):g}, worst {it.max()}; distributed/centralised "
+              f"wall time median {np.median(ratio):.1f}x, worst {ratio.max():.1f}x; loop "
+              f"{sum(r[f'{tag}_clearing_s'] for r in rows):.1f} s")
+    t = time.perf_counter()
+    dispatch_stage(case, out)
+    print(f"# whole dispatch stage (accelerated, tables and figures): {time.perf_counter() - t:.1f} s")
+
+
 def fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
@@ -143,7 +198,12 @@ def main() -> None:
     ap.add_argument("--day", type=int, help="position of the typical day (default: the one with the largest weight)")
     ap.add_argument("--max-iter", type=int, default=500, help="ATC/ADMM iteration limit (the case's is 300)")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--stage", type=Path, metavar="DIR",
+                    help="benchmark the dispatch stage of --case in DIR (its cluster and plan results) instead")
     args = ap.parse_args()
+    if args.stage is not None:
+        stage_benchmark(Path(args.case), args.stage)
+        return
     t_all = time.perf_counter()
     base = load_case(args.case)
     networks = {name: load_case(ROOT / "cases" / f"{name}.yaml") for name in MG_BUSES}

@@ -359,3 +359,77 @@ def test_infeasible_network_names_the_limit(clustered: Path, tmp_path: Path, edi
     assert named in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "out" / "dispatch").exists()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_problem_matches_cvxpy(seed: int) -> None:
+    """Re-solves on cached matrices (parameters in the linear and quadratic terms and in the bounds) give
+    CVXPY's own point, value and duals."""
+    from adnstudy.solve.compiled import CompiledProblem
+    from adnstudy.solve.conic import DEFAULT, solve_conic
+
+    rng = np.random.default_rng(seed)
+    n = 6
+    G = rng.normal(size=(3, n))
+    quad, lin = cp.Parameter(nonneg=True), cp.Parameter(n)
+    hi = cp.Parameter(n)
+    x = cp.Variable(n)
+    cons = [G @ x == rng.normal(size=3), x <= hi, x >= -2, cp.norm(x[:3]) <= 3]
+    problem = cp.Problem(cp.Minimize(quad * cp.sum_squares(x) + lin @ x), cons)
+    compiled = CompiledProblem(problem, DEFAULT, what="test")
+    twin = cp.Problem(problem.objective, problem.constraints)
+    for _ in range(4):
+        quad.value, lin.value, hi.value = rng.uniform(0.1, 2.0), rng.normal(size=n), rng.uniform(1.0, 3.0, size=n)
+        compiled.solve()
+        ours, value, dual = x.value.copy(), problem.value, cons[1].dual_value.copy()
+        solve_conic(twin, DEFAULT)
+        np.testing.assert_allclose(ours, x.value, atol=1e-6)
+        assert value == pytest.approx(twin.value, rel=1e-7, abs=1e-8)
+        np.testing.assert_allclose(dual, cons[1].dual_value, atol=1e-6)
+
+
+def test_anderson_accelerates_a_linear_fixed_point() -> None:
+    """The generic Anderson wrapper reaches the fixed point of a slow linear contraction in far fewer steps."""
+    from adnstudy.solve.iterate import Anderson, iterate
+
+    rng = np.random.default_rng(0)
+    Q, _ = np.linalg.qr(rng.normal(size=(8, 8)))
+    M = Q @ np.diag(np.linspace(0.5, 0.98, 8)) @ Q.T
+    c = rng.normal(size=8)
+    x_star = np.linalg.solve(np.eye(8) - M, c)
+
+    class Contraction:
+        def initialise(self) -> None:
+            self.x = np.zeros(8)
+
+        def solve(self, k: int) -> None:
+            self.fx = M @ self.x + c
+
+        def update(self, k: int) -> dict[str, float]:
+            self.res = float(np.max(np.abs(self.fx - self.x)))
+            self.x = self.fx
+            return {"residual": self.res}
+
+        def converged(self, row: dict[str, float]) -> bool:
+            return self.res <= 1e-10
+
+        def adapt(self, k: int, row: dict[str, float]) -> None:
+            pass
+
+        def not_converged(self, row: dict[str, float]) -> str:
+            return "no"
+
+        def point(self) -> np.ndarray:
+            return self.x
+
+        def set_point(self, x: np.ndarray) -> None:
+            self.x = x
+
+        def map_changed(self) -> bool:
+            return False
+
+    plain = iterate(Contraction(), max_iter=5000)
+    method = Contraction()
+    fast = iterate(Anderson(method, memory=5), max_iter=5000)
+    np.testing.assert_allclose(method.x, x_star, atol=1e-8)
+    assert fast.iterations < plain.iterations / 5

@@ -563,6 +563,8 @@ class CoordinationConfig(Strict):
     tol_objective: Tolerance = Field(1e-4, description="Relative change of the objective over the last iterations.")
     rho_trade_usd_per_mw2h: Penalty = Field(20.0, description="ADMM penalty on trade disagreement.")
     rho_pcc_usd_per_mw2h: Penalty = Field(20.0, description="ATC penalty weight on PCC mismatch.")
+    anderson_memory: quantity(0, 50, integer=True) = Field(
+        5, description="Anderson acceleration of the ATC/ADMM loop: how many past iterates it combines (0: off).")
     payment_max_iter: Iterations = Field(20_000, description="Iteration limit of the payment ADMM.")
     payment_tol: Tolerance = Field(1e-7, description="Payment disagreement to reach, relative to the group's gain.")
 

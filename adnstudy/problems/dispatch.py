@@ -54,7 +54,8 @@ from adnstudy.problems.microgrid import (
     microgrid_block,
     microgrid_days,
 )
-from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
+from adnstudy.solve.compiled import CompiledProblem
+from adnstudy.solve.conic import AGENT, DEFAULT, ConicSettings, solve_conic
 from adnstudy.solve.elastic import Violation, largest_violation
 
 
@@ -321,7 +322,7 @@ class ADNAgent:
     responses R and the multipliers v (DPP parameters, compiled once).
     """
 
-    def __init__(self, data: ADNData, settings: ConicSettings = DEFAULT):
+    def __init__(self, data: ADNData, settings: ConicSettings = AGENT):
         self.data, self.settings = data, settings
         M, H = len(data.mg_pos), data.hours
         self.target = cp.Variable((M, H), name="pcc_target")
@@ -334,12 +335,16 @@ class ADNAgent:
         obj = self.block.cost_usd + self.quad * cp.sum_squares(self.target) + cp.sum(
             cp.multiply(self.lin, self.target))
         self.problem = fam.problem(cp.Minimize(obj))
+        self.compiled: CompiledProblem | None = None  # its conic matrices and solver, at the first solve
 
     def respond(self, responses_pu: np.ndarray, mult: np.ndarray, weight: float) -> ADNSolution:
         """PCC targets given the MGs' responses, the ATC multipliers and weight."""
         self.quad.value = weight
         self.lin.value = mult - 2 * weight * responses_pu
-        solve_conic(self.problem, self.settings, what="ADN upper-level subproblem (network with the PCC targets)", hint=MG_HINT)
+        if self.compiled is None:
+            self.compiled = CompiledProblem(self.problem, self.settings, hint=MG_HINT,
+                                            what="ADN upper-level subproblem (network with the PCC targets)")
+        self.compiled.solve()
         return ADNSolution.of(self.block, np.array(self.target.value, dtype=float))
 
 

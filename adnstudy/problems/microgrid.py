@@ -47,7 +47,8 @@ from adnstudy.formulation.families import Families
 from adnstudy.formulation.investment import Investment, investment_block
 from adnstudy.formulation.market import trade_block
 from adnstudy.network.feeder import Feeder
-from adnstudy.solve.conic import DEFAULT, ConicSettings, solve_conic
+from adnstudy.solve.compiled import CompiledProblem
+from adnstudy.solve.conic import AGENT, ConicSettings, solve_conic
 
 #: What an infeasible MG subproblem most likely means.
 MG_HINT = ("the MG cannot balance its load within its PCC limit, unit and storage, or the network cannot carry the "
@@ -430,8 +431,9 @@ class MicrogridAgent:
     choose the decisions themselves by enumerating them (:meth:`decision_space`).
     """
 
-    def __init__(self, data: MicrogridData, settings: ConicSettings = DEFAULT):
+    def __init__(self, data: MicrogridData, settings: ConicSettings = AGENT):
         self.data, self.settings = data, settings
+        self._compiled: dict[int, CompiledProblem] = {}
         H, n_p = data.hours, len(data.partners)
         self._w = data.weight if data.weight is not None else 1.0
         self.pcc_quad = cp.Parameter(nonneg=True, name="pcc_quad")
@@ -461,8 +463,15 @@ class MicrogridAgent:
     def _atc_terms(self, b: MicrogridBlock) -> cp.Expression:
         return self.pcc_quad * cp.sum_squares(self._weighted(b.export)) + self.pcc_lin @ b.export
 
+    def _solve(self, problem: cp.Problem, what: str) -> None:
+        """Solve one of its problems on its cached conic matrices (compiled at its first solve)."""
+        compiled = self._compiled.get(id(problem))
+        if compiled is None:
+            compiled = self._compiled[id(problem)] = CompiledProblem(problem, self.settings, hint=MG_HINT)
+        compiled.solve(what)
+
     def solve_alone(self) -> MicrogridSchedule:
-        solve_conic(self._alone, self.settings, what=f"microgrid {self.data.name} alone (tariffs only)", hint=MG_HINT)
+        self._solve(self._alone, f"microgrid {self.data.name} alone (tariffs only)")
         return read_schedule(self.data, self._alone_block)
 
     def respond(self, target_pu: np.ndarray, mult: np.ndarray, weight: float,
@@ -474,9 +483,9 @@ class MicrogridAgent:
         """
         self.set_terms(target_pu, mult, weight, agreed_pu, trade_mult, rho_trade)
         if agreed_pu is None:
-            solve_conic(self._notrade, self.settings, what=f"microgrid {self.data.name} subproblem without trades", hint=MG_HINT)
+            self._solve(self._notrade, f"microgrid {self.data.name} subproblem without trades")
             return read_schedule(self.data, self._alone_block)
-        solve_conic(self._coord, self.settings, what=f"microgrid {self.data.name} subproblem", hint=MG_HINT)
+        self._solve(self._coord, f"microgrid {self.data.name} subproblem")
         return read_schedule(self.data, self.block)
 
     def set_terms(self, target_pu: np.ndarray, mult: np.ndarray, weight: float, agreed_pu: np.ndarray | None = None,

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from adnstudy.solve.iterate import Row, iterate
+from adnstudy.solve.iterate import Anderson, Row, iterate
 
 #: Residual balancing: change a penalty by this factor when one residual exceeds the other MU times,
 #: during the first ADAPT_ITER iterations only (then ρ is fixed, which keeps ADMM's convergence
@@ -124,8 +124,10 @@ class AtcAdmm:
     def __init__(self, upper: UpperLevel, lowers: list[LowerLevel], pairs: list[tuple[int, int]],
                  initial: list[LowerResponse], *, hours: int, base_mva: float, rho_pcc: float, rho_trade: float,
                  tol_pu: float, tol_dual_pu: float, tol_objective: float, adaptive: bool, trading: bool,
-                 snapshot_weight: np.ndarray | None = None, warm: AtcState | None = None) -> None:
+                 snapshot_weight: np.ndarray | None = None, warm: AtcState | None = None,
+                 relaxation: float = 1.0) -> None:
         self.upper, self.lowers, self.initial = upper, lowers, initial
+        self.alpha = relaxation
         self.omega = snapshot_weight if snapshot_weight is not None else 1.0
         self.warm = warm
         self.pairs = pairs if trading else []
@@ -146,6 +148,8 @@ class AtcAdmm:
             st = self.warm
             self.R, self.s, self.mu, self.v, self.z = st.R.copy(), st.s.copy(), st.mu.copy(), st.v.copy(), st.z.copy()
             self.w, self.rho = st.w, st.rho
+        self.mask = np.ones((M, M, 1)) - np.eye(M)[:, :, None]
+        self.changed = False
         self.responses: list[Any] = list(self.initial)
         self.prev_obj = np.nan
         self.upper_response: Any = None
@@ -160,11 +164,15 @@ class AtcAdmm:
         T = self.upper_response.targets_pu
         self.z_old = self.z
         self.z = agree_trades(self.s, self.mu, self.rho * self.omega, self.pairs)
+        a = self.alpha  # over-relaxation: the lower levels see the first block's output mixed with their last
+        self.T_hat = a * T + (1 - a) * self.R if a != 1 else T
+        self.z_hat = a * self.z + (1 - a) * self.s if a != 1 else self.z
+        T, z = self.T_hat, self.z_hat
         responses = []
         for m, agent in enumerate(self.lowers):
             if self.trading:
                 others = [n for n in range(M) if n != m]
-                responses.append(agent.respond(T[m], self.v[m], self.w, self.z[m, others], self.mu[m, others], self.rho))
+                responses.append(agent.respond(T[m], self.v[m], self.w, z[m, others], self.mu[m, others], self.rho))
             else:
                 responses.append(agent.respond(T[m], self.v[m], self.w))
         self.responses = responses
@@ -172,6 +180,7 @@ class AtcAdmm:
     def update(self, k: int) -> Row:
         M, B = len(self.lowers), self.B
         T = self.upper_response.targets_pu
+        T_hat = self.T_hat
         R_old, self.R = self.R, np.array([r.export_pu for r in self.responses])
         s = np.zeros((M, M, self.H))
         for m, r in enumerate(self.responses):
@@ -179,10 +188,10 @@ class AtcAdmm:
                 if n != m:
                     s[m, n] = r.trade_pu[partner_row(m, n)]
         self.s = s
-        mask = np.ones((M, M, 1)) - np.eye(M)[:, :, None]
+        mask = self.mask
         r_pcc = T - self.R
-        self.v = self.v + 2 * self.w * self.omega * r_pcc
-        self.mu = self.mu + self.rho * self.omega * (s - self.z) * mask
+        self.v = self.v + 2 * self.w * self.omega * (T_hat - self.R)
+        self.mu = self.mu + self.rho * self.omega * (s - self.z_hat) * mask
         self.recip = max((float(np.max(np.abs(s[m, n] + s[n, m]))) for m, n in self.pairs), default=0.0)
         self.pcc = float(np.max(np.abs(r_pcc)))
         self.dual_pcc = float(np.max(np.abs(self.R - R_old)))
@@ -199,9 +208,35 @@ class AtcAdmm:
     def converged(self, row: Row) -> bool:
         return self.primal <= self.tol and self.dual <= self.tol_dual and self.steady
 
+    def point(self) -> np.ndarray:
+        """The iterate the next solve starts from, (R, s, v, μ), the multipliers over their penalties (pu)."""
+        return np.concatenate([self.R.ravel(), self.s.ravel(), (self.v / self._v_scale()).ravel(),
+                               (self.mu / self._mu_scale()).ravel()])
+
+    def set_point(self, x: np.ndarray) -> None:
+        parts = np.split(x, np.cumsum([self.R.size, self.s.size, self.v.size]))
+        self.R, self.s = parts[0].reshape(self.R.shape), parts[1].reshape(self.s.shape)
+        self.v = parts[2].reshape(self.v.shape) * self._v_scale()
+        self.mu = parts[3].reshape(self.mu.shape) * self._mu_scale() * self.mask
+
+    def map_changed(self) -> bool:
+        return self.changed
+
+    def _v_scale(self) -> np.ndarray:
+        return np.broadcast_to(2 * self.w * np.asarray(self.omega), self.v.shape)
+
+    def _mu_scale(self) -> np.ndarray:
+        return np.broadcast_to(self.rho * np.asarray(self.omega), self.mu.shape)
+
     def adapt(self, k: int, row: Row) -> None:
+        self.changed = False
         if not self.adaptive or k > ADAPT_ITER:
             return
+        before = (self.w, self.rho)
+        self._adapt()
+        self.changed = (self.w, self.rho) != before
+
+    def _adapt(self) -> None:
         if self.pcc > MU * self.dual_pcc:
             self.w *= TAU
         elif self.dual_pcc > MU * self.pcc:
@@ -244,6 +279,8 @@ def coordinate(
     strict: bool = True,
     snapshot_weight: np.ndarray | None = None,
     warm: AtcState | None = None,
+    relaxation: float = 1.0,
+    anderson: int = 0,
 ) -> CoordinationResult:
     """Run ATC + ADMM from the lower levels' ``initial`` responses until the residuals reach ``tol_pu``.
 
@@ -256,8 +293,9 @@ def coordinate(
     method = AtcAdmm(upper, lowers, pairs, initial, hours=hours, base_mva=base_mva, rho_pcc=rho_pcc,
                      rho_trade=rho_trade, tol_pu=tol_pu, tol_dual_pu=tol_pu if tol_dual_pu is None else tol_dual_pu,
                      tol_objective=tol_objective, adaptive=adaptive, trading=trading, snapshot_weight=snapshot_weight,
-                     warm=warm)
-    loop = iterate(method, max_iter=max_iter, on_iteration=on_iteration, strict=strict)
+                     warm=warm, relaxation=relaxation)
+    driver = Anderson(method, memory=anderson) if anderson else method
+    loop = iterate(driver, max_iter=max_iter, on_iteration=on_iteration, strict=strict)
     return CoordinationResult(
         responses=method.responses, upper=method.upper_response, agreed_pu=method.z,
         objective_usd=loop.history[-1]["objective_usd"], history=loop.history, iterations=loop.iterations,

@@ -46,7 +46,7 @@ from adnstudy.results.store import read_manifest
 from adnstudy.results.tables import bus_table, existing_table, scenario_index, zero_below
 from adnstudy.solve.bargaining import BargainResult, bargain
 from adnstudy.solve.conic import (
-    DEFAULT,
+    AGENT,
     REFERENCE,
     ConicSettings,
     clarabel_accuracy,
@@ -160,16 +160,21 @@ def _central(day: DayData, trading: bool, settings: ConicSettings) -> CentralSol
                         None if accuracy is None else accuracy.gap_rel)
 
 
-def solve_day(day: DayData, case: Case) -> ScenarioResult:
-    """One typical day: disagreement and clearing (each centralised and distributed), bargaining, AC check."""
+def solve_day(day: DayData, case: Case, *, accelerate: bool = True) -> ScenarioResult:
+    """One typical day: disagreement and clearing (each centralised and distributed), bargaining, AC check.
+
+    ``accelerate=False`` runs the plain ATC + ADMM (no Anderson acceleration, the clearing started cold from
+    the disagreement market's schedules): the comparison of ``benchmarks/dispatch.py``.
+    """
     co = case.config.market.coordination  # type: ignore[union-attr]
     B, H = day.adn.feeder.base_mva, day.adn.hours
     settings = dict(hours=H, base_mva=B, rho_pcc=co.rho_pcc_usd_per_mw2h * B**2,
                     rho_trade=co.rho_trade_usd_per_mw2h * B**2, tol_pu=co.tol_mw / B, tol_dual_pu=co.dual_tol_mw / B,
-                    tol_objective=co.tol_objective, max_iter=co.max_iter)
+                    tol_objective=co.tol_objective, max_iter=co.max_iter,
+                    anderson=co.anderson_memory if accelerate else 0)
     solver = case.config.solver
     user = solver.options if own_strategy(solver.name) else {}
-    conic, reference = DEFAULT.with_user(user), REFERENCE.with_user(user)
+    conic, reference = AGENT.with_user(user), REFERENCE.with_user(user)
     with quiet_solver():
         central_notrade = _central(day, False, reference)
         central = _central(day, True, reference)
@@ -179,7 +184,9 @@ def solve_day(day: DayData, case: Case) -> ScenarioResult:
         alone = [a.solve_alone() for a in mgs]  # network-blind: the starting point of both markets
         build_s = time.perf_counter() - t
         notrade = coordinate(adn, mgs, day.pairs, alone, trading=False, strict=False, **settings)
-        clearing = coordinate(adn, mgs, day.pairs, notrade.responses, strict=False, **settings)
+        # the clearing starts where the disagreement market ended: its PCC prices, penalty and exports
+        clearing = coordinate(adn, mgs, day.pairs, notrade.responses, strict=False,
+                              warm=notrade.state if accelerate else None, **settings)
     disagreement = np.array([sc.cost_usd for sc in notrade.responses])
     before = np.array([sc.cost_usd for sc in clearing.responses])
     traded = [(m, n) for m, n in day.pairs if np.max(np.abs(clearing.agreed_pu[m, n])) * B > TRADED_MW]
