@@ -56,7 +56,8 @@ import numpy as np
 
 from adnstudy.errors import SolveError
 from adnstudy.solve.bnb import relative_gap
-from adnstudy.solve.conic import NODE, ConicSettings, quiet_solver, solve_conic
+from adnstudy.solve.compiled import CompiledProblem
+from adnstudy.solve.conic import NODE, ConicSettings, quiet_solver
 
 log = logging.getLogger(__name__)
 #: Weight of the core point in the stabilised point λ·core + (1 − λ)·x_master (0.3, 0.5 and 0.7 took 6/8/6/8,
@@ -68,7 +69,14 @@ MASTER_GAP = 1e-5
 #: (gaps 0.6-1.3), so only their in-out points are evaluated. Skipping 0/1/2/3 took 80/72/64/56, 112/104/96/104,
 #: 120/108/96/84 and 168/156/144/156 day solves on the 33-bus plan (K = 8 without, with reliability; K = 12).
 EXPLORE = 2
-MASTER_OPTIONS: dict[str, Any] = {}
+#: HiGHS's primal heuristics off: the master is small (tens of 0-1 variables, hundreds of cut rows) and solves in
+#: a few nodes, but its sub-MIP heuristics (RINS, RENS) took 0.29 of its 0.39 s on the 33-bus plan (K = 8, with
+#: reliability, last iteration); without them and the other heuristics it took 0.11 s, the same optimum and nodes.
+MASTER_OPTIONS: dict[str, Any] = {
+    "mip_heuristic_effort": 0.0, "mip_heuristic_run_rins": False, "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_root_reduced_cost": False, "mip_heuristic_run_zi_round": False,
+    "mip_heuristic_run_shifting": False,
+}
 
 
 class DecompositionFailed(SolveError):
@@ -88,16 +96,20 @@ class Block:
     problem: cp.Problem  # minimises the block's cost (in the model's objective units), the sum of its parts
     parts: cp.Expression  # the cost of each independent part (parts,): each gets its own cut
     what: str
+    _compiled: CompiledProblem | None = field(default=None, repr=False)
 
     @property
     def n_parts(self) -> int:
         return int(self.parts.size)
 
     def evaluate(self, x: np.ndarray, settings: ConicSettings) -> tuple[np.ndarray, np.ndarray]:
-        """Each part's cost at x and its subgradient (parts, and parts × n)."""
+        """Each part's cost at x and its subgradient (parts, and parts × n): a re-solve on the block's cached
+        conic matrices (:class:`~adnstudy.solve.compiled.CompiledProblem`, compiled on the first call)."""
         self.x.value = x
+        if self._compiled is None or self._compiled.settings is not settings:
+            self._compiled = CompiledProblem(self.problem, settings, self.what)
         try:
-            solve_conic(self.problem, settings, self.what, quiet=False)
+            self._compiled.solve()
         except SolveError as exc:
             raise DecompositionFailed(f"{self.what} at x = {np.round(x, 4)}: {exc}",
                                       status=getattr(exc, "status", None)) from None
