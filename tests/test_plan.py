@@ -18,7 +18,7 @@ from adnstudy.config.load import load_case
 from adnstudy.formulation.investment import crf
 from adnstudy.problems.plan import COST_SCALE, build_plan_model, plan_data
 from adnstudy.solve.bnb import branch_and_bound
-from adnstudy.solve.conic import FINAL, NODE, solve_conic
+from adnstudy.solve.conic import FINAL, NODE, ConicSettings, solve_conic
 from adnstudy.solve.mip import MipSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -322,15 +322,17 @@ def test_operation_cuts_underestimate_and_match_finite_differences(tiny_reliable
     assert d is not None and len(d.blocks) == tiny_reliable.n_days
     assert all(blk.n_parts > 1 for blk in d.blocks)  # no storage: the hours are independent
     rng = np.random.default_rng(1)
+    fine = ConicSettings({"tol_gap_abs": 1e-12, "tol_gap_rel": 1e-10, "tol_feas": 1e-10})  # for finite differences
     for blk in d.blocks:
         x0 = np.array([0.6, 0.5, 0.4])
-        f0, g0 = blk.evaluate(x0, NODE)
+        f0, g0 = blk.evaluate(x0, fine)
         assert f0.sum() == pytest.approx(blk.problem.value, rel=1e-9)
         for j in range(3):
             step = np.zeros(3)
             step[j] = 1e-4
-            f1, _ = blk.evaluate(x0 + step, NODE)
+            f1, _ = blk.evaluate(x0 + step, fine)
             np.testing.assert_allclose((f1 - f0) / 1e-4, g0[:, j], rtol=2e-2, atol=1e-5)
+        f0, g0 = blk.evaluate(x0, NODE)  # the cuts the strategy makes: at its tolerances
         for _ in range(5):
             x = rng.uniform(0, d.x_hi)
             f, _ = blk.evaluate(x, NODE)

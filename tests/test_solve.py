@@ -30,11 +30,15 @@ def test_families_drop_by_name() -> None:
 def test_every_attempt_gives_clarabel_its_full_settings_with_the_user_on_top() -> None:
     """CVXPY keeps Clarabel's solver object between solves: every attempt names every setting a retry changes."""
     attempts = list(NODE.with_user({"max_iter": 77}).attempts())
-    assert len(attempts) == 5
+    assert len(attempts) == 6
     for a in attempts:
         assert set(CLARABEL_BASE) <= set(a) and a["max_iter"] == 77
-    first, *retries = attempts
+    first, refined, *retries = attempts
     assert first["tol_gap_rel"] == 1e-5 and first["equilibrate_enable"] is True
+    assert first["iterative_refinement_enable"] is False
+    # a failure first brings the iterative refinement back, for that and every later retry
+    assert refined["iterative_refinement_enable"] is True and refined["tol_gap_rel"] == 1e-5
+    assert all(r["iterative_refinement_enable"] is True for r in retries)
     assert retries[0]["equilibrate_enable"] is False and retries[0]["tol_gap_rel"] == 1e-5
     assert [r["static_regularization_constant"] for r in retries] == [1e-8, 1e-7, 1e-7, 1e-6]
     assert all(r["tol_gap_rel"] == pytest.approx(1e-4) for r in retries[1:])
