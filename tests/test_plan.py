@@ -303,7 +303,8 @@ def test_outer_approximation_equals_brute_force(tiny, tiny_reliable, tiny_storag
     best = brute_force_minimum(data)
     res = solve_plan(data, MipSettings(gap=1e-6))
     rec = res.record
-    assert rec["strategy"].startswith("outer approximation")
+    # outer approximation, or the root probe beside it where the relaxation's rounding closed the gap first
+    assert rec["strategy"].startswith(("outer approximation", "root relaxation"))
     assert rec["status"] == "optimal" and rec["gap"] <= 1e-6
     assert rec["objective_usd"] * COST_SCALE == pytest.approx(best, rel=2e-5)  # blocks solve to a 1e-5 duality gap
     assert rec["bound_usd"] * COST_SCALE <= best * (1 + 2e-5)

@@ -336,7 +336,7 @@ def solve_record(m: dict[str, Any]) -> pd.DataFrame:
         ("objective (USD/yr)", _num(solver.get("objective_usd"), ",.2f")),
         ("proven bound (USD/yr)", _num(solver.get("bound_usd"), ",.2f")),
         ("relative gap (target)", f"{_num(solver.get('gap'), '.2e')} ({_num(solver.get('gap_target'), 'g')})"),
-        *([("iterations / day-SOCP solves", f"{solver.get('iterations')} / {solver.get('block_solves')}")]
+        *([("iterations / day-SOCP solves / whole-model solves", f"{solver.get('iterations')} / {solver.get('block_solves')} / {solver.get('root_solves')}")]
           if solver.get("iterations") is not None else
           [("nodes / heuristic solves / failed nodes",
             f"{solver.get('nodes')} / {solver.get('heuristic_solves')} / {solver.get('failed_nodes')}")]),

@@ -47,7 +47,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -148,9 +148,13 @@ def outer_approximation(
     decomposition: Decomposition, start: Callable[[], tuple[float, np.ndarray]], *, gap: float = 1e-3,
     time_limit: float | None = None, threads: int = 2, settings: ConicSettings = NODE, max_iter: int = 100,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    side: Future | None = None,
 ) -> DecompositionResult:
-    """Minimise the decomposed model (module docstring). ``start()`` gives the first core point and a lower bound
-    of the model (−inf if none): a coarse model's relaxation, or the whole model's."""
+    """Minimise the decomposed model (module docstring). ``start()`` gives a lower bound of the model (−inf if
+    none) and the first core point: the whole model's relaxation, or a coarse model's. ``side``: a search
+    running beside the loop (the root probe: a future of an object with ``bound``, ``value`` and ``integers``);
+    when it is done, its bound floors the master, its plan joins the incumbents, and if those close the gap
+    the loop stops (before its next round of blocks)."""
     d = decomposition
     _silence_highs_banner()
     t0 = time.perf_counter()
@@ -160,11 +164,13 @@ def outer_approximation(
     history: list[dict[str, Any]] = []
     solves = 0
 
-    def cut(x: np.ndarray, pool: ThreadPoolExecutor) -> float:
+    def cut(x: np.ndarray, pools: tuple[ThreadPoolExecutor, ThreadPoolExecutor]) -> float:
         """Evaluate every block at x, add their cuts; the blocks' total cost at x."""
         nonlocal solves
         t = time.perf_counter()
         x = np.clip(x, d.x_lo, d.x_hi)
+        # while the side search runs it has a core of its own: the blocks take the others
+        pool = pools[1] if side is not None and not side.done() else pools[0]
         values = list(pool.map(lambda blk: blk.evaluate(x, settings), d.blocks))
         solves += len(d.blocks)
         F = np.concatenate([v for v, _ in values])
@@ -173,16 +179,40 @@ def outer_approximation(
         split["blocks"] += time.perf_counter() - t
         return float(F.sum())
 
-    with quiet_solver(), ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+    with quiet_solver(), ThreadPoolExecutor(max_workers=max(1, threads)) as full, \
+            ThreadPoolExecutor(max_workers=max(1, threads - 1)) as fewer:
+        pool = (full, fewer)
         t = time.perf_counter()
         lower0, core = start()
         split["start"] = time.perf_counter() - t
         cut(core, pool)
         objective = d.cost + cp.sum(theta)
-        upper, lower, best = math.inf, -math.inf, None
+        upper, lower, best = math.inf, lower0, None
+        taken = False  # the side search's result, once it came
+
+        def take_side() -> bool:
+            """Fold the side search in once it is done; whether that closes the gap."""
+            nonlocal taken, lower0, lower, upper, best
+            if side is None or taken or not side.done():
+                return False
+            taken = True
+            found = side.result()
+            if math.isfinite(found.bound):
+                lower0 = max(lower0, found.bound)
+                lower = max(lower, found.bound)
+            if found.integers is not None and found.value < upper:
+                upper, best = found.value, found.integers
+            return relative_gap(upper, lower) <= gap
+
+        def closed_row(k: int) -> dict[str, Any]:
+            return {"iteration": k, "seconds": time.perf_counter() - t0, "incumbent": upper, "bound": lower,
+                    "gap": relative_gap(upper, lower), "block_solves": solves, "closed_by": "root"}
         seen: set[bytes] = set()  # master points evaluated
         status = "optimal"
         for k in range(1, max_iter + 1):
+            if take_side():
+                history.append(closed_row(k - 1))
+                break
             t = time.perf_counter()
             floor = [objective >= lower0] if math.isfinite(lower0) else []
             master = cp.Problem(cp.Minimize(objective), [*d.constraints, *cuts, *floor])
@@ -205,6 +235,9 @@ def outer_approximation(
             x = np.array(d.x.value, dtype=float)
             ints = [np.round(np.array(v.value, dtype=float)) for v in d.integers]
             own = float(d.cost.value)
+            if take_side():  # the side search closed the gap while the master solved
+                history.append(closed_row(k))
+                break
             key = b"".join(v.astype(np.int64).tobytes() for v in ints) + np.round(x, 9).tobytes()
             stalled = key in seen  # its cuts are already exact there: the bound cannot rise any more
             if k > EXPLORE and not stalled:
@@ -226,6 +259,9 @@ def outer_approximation(
                 status = "time_limit"
                 if best is None:  # still exploring: the master's point is the plan to keep
                     upper, best = own + cut(x, pool), ints
+                break
+            if take_side():
+                history.append(closed_row(k))
                 break
             cut(IN_OUT * core + (1 - IN_OUT) * x, pool)  # in-out: a point toward the core
             core = 0.5 * (core + x)

@@ -29,13 +29,19 @@ from cvxpy.settings import SOLUTION_PRESENT
 
 from adnstudy.config.schema import own_strategy
 from adnstudy.errors import InfeasibleError, SolveError, SolverFailedError
-from adnstudy.solve.bnb import IntegerInfeasible, RelaxationInfeasible, branch_and_bound
+from adnstudy.solve.bnb import (
+    IntegerInfeasible,
+    RelaxationInfeasible,
+    branch_and_bound,
+    relative_gap,
+)
 from adnstudy.solve.conic import (
     FINAL,
     INFEASIBLE,
     NODE,
     ConicSettings,
     clarabel_accuracy,
+    quiet_solver,
     solve_conic,
 )
 from adnstudy.solve.decompose import DecompositionFailed, outer_approximation
@@ -136,7 +142,7 @@ def solve_mip(
         t = time.perf_counter()
         node = settings.conic(NODE)
         first = models[0]
-        decomposed = _decomposed(first, settings, node, coarse) if settings.decompose else None
+        decomposed = _decomposed(models, settings, node, coarse) if settings.decompose else None
         if decomposed is not None:
             integers, record = decomposed
             timings["solve"] = time.perf_counter() - t
@@ -181,13 +187,56 @@ def solve_mip(
     return _finish(final, integers, record, settings, timings)
 
 
-def _decomposed(model: MixedIntegerModel, settings: MipSettings, node: ConicSettings,
-                coarse: Callable[[], MixedIntegerModel] | None) -> tuple[list[np.ndarray], dict[str, Any]] | None:
-    """The default strategy's first choice: outer approximation over the model's blocks, where it offers them
-    (:mod:`.decompose`); None where it does not, or where the method cannot solve it (then branch-and-bound).
+@dataclass
+class RootProbe:
+    """What :func:`root_probe` found: the relaxation's bound and the best rounded plan."""
 
-    It starts from the coarse model's relaxation (one mean day: a core point in a fraction of a block's time),
-    or, without one, from the whole model's relaxation (its bound too)."""
+    bound: float  # the relaxation's value: a lower bound of the model (−inf if it failed)
+    value: float  # the best rounded plan's objective (inf if none solved)
+    integers: list[np.ndarray] | None  # its integer values
+    solves: int
+
+
+def root_probe(model: MixedIntegerModel, node: ConicSettings, gap: float, patterns: int = 2) -> RootProbe:
+    """Branch-and-bound's root without the tree, on one thread: the whole model's continuous relaxation (a lower
+    bound), then the model with the integers of its first roundings (:meth:`round`) fixed, one after the other,
+    until one is within ``gap`` of the bound. None of its failures is fatal: the probe then reports none."""
+    try:
+        solve_conic(model.problem, node, "the continuous relaxation")
+    except SolveError:
+        return RootProbe(-math.inf, math.inf, None, 1)
+    bound = float(model.problem.value)
+    tried: list[list[np.ndarray]] = []
+    best, best_ints = math.inf, None
+    for pattern in model.round(model.rounding_inputs()):
+        clipped = [np.clip(np.round(v), blk.lo0, blk.hi0) for v, blk in zip(pattern, model.integers, strict=True)]
+        if any(all(np.array_equal(a, b) for a, b in zip(clipped, t, strict=True)) for t in tried):
+            continue
+        tried.append(clipped)
+        model.fix_integers(clipped)
+        try:
+            solve_conic(model.problem, node, "a rounding of the relaxation")
+            if float(model.problem.value) < best:
+                best, best_ints = float(model.problem.value), clipped
+        except SolveError:
+            pass
+        if relative_gap(best, bound) <= gap or len(tried) == patterns:
+            break
+    for blk in model.integers:
+        blk.set_bounds(blk.lo0, blk.hi0)
+    return RootProbe(bound, best, best_ints, 1 + len(tried))
+
+
+def _decomposed(models: list[MixedIntegerModel], settings: MipSettings, node: ConicSettings,
+                coarse: Callable[[], MixedIntegerModel] | None) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+    """The default strategy, where the model offers a decomposition (:mod:`.decompose`): outer approximation
+    from the coarse model's relaxation, with the root probe (:func:`root_probe`) beside it on a thread of its
+    own. The probe's bound enters the loop's master and its rounded plan the incumbents as soon as they come;
+    where that plan is within the gap of the bound (the relaxation is nearly tight) the loop stops there.
+    None where the model offers no decomposition, or the method cannot solve it (then branch-and-bound)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = models[0]
     offer = getattr(model, "decomposition", None)
     decomposition = offer() if offer is not None else None
     if decomposition is None:
@@ -201,28 +250,31 @@ def _decomposed(model: MixedIntegerModel, settings: MipSettings, node: ConicSett
                 return -math.inf, small.linking_values()  # type: ignore[attr-defined]
             except SolveError:
                 pass
-        try:
-            solve_conic(model.problem, node, "the continuous relaxation")
-        except SolveError as exc:  # branch-and-bound diagnoses it
-            raise DecompositionFailed(str(exc), status=getattr(exc, "status", None)) from None
-        return float(model.problem.value), model.linking_values()  # type: ignore[attr-defined]
+        return -math.inf, np.clip(np.zeros(decomposition.x.size), decomposition.x_lo, decomposition.x_hi)
 
-    try:
-        res = outer_approximation(decomposition, start, gap=settings.gap, time_limit=settings.time_limit_s,
-                                  threads=settings.threads, settings=node.tighter(settings.gap / 10),
-                                  progress=(lambda row: log.info("OA %s", row)) if settings.verbose else None)
-    except DecompositionFailed as exc:
-        log.info("outer approximation stopped (%s); branch-and-bound instead", exc)
-        return None
-    record: dict[str, Any] = {
-        "name": "default", "strategy": "outer approximation: HiGHS MILP master, Clarabel SOCP per typical day",
+    with quiet_solver(), ThreadPoolExecutor(max_workers=1) as side:
+        probe = side.submit(root_probe, model, node, settings.gap)
+        try:
+            res = outer_approximation(decomposition, start, gap=settings.gap, time_limit=settings.time_limit_s,
+                                      threads=settings.threads, settings=node.tighter(settings.gap / 10),
+                                      side=probe,
+                                      progress=(lambda row: log.info("OA %s", row)) if settings.verbose else None)
+        except DecompositionFailed as exc:
+            log.info("outer approximation stopped (%s); branch-and-bound instead", exc)
+            probe.result()  # the model copy is free again
+            return None
+    root = probe.result()
+    closed = res.iterations == 0 or res.history[-1].get("closed_by") == "root"
+    return res.incumbent, {
+        "name": "default", "gap_target": settings.gap, "threads": settings.threads,
+        "time_limit_s": settings.time_limit_s,
+        "strategy": ("root relaxation and its rounding (the gap closed at the root; outer approximation beside it)"
+                     if closed else "outer approximation: HiGHS MILP master, Clarabel SOCP per typical day"),
         "status": res.status, "objective_usd": res.objective * model.usd_per_unit,
-        "bound_usd": res.bound * model.usd_per_unit, "gap": res.gap, "gap_target": settings.gap,
-        "iterations": res.iterations, "block_solves": res.block_solves,
+        "bound_usd": res.bound * model.usd_per_unit, "gap": res.gap,
+        "iterations": res.iterations, "block_solves": res.block_solves, "root_solves": root.solves,
         "seconds_by_phase": {k: round(v, 3) for k, v in res.split.items()},
-        "threads": settings.threads, "time_limit_s": settings.time_limit_s,
     }
-    return res.incumbent, record
 
 
 def _finish(final: MixedIntegerModel, integers: list[np.ndarray], record: dict[str, Any], settings: MipSettings,
