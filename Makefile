@@ -39,8 +39,10 @@ bench: setup
 	$(BIN)/python benchmarks/powerflow.py
 	$(BIN)/python benchmarks/cluster.py
 	$(BIN)/python benchmarks/plan.py
-	$(BIN)/python benchmarks/plan.py --reliability
 	$(BIN)/python benchmarks/dispatch.py
+	rm -rf $(OUT)/bench33 && $(BIN)/python -m adnstudy cluster cases/ieee33.yaml --out $(OUT)/bench33 \
+		&& $(BIN)/python -m adnstudy plan cases/ieee33.yaml --out $(OUT)/bench33 \
+		&& $(BIN)/python benchmarks/dispatch.py --stage $(OUT)/bench33
 	$(BIN)/python benchmarks/coplan.py
 	$(BIN)/python benchmarks/sweep.py
 	$(BIN)/python benchmarks/scale.py --buses 33 100 200 500 --what powerflow-year plan-norel plan
