@@ -166,15 +166,16 @@ def test_dispatch_tables_hold_no_solver_noise(planned_dispatch) -> None:
 def test_a_day_that_misses_its_tolerance_loses_no_day(small_study, tmp_path) -> None:
     out = tmp_path / "out"
     shutil.copytree(small_study.runs["main"] / "cluster", out / "cluster")
-    case = small_variant(tmp_path, "iters", ("fee_payer: buyer", "fee_payer: buyer\n  coordination: {max_iter: 41}"))
+    case = small_variant(tmp_path, "iters", ("fee_payer: buyer", "fee_payer: buyer\n  coordination: {max_iter: 35}"))
     result = runner.invoke(app, ["dispatch", str(case), "--out", str(out)])
     manifest = json.loads((out / "dispatch" / "manifest.json").read_text())
     by_day = {r["scenario"]: r for r in manifest["scenarios"]}
     assert sorted(by_day) == [0, 1, 2, 3]  # every day written
     missed = sorted(int(k) for k in manifest["not_converged"])
     assert missed and missed == sorted(s for s, r in by_day.items() if not r["converged"])
-    assert all(by_day[s]["iterations"] == 41 for s in missed)
-    assert all(r["iterations"] < 41 for s, r in by_day.items() if s not in missed)
+    assert all(by_day[s]["iterations"] == 35 for s in missed)
+    assert all(r["iterations"] <= 35 for s, r in by_day.items() if s not in missed)
+    assert len(missed) < 4  # and the others converged (accelerated ATC + ADMM here: 30, 33, > 35, > 35)
     assert result.exit_code == 1 and manifest["complete"] is False
     assert f"{len(missed)} of 4 typical day(s) are not final" in result.stderr
     assert all(f"typical day {s}: clearing: the distributed clearing" in result.stderr for s in missed)

@@ -65,7 +65,7 @@ BAD = [
     Bad("SAIFI limit", ("plan",), (("saidi_limit_h: 8.0", "saidi_limit_h: 8.0\n  saifi_limit: 1.0"),),
         "reliability.saifi_limit", "above the limit 1"),
     Bad("solver", ("plan",), (("name: ieee33", "name: ieee33\nsolver: {name: NOSUCH}"),),
-        "solver.name", "'NOSUCH' is not a CVXPY solver; use 'default' (branch-and-bound on Clarabel) or one of"),
+        "solver.name", "'NOSUCH' is not a CVXPY solver; use 'default' (the project's strategy), 'branch_and_bound' or one of"),
     Bad("solver", ("plan",), (("name: ieee33", "name: ieee33\nsolver: {name: GUROBI}"),),
         "solver.name", "solver 'GUROBI' is not installed: pip install gurobipy"),
     Bad("solver", ("plan",), (("name: ieee33", "name: ieee33\nsolver: {name: HIGHS}"),),
