@@ -153,8 +153,9 @@ def outer_approximation(
     """Minimise the decomposed model (module docstring). ``start()`` gives a lower bound of the model (−inf if
     none) and the first core point: the whole model's relaxation, or a coarse model's. ``side``: a search
     running beside the loop (the root probe: a future of an object with ``bound``, ``value`` and ``integers``);
-    when it is done, its bound floors the master, its plan joins the incumbents, and if those close the gap
-    the loop stops (before its next round of blocks)."""
+    after the exploration (:data:`EXPLORE` iterations) the loop waits for it: its bound floors the master, its
+    plan joins the incumbents, and if those close the gap the loop stops there. One fixed meeting point keeps
+    the plan independent of which thread finishes first."""
     d = decomposition
     _silence_highs_banner()
     t0 = time.perf_counter()
@@ -191,9 +192,10 @@ def outer_approximation(
         taken = False  # the side search's result, once it came
 
         def take_side() -> bool:
-            """Fold the side search in once it is done; whether that closes the gap."""
+            """Wait for the side search and fold it in; whether that closes the gap. Called at one fixed point of
+            the loop (after the exploration), so the plan found never depends on which thread finished first."""
             nonlocal taken, lower0, lower, upper, best
-            if side is None or taken or not side.done():
+            if side is None or taken:
                 return False
             taken = True
             found = side.result()
@@ -210,7 +212,7 @@ def outer_approximation(
         seen: set[bytes] = set()  # master points evaluated
         status = "optimal"
         for k in range(1, max_iter + 1):
-            if take_side():
+            if k == EXPLORE + 1 and take_side():
                 history.append(closed_row(k - 1))
                 break
             t = time.perf_counter()
@@ -235,9 +237,6 @@ def outer_approximation(
             x = np.array(d.x.value, dtype=float)
             ints = [np.round(np.array(v.value, dtype=float)) for v in d.integers]
             own = float(d.cost.value)
-            if take_side():  # the side search closed the gap while the master solved
-                history.append(closed_row(k))
-                break
             key = b"".join(v.astype(np.int64).tobytes() for v in ints) + np.round(x, 9).tobytes()
             stalled = key in seen  # its cuts are already exact there: the bound cannot rise any more
             if k > EXPLORE and not stalled:
@@ -260,13 +259,11 @@ def outer_approximation(
                 if best is None:  # still exploring: the master's point is the plan to keep
                     upper, best = own + cut(x, pool), ints
                 break
-            if take_side():
-                history.append(closed_row(k))
-                break
             cut(IN_OUT * core + (1 - IN_OUT) * x, pool)  # in-out: a point toward the core
             core = 0.5 * (core + x)
         else:
             status = "gap_not_proven"
+        take_side()  # a loop that ended within the exploration still keeps what the side search found
         if best is None:  # max_iter within the exploration
             upper, best = own + cut(x, pool), ints
     return DecompositionResult(status=status, objective=upper, bound=min(lower, upper), gap=relative_gap(upper, lower),

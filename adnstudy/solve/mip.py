@@ -197,7 +197,7 @@ class RootProbe:
     solves: int
 
 
-def root_probe(model: MixedIntegerModel, node: ConicSettings, gap: float, patterns: int = 2) -> RootProbe:
+def root_probe(model: MixedIntegerModel, node: ConicSettings, gap: float, patterns: int = 1) -> RootProbe:
     """Branch-and-bound's root without the tree, on one thread: the whole model's continuous relaxation (a lower
     bound), then the model with the integers of its first roundings (:meth:`round`) fixed, one after the other,
     until one is within ``gap`` of the bound. None of its failures is fatal: the probe then reports none."""
